@@ -1,0 +1,63 @@
+# Callbox: the two commands are `make run` and `make test`. Each sets up what
+# it needs (Debian packages, .venv, the compiled core) and skips what is done.
+
+# Debian's Python is the one the appliance image runs; fall back to PATH's.
+PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+CORE_SOURCES := $(shell find core -name '*.cpp' -o -name '*.h')
+EXT_SUFFIX := $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
+CORE_EXT := core/_core$(EXT_SUFFIX)
+ASAN_RUNTIME = $(shell g++ -print-file-name=libasan.so)
+UBSAN_RUNTIME = $(shell g++ -print-file-name=libubsan.so)
+
+.PHONY: run test lint typecheck test-core-sanitize bench deps clean
+
+## run: set up and start the appliance on embedded defaults (Ctrl-C stops it)
+run: $(VENV)/.installed $(CORE_EXT)
+	$(VENV)/bin/callbox run
+
+## test: set up, then lint, type-check and run the whole suite (core also under ASan/UBSan)
+test: $(CORE_EXT) lint typecheck test-core-sanitize
+	$(PY) -m pytest
+
+lint: $(VENV)/.installed $(CORE_EXT)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(VENV)/.installed
+	$(VENV)/bin/mypy
+
+## the core's tests once more against the sanitizer build (core._core_sanitize)
+test-core-sanitize: core/_core_sanitize$(EXT_SUFFIX)
+	CALLBOX_CORE=sanitize LD_PRELOAD="$(ASAN_RUNTIME) $(UBSAN_RUNTIME)" \
+	PYTHONMALLOC=malloc ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	$(PY) -m pytest -q -p no:cacheprovider --capture=sys tests/core
+
+core/_core_sanitize$(EXT_SUFFIX): $(VENV)/.installed $(CORE_SOURCES) setup.py
+	CALLBOX_SANITIZE=1 $(PY) setup.py -q build_ext --inplace --build-temp build/sanitize
+
+# pip install -e builds the core once; later source changes rebuild it in place.
+$(CORE_EXT): $(VENV)/.installed $(CORE_SOURCES) setup.py
+	$(PY) setup.py -q build_ext --inplace --build-temp build/native
+	touch $@
+
+
+## bench: run the kernel benchmarks and write benchmarks/results/
+bench: $(VENV)/.installed $(CORE_EXT)
+	$(PY) -m benchmarks.run
+
+deps:
+	scripts/install-system-deps
+
+# The venv is rebuilt when the package metadata changes; the core when its sources do.
+$(VENV)/.installed: pyproject.toml setup.py scripts/install-system-deps
+	scripts/install-system-deps
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel pybind11 cython
+	$(PY) -m pip install -q --no-build-isolation -e '.[test]'
+	touch $@
+
+clean:
+	rm -rf build $(VENV) core/*.so hw/*.so *.egg-info .mypy_cache .ruff_cache .pytest_cache

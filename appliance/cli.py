@@ -1,0 +1,257 @@
+"""The ``callbox`` command: run the appliance, look at it, move its configuration."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from appliance import __version__
+from appliance.schema import ConfigError
+from appliance.settings import DEFAULT_CONFIG_FILE, Settings, describe_settings, load_settings
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_NOT_RUNNING = 3
+
+DESCRIPTION = """\
+Callbox: an on-premises call-center appliance.
+
+Start it with 'callbox run' (or 'make run' from a source checkout): the switch
+and the web UI start in the foreground on embedded defaults, with data in
+./var. Check it from another shell with 'callbox status'. Configure the call
+center (trunks, numbers, IVR flows, queues, agents) by editing the YAML from
+'callbox config export' and loading it with 'callbox config import FILE'.
+"""
+
+SETTINGS_HELP = f"""\
+settings come from built-in defaults, then a TOML file (--config FILE, else
+$CALLBOX_CONFIG, else {DEFAULT_CONFIG_FILE} if it exists), then environment
+variables CALLBOX_<SECTION>_<KEY> such as CALLBOX_WEB_PORT=8081 or
+CALLBOX_DATA_DIR=/srv/callbox. 'callbox settings' prints the result.
+"""
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(args.config)
+
+
+def _child_args(args: argparse.Namespace) -> list[str]:
+    return ["--config", str(args.config)] if args.config else []
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from appliance.runner import supervise
+
+    settings = _settings(args)
+    return asyncio.run(supervise(settings, _child_args(args)))
+
+
+def _serve(args: argparse.Namespace, name: str) -> int:
+    from appliance.service import StartupError
+    from appliance.store import StoreError
+    from hw.systemd import setup_logging
+
+    settings = _settings(args)
+    setup_logging(f"callbox-{name}", settings.log.level.value)
+    if name == "switch":
+        from appliance.switch import serve
+    else:
+        from appliance.webadmin import serve
+    try:
+        asyncio.run(serve(settings))
+    except (StartupError, StoreError) as exc:
+        print(f"callbox {name}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def cmd_switch(args: argparse.Namespace) -> int:
+    return _serve(args, "switch")
+
+
+def cmd_web(args: argparse.Namespace) -> int:
+    return _serve(args, "web")
+
+
+def format_status(status: dict[str, Any]) -> str:
+    """The human-readable form of the switch's status."""
+    minutes, seconds = divmod(int(status["uptime_s"]), 60)
+    hours, minutes = divmod(minutes, 60)
+    lines = [
+        f"Callbox {status['version']}: running (switch pid {status['pid']}, "
+        f"up {hours}h{minutes:02d}m{seconds:02d}s)",
+        f"data          {status['data_dir']}",
+    ]
+    for name, where in status["listeners"].items():
+        lines.append(f"{name:<13} {where or 'not available in this build'}")
+    media = status["media_core"]
+    libraries = ", ".join(f"{k} {v}" for k, v in media["libraries"].items())
+    lines.append(
+        f"media core    {media['implementation']}" + (f" ({libraries})" if libraries else "")
+    )
+    records = status["store"]["records"]
+    lines.append("configured    " + ", ".join(f"{n} {k}" for k, n in records.items()))
+    lines.append(f"calls         {len(status['calls'])} live")
+    agents = status["agents"]
+    logged_in = sum(1 for a in agents if a["state"] != "logged_out")
+    lines.append(f"agents        {len(agents)} configured, {logged_in} logged in")
+    for queue in status["queues"]:
+        lines.append(
+            f"queue         {queue['name']}: {queue['waiting']} waiting "
+            f"({queue['strategy']}, skill {queue['skill']})"
+        )
+    return "\n".join(lines)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from appliance.webadmin.switch_client import SwitchUnavailable, fetch_status
+
+    settings = _settings(args)
+    try:
+        status = asyncio.run(fetch_status(settings.control_socket))
+    except SwitchUnavailable as exc:
+        print(f"Callbox is not running: {exc}", file=sys.stderr)
+        return EXIT_NOT_RUNNING
+    print(json.dumps(status, indent=2) if args.json else format_status(status))
+    return EXIT_OK
+
+
+def _open_store(settings: Settings) -> Any:
+    from appliance.config import CONFIG_RECORDS
+    from appliance.store import Store
+
+    return Store.open(settings.db_path, CONFIG_RECORDS, map_size=settings.store.map_size_mb << 20)
+
+
+def cmd_config_export(args: argparse.Namespace) -> int:
+    from appliance.config import dump_document, export_configuration
+
+    store = _open_store(_settings(args))
+    try:
+        text = dump_document(export_configuration(store))
+    finally:
+        store.close()
+    if args.file in (None, "-"):
+        sys.stdout.write(text)
+    else:
+        Path(args.file).write_text(text, encoding="utf-8")
+        print(f"configuration written to {args.file}")
+    return EXIT_OK
+
+
+def cmd_config_import(args: argparse.Namespace) -> int:
+    from appliance.config import import_configuration, load_document
+
+    source = "<stdin>" if args.file == "-" else args.file
+    try:
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+    except OSError as exc:
+        print(f"callbox config import: cannot read {source}: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    except UnicodeDecodeError as exc:
+        print(f"callbox config import: {source} is not UTF-8 text: {exc.reason}", file=sys.stderr)
+        return EXIT_USAGE
+    # Validate everything before the store is touched, so a bad file changes nothing.
+    configuration = load_document(text, source)
+    store = _open_store(_settings(args))
+    try:
+        written = import_configuration(store, configuration)
+    finally:
+        store.close()
+    summary = ", ".join(f"{n} {kind}" for kind, n in written.items())
+    print(f"imported {source}: {summary}")
+    return EXIT_OK
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    store = _open_store(_settings(args))
+    try:
+        store.backup(Path(args.file))
+    finally:
+        store.close()
+    print(f"backup written to {args.file} (an LMDB file; open with mdb_stat -n {args.file})")
+    return EXIT_OK
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    print(yaml.safe_dump(describe_settings(_settings(args)), sort_keys=False).rstrip())
+    return EXIT_OK
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    import core
+
+    print(f"callbox {__version__}")
+    print(f"media core: {core.IMPLEMENTATION}")
+    for library, version in core.library_versions().items():
+        print(f"  {library} {version}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``callbox`` (also used to generate the README's usage)."""
+    parser = argparse.ArgumentParser(
+        prog="callbox",
+        description=DESCRIPTION,
+        epilog=SETTINGS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--config", type=Path, metavar="FILE", help="settings file (TOML); see below"
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(
+        name: str, handler: Callable[[argparse.Namespace], int], text: str
+    ) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=text, description=text)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    add("run", cmd_run, "start the switch and the web UI in the foreground (Ctrl-C stops)")
+    status = add(
+        "status", cmd_status, "show the running appliance: listeners, calls, agents, queues"
+    )
+    status.add_argument("--json", action="store_true", help="print the raw status as JSON")
+    config = add("config", lambda a: EXIT_USAGE, "export or import the call-center configuration")
+    config_commands = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    export = config_commands.add_parser(
+        "export", help="write the configuration as YAML (to FILE or standard output)"
+    )
+    export.add_argument("file", nargs="?", metavar="FILE")
+    export.set_defaults(handler=cmd_config_export)
+    imp = config_commands.add_parser(
+        "import",
+        help="replace the configuration with a YAML file ('-' reads standard input); "
+        "a file with any error changes nothing",
+    )
+    imp.add_argument("file", metavar="FILE")
+    imp.set_defaults(handler=cmd_config_import)
+    backup = add("backup", cmd_backup, "write a compacted copy of the live database to FILE")
+    backup.add_argument("file", metavar="FILE")
+    add("settings", cmd_settings, "print the effective settings (after file and environment)")
+    add("version", cmd_version, "print the version and the media core's libraries")
+    add("switch", cmd_switch, "run only the switch process (what callbox-switch.service runs)")
+    add("web", cmd_web, "run only the web process (what callbox-web.service runs)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``callbox`` console script."""
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except ConfigError as exc:
+        print(f"callbox: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_FAILURE

@@ -1,0 +1,457 @@
+"""The call center's configuration records: one schema for YAML, the store and the REST API.
+
+Each record is a frozen dataclass with a ``KIND`` (its sub-database) and a
+``SCHEMA_VERSION``. ``Configuration`` is the whole document that
+``callbox config export|import`` reads and writes; ``Configuration.check``
+verifies that every reference (a number's flow, a queue's skill, a node's
+next node) points at something that exists.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Annotated, ClassVar
+
+from appliance.schema import ConfigError, Length, Name, Pattern, Range, Tagged, join
+from appliance.store.keys import name_key
+
+Seconds = Annotated[int, Range(1, 86400)]
+Digits = Annotated[str, Pattern(r"[0-9*#]{1,32}", "1-32 of the keys 0-9, * and #")]
+PhoneNumber = Annotated[str, Pattern(r"\+?[0-9]{1,32}", "a phone number: digits, optional '+'")]
+ClockTime = Annotated[str, Pattern(r"([01][0-9]|2[0-3]):[0-5][0-9]|24:00", "a time HH:MM")]
+Key = Annotated[str, Pattern(r"[0-9*#]", "one key 0-9, * or #")]
+Date = Annotated[str, Pattern(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", "a date YYYY-MM-DD")]
+
+
+class NamedRecord:
+    """A record keyed by its ``name`` field."""
+
+    name: str
+
+    def key(self) -> bytes:
+        """The record's key: its name."""
+        return name_key(self.name)
+
+
+class Codec(StrEnum):
+    """Audio codecs a trunk or phone may use (telephone-event is always offered)."""
+
+    PCMA = "PCMA"
+    PCMU = "PCMU"
+    G722 = "G722"
+    G729 = "G729"
+    OPUS = "opus"
+
+
+class Transport(StrEnum):
+    """SIP transports."""
+
+    UDP = "udp"
+    TCP = "tcp"
+    TLS = "tls"
+
+
+class TrunkMode(StrEnum):
+    """How a trunk is trusted: we register to it, or we accept its addresses."""
+
+    REGISTER = "register"
+    IP = "ip"
+
+
+@dataclass(frozen=True)
+class Trunk(NamedRecord):
+    """A SIP trunk to a provider or an E1/FXO gateway."""
+
+    KIND: ClassVar[str] = "trunks"
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    name: Name
+    mode: TrunkMode
+    host: Annotated[str, Pattern(r"[0-9A-Za-z.:_\[\]-]+", "an IP address or host name")]
+    port: Annotated[int, Range(1, 65535)] = 5060
+    transport: Transport = Transport.UDP
+    username: str = ""
+    password: str = ""
+    allow: list[str] = field(default_factory=list)
+    codecs: Annotated[list[Codec], Length(1)] = field(
+        default_factory=lambda: [Codec.PCMA, Codec.PCMU]
+    )
+
+    def __post_init__(self) -> None:
+        if self.mode is TrunkMode.REGISTER and not (self.username and self.password):
+            raise ConfigError("a trunk with mode 'register' needs a username and a password")
+        if self.mode is TrunkMode.IP and not self.allow:
+            raise ConfigError(
+                "a trunk with mode 'ip' needs 'allow': the addresses (IP or CIDR) it calls from"
+            )
+        for i, network in enumerate(self.allow):
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ConfigError(
+                    f"must be an IP address or network (CIDR), got {network!r}", join("allow", i)
+                ) from None
+
+
+@dataclass(frozen=True)
+class InboundNumber:
+    """A number callers dial (DID, 400/800, ...), answered by its own IVR flow."""
+
+    KIND: ClassVar[str] = "numbers"
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    number: PhoneNumber
+    flow: Name
+    trunk: Name | None = None
+    label: str = ""
+
+    def key(self) -> bytes:
+        return name_key(self.number)
+
+
+@dataclass(frozen=True)
+class AnswerNode:
+    """Answer the call, then go on."""
+
+    TAG: ClassVar[str] = "answer"
+    next: Name
+
+
+@dataclass(frozen=True)
+class PlayNode:
+    """Play a prompt, then go on."""
+
+    TAG: ClassVar[str] = "play"
+    prompt: Name
+    next: Name
+
+
+@dataclass(frozen=True)
+class MenuNode:
+    """Play a prompt and branch on one key; retry on timeout or a key with no branch."""
+
+    TAG: ClassVar[str] = "menu"
+    prompt: Name
+    options: Annotated[dict[Key, Name], Length(1)]
+    timeout: Seconds = 5
+    retries: Annotated[int, Range(0, 10)] = 2
+    invalid_prompt: Name | None = None
+    failed: Name | None = None
+
+
+@dataclass(frozen=True)
+class CollectNode:
+    """Collect a number of digits into a call variable."""
+
+    TAG: ClassVar[str] = "collect"
+    prompt: Name
+    variable: Name
+    next: Name
+    min_digits: Annotated[int, Range(1, 32)] = 1
+    max_digits: Annotated[int, Range(1, 32)] = 16
+    timeout: Seconds = 5
+    terminator: Annotated[str, Pattern(r"[*#]?", "'#', '*' or empty")] = "#"
+
+
+@dataclass(frozen=True)
+class TimeConditionNode:
+    """Branch on whether the time now is inside a schedule."""
+
+    TAG: ClassVar[str] = "time_condition"
+    schedule: Name
+    open: Name
+    closed: Name
+
+
+@dataclass(frozen=True)
+class QueueNode:
+    """Queue the caller for an agent; ``timeout`` is where the queue sends it when it gives up."""
+
+    TAG: ClassVar[str] = "queue"
+    queue: Name
+    timeout: Name | None = None
+
+
+@dataclass(frozen=True)
+class TransferNode:
+    """Transfer the call to an extension or an outside number."""
+
+    TAG: ClassVar[str] = "transfer"
+    destination: PhoneNumber
+
+
+@dataclass(frozen=True)
+class HangupNode:
+    """End the call."""
+
+    TAG: ClassVar[str] = "hangup"
+
+
+IvrNode = Annotated[
+    AnswerNode
+    | PlayNode
+    | MenuNode
+    | CollectNode
+    | TimeConditionNode
+    | QueueNode
+    | TransferNode
+    | HangupNode,
+    Tagged("type"),
+]
+
+# The fields of each node type that name another node of the same flow.
+NODE_LINKS = ("next", "failed", "open", "closed", "timeout")
+
+
+@dataclass(frozen=True)
+class IvrFlow(NamedRecord):
+    """An IVR flow: named nodes and the node a call starts at."""
+
+    KIND: ClassVar[str] = "flows"
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    name: Name
+    start: Name
+    nodes: Annotated[dict[Name, IvrNode], Length(1)]
+
+
+class Strategy(StrEnum):
+    """How a queue picks the agent to offer a call to."""
+
+    LONGEST_IDLE = "longest_idle"
+    ROUND_ROBIN = "round_robin"
+    FEWEST_CALLS = "fewest_calls"
+    RING_ALL = "ring_all"
+    SKILL_LEVEL = "skill_level"
+    RANDOM = "random"
+
+
+@dataclass(frozen=True)
+class Queue(NamedRecord):
+    """A queue of callers waiting for agents with a skill."""
+
+    KIND: ClassVar[str] = "queues"
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    name: Name
+    skill: Name
+    strategy: Strategy = Strategy.LONGEST_IDLE
+    ring_timeout: Annotated[int, Range(5, 300)] = 20
+    wrapup: Annotated[int, Range(0, 3600)] = 10
+    max_wait: Annotated[int, Range(10, 86400)] = 300
+    hold_music: Name | None = None
+
+
+@dataclass(frozen=True)
+class Skill(NamedRecord):
+    """A skill, which is also an agent group (技能组)."""
+
+    KIND: ClassVar[str] = "skills"
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    name: Name
+    label: str = ""
+
+
+class AgentType(StrEnum):
+    """Ordinary agent or supervisor (普通座席/班长座席)."""
+
+    ORDINARY = "ordinary"
+    SUPERVISOR = "supervisor"
+
+
+@dataclass(frozen=True)
+class Agent:
+    """An agent: number (工号), name, one group, per-skill levels, the extension they answer on."""
+
+    KIND: ClassVar[str] = "agents"
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    number: Annotated[str, Pattern(r"[0-9]{1,16}", "1-16 digits")]
+    name: Annotated[str, Length(1, 64)]
+    group: Name
+    type: AgentType = AgentType.ORDINARY
+    extension: PhoneNumber | None = None
+    skills: dict[Name, Annotated[int, Range(1, 10)]] = field(default_factory=dict)
+    location: str = ""
+
+    def key(self) -> bytes:
+        return name_key(self.number)
+
+
+class Weekday(StrEnum):
+    """Days of the week."""
+
+    MON = "mon"
+    TUE = "tue"
+    WED = "wed"
+    THU = "thu"
+    FRI = "fri"
+    SAT = "sat"
+    SUN = "sun"
+
+
+@dataclass(frozen=True)
+class Period:
+    """Open hours on some days of the week."""
+
+    days: Annotated[list[Weekday], Length(1, 7)]
+    start: ClockTime
+    end: ClockTime
+
+    def __post_init__(self) -> None:
+        if self.end <= self.start:
+            raise ConfigError(f"must be later than start ({self.start}), got {self.end}", "end")
+
+
+@dataclass(frozen=True)
+class Schedule(NamedRecord):
+    """Business hours: weekly periods, and holiday dates when it is closed all day."""
+
+    KIND: ClassVar[str] = "schedules"
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    name: Name
+    periods: list[Period] = field(default_factory=list)
+    holidays: list[Date] = field(default_factory=list)
+    timezone: str = "Asia/Shanghai"
+
+    def __post_init__(self) -> None:
+        for i, day in enumerate(self.holidays):
+            try:
+                dt.date.fromisoformat(day)
+            except ValueError:
+                raise ConfigError(f"is not a calendar date: {day!r}", join("holidays", i)) from None
+
+
+class Role(StrEnum):
+    """What a web user may do."""
+
+    ADMIN = "admin"
+    SUPERVISOR = "supervisor"
+    AGENT = "agent"
+
+
+@dataclass(frozen=True)
+class User:
+    """A web user. ``password`` is accepted on import only and stored as an argon2 hash."""
+
+    KIND: ClassVar[str] = "users"
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    username: Name
+    role: Role
+    password_hash: str = ""
+    password: str | None = field(default=None, metadata={"dump": False})
+    agent: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.password_hash and not self.password_hash.startswith("$argon2"):
+            raise ConfigError("must be an argon2 hash; give 'password' instead", "password_hash")
+
+    def key(self) -> bytes:
+        return name_key(self.username)
+
+
+ConfigRecord = Trunk | InboundNumber | IvrFlow | Queue | Skill | Agent | Schedule | User
+
+CONFIG_RECORDS: tuple[type[ConfigRecord], ...] = (
+    Trunk,
+    InboundNumber,
+    IvrFlow,
+    Queue,
+    Skill,
+    Agent,
+    Schedule,
+    User,
+)
+
+
+def _require(value: str | None, known: set[str], what: str, path: str) -> None:
+    """Fail unless ``value`` (if given) names one of ``known``."""
+    if value is not None and value not in known:
+        choices = ", ".join(sorted(known)) or "none defined"
+        raise ConfigError(f"no {what} named {value!r} (defined: {choices})", path)
+
+
+# Sections of the configuration document, by record kind.
+SECTIONS = {cls.KIND: cls for cls in CONFIG_RECORDS}
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """The whole call-center configuration, as ``callbox config export`` writes it."""
+
+    trunks: list[Trunk] = field(default_factory=list)
+    numbers: list[InboundNumber] = field(default_factory=list)
+    flows: list[IvrFlow] = field(default_factory=list)
+    queues: list[Queue] = field(default_factory=list)
+    skills: list[Skill] = field(default_factory=list)
+    agents: list[Agent] = field(default_factory=list)
+    schedules: list[Schedule] = field(default_factory=list)
+    users: list[User] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._check_unique()
+        self._check_references()
+
+    def _check_unique(self) -> None:
+        for section in SECTIONS:
+            seen: dict[bytes, int] = {}
+            for i, record in enumerate(getattr(self, section)):
+                key = record.key()
+                if key in seen:
+                    name = key.decode()
+                    raise ConfigError(
+                        f"duplicate {name!r}: {section}[{seen[key]}] already has it",
+                        join(section, i),
+                    )
+                seen[key] = i
+
+    def _check_references(self) -> None:
+        def names(section: str, attr: str) -> set[str]:
+            return {getattr(r, attr) for r in getattr(self, section)}
+
+        flows = names("flows", "name")
+        trunks = names("trunks", "name")
+        queues = names("queues", "name")
+        skills = names("skills", "name")
+        schedules = names("schedules", "name")
+        agents = names("agents", "number")
+
+        for i, number in enumerate(self.numbers):
+            _require(number.flow, flows, "flow", join(join("numbers", i), "flow"))
+            _require(number.trunk, trunks, "trunk", join(join("numbers", i), "trunk"))
+        for i, queue in enumerate(self.queues):
+            _require(queue.skill, skills, "skill", join(join("queues", i), "skill"))
+        for i, agent in enumerate(self.agents):
+            path = join("agents", i)
+            _require(agent.group, skills, "skill group", join(path, "group"))
+            for skill in agent.skills:
+                _require(skill, skills, "skill", join(join(path, "skills"), skill))
+        for i, user in enumerate(self.users):
+            _require(user.agent, agents, "agent number", join(join("users", i), "agent"))
+        for i, flow in enumerate(self.flows):
+            self._check_flow(flow, join("flows", i), queues, schedules)
+
+    @staticmethod
+    def _check_flow(flow: IvrFlow, path: str, queues: set[str], schedules: set[str]) -> None:
+        nodes = set(flow.nodes)
+        _require(flow.start, nodes, "node", join(path, "start"))
+        for node_id, node in flow.nodes.items():
+            node_path = join(join(path, "nodes"), node_id)
+            for link in NODE_LINKS:
+                target = getattr(node, link, None)
+                if link == "timeout" and not isinstance(node, QueueNode):
+                    continue
+                _require(target, nodes, "node", join(node_path, link))
+            if isinstance(node, MenuNode):
+                for digit, target in node.options.items():
+                    _require(target, nodes, "node", join(join(node_path, "options"), digit))
+            if isinstance(node, QueueNode):
+                _require(node.queue, queues, "queue", join(node_path, "queue"))
+            if isinstance(node, TimeConditionNode):
+                _require(node.schedule, schedules, "schedule", join(node_path, "schedule"))

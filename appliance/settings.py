@@ -1,0 +1,203 @@
+"""Settings of the appliance's processes: embedded defaults, then a TOML file, then environment.
+
+Settings say where things live and listen (data folder, ports); the call
+center's own configuration (trunks, numbers, queues, ...) is in the store.
+
+Order, each overriding the one before:
+1. the defaults below, which are what ``make run`` uses;
+2. a TOML file: ``--config FILE``, else ``$CALLBOX_CONFIG``, else
+   ``/etc/callbox/callbox.toml`` if it exists;
+3. environment variables ``CALLBOX_<SECTION>_<KEY>`` (``CALLBOX_WEB_PORT=8081``),
+   or ``CALLBOX_<KEY>`` for top-level keys (``CALLBOX_DATA_DIR``).
+
+An unknown key or a bad value stops start-up with a ``ConfigError`` that names
+the key, where it came from and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+from appliance.schema import ConfigError, Pattern, Range, dump, parse_record
+
+DEFAULT_CONFIG_FILE = Path("/etc/callbox/callbox.toml")
+
+# CALLBOX_* variables that are not settings: switches read elsewhere.
+NOT_SETTINGS = frozenset({"CALLBOX_CONFIG", "CALLBOX_CORE", "CALLBOX_SANITIZE"})
+
+Port = Annotated[int, Range(1, 65535)]
+Host = Annotated[str, Pattern(r"[0-9A-Za-z.:_-]+", "an IP address or host name")]
+
+
+class LogLevel(StrEnum):
+    """How much the services log."""
+
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class SipSettings:
+    """Where the SIP stack listens (UDP and TCP share the port)."""
+
+    host: Host = "0.0.0.0"
+    port: Port = 5060
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    """Where the admin UI, agent desktop and public API listen."""
+
+    host: Host = "0.0.0.0"
+    port: Port = 8080
+
+
+@dataclass(frozen=True)
+class RtpSettings:
+    """The UDP port range for call media (RTP on even ports, RTCP on the next odd one)."""
+
+    port_min: Port = 20000
+    port_max: Port = 29999
+
+    def __post_init__(self) -> None:
+        if self.port_min % 2:
+            raise ConfigError(
+                f"must be even (RTP uses even ports), got {self.port_min}", "port_min"
+            )
+        if self.port_max - self.port_min < 3:
+            raise ConfigError(
+                f"must leave room for at least two RTP/RTCP pairs above port_min "
+                f"({self.port_min}), got {self.port_max}",
+                "port_max",
+            )
+
+
+@dataclass(frozen=True)
+class MediaSettings:
+    """The media core's worker threads (0: one per CPU core)."""
+
+    workers: Annotated[int, Range(0, 256)] = 0
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """The LMDB store: the largest size the database may grow to."""
+
+    map_size_mb: Annotated[int, Range(16, 1024 * 1024)] = 4096
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """Logging: to journald under systemd, readable lines on stderr otherwise."""
+
+    level: LogLevel = LogLevel.INFO
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All settings of a Callbox installation."""
+
+    data_dir: str = "./var"
+    sip: SipSettings = field(default_factory=SipSettings)
+    web: WebSettings = field(default_factory=WebSettings)
+    rtp: RtpSettings = field(default_factory=RtpSettings)
+    media: MediaSettings = field(default_factory=MediaSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+
+    @property
+    def data_path(self) -> Path:
+        """The data folder, absolute."""
+        return Path(self.data_dir).expanduser().resolve()
+
+    @property
+    def db_path(self) -> Path:
+        """The LMDB environment (a folder)."""
+        return self.data_path / "db"
+
+    @property
+    def run_path(self) -> Path:
+        """Sockets and other files that live only while the appliance runs."""
+        return self.data_path / "run"
+
+    @property
+    def control_socket(self) -> Path:
+        """The switch's control API (a unix socket)."""
+        return self.run_path / "switch.sock"
+
+
+def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _env_layer(environ: Mapping[str, str]) -> dict[str, Any]:
+    """``CALLBOX_*`` variables as a nested mapping, rejecting ones that are no setting."""
+    hints = typing.get_type_hints(Settings)
+    sections = {name for name, tp in hints.items() if dataclasses.is_dataclass(tp)}
+    layer: dict[str, Any] = {}
+    for name, value in sorted(environ.items()):
+        if not name.startswith("CALLBOX_") or name in NOT_SETTINGS:
+            continue
+        rest = name.removeprefix("CALLBOX_").lower()
+        section, _, key = rest.partition("_")
+        if section in sections and key:
+            layer.setdefault(section, {})[key] = value
+        else:
+            layer[rest] = value
+    return layer
+
+
+def _env_name(path: str) -> str:
+    return "CALLBOX_" + path.replace(".", "_").upper()
+
+
+def load_settings(
+    config_file: Path | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Settings from defaults, the TOML file, then the environment (see module docs)."""
+    environ = os.environ if environ is None else environ
+    if config_file is None and environ.get("CALLBOX_CONFIG"):
+        config_file = Path(environ["CALLBOX_CONFIG"])
+    if config_file is None and DEFAULT_CONFIG_FILE.exists():
+        config_file = DEFAULT_CONFIG_FILE
+    data: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            data = tomllib.loads(config_file.read_text(encoding="utf-8"))
+        except OSError as exc:
+            message = f"cannot read the settings file: {exc.strerror}"
+            raise ConfigError(message, "", None, str(config_file)) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"not valid TOML: {exc}", "", None, str(config_file)) from None
+        try:
+            parse_record(Settings, data)
+        except ConfigError as exc:
+            raise exc.located(str(config_file), None) from None
+    env = _env_layer(environ)
+    try:
+        return parse_record(Settings, _merge(data, env), from_strings=True)
+    except ConfigError as exc:
+        # The file was valid alone, so the variable is at fault.
+        raise ConfigError(exc.message, _env_name(exc.path), None, "environment") from None
+
+
+def describe_settings(settings: Settings) -> dict[str, Any]:
+    """The effective settings as plain data (for ``callbox settings``)."""
+    result: dict[str, Any] = dump(settings)
+    return result

@@ -1,0 +1,17 @@
+"""Schema migrations, run when the store opens.
+
+Each record kind's stored schema version is kept in the ``meta`` sub-database.
+A migration turns the plain data of one version into the next; the store runs
+the chain for every record of a kind, in one write transaction, so a crash
+mid-migration leaves the old data intact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+Migration = Callable[[Any], Any]
+
+# kind -> {from_version: function giving the data of from_version + 1}
+MIGRATIONS: Mapping[str, Mapping[int, Migration]] = {}

@@ -1,0 +1,40 @@
+"""callbox-switch: SIP, call control, IVR, ACD and the media core in one asyncio process."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from aiohttp import web
+
+from appliance.config import CONFIG_RECORDS
+from appliance.service import claim_unix_socket, run_until_signalled
+from appliance.settings import Settings
+from appliance.store import Store
+from appliance.switch.control import control_app
+from appliance.switch.service import Switch
+
+log = logging.getLogger(__name__)
+
+
+async def serve(settings: Settings) -> None:
+    """Run the switch until SIGINT or SIGTERM."""
+    socket_path = settings.control_socket
+    claim_unix_socket(socket_path, "Callbox switch")
+    store = Store.open(settings.db_path, CONFIG_RECORDS, map_size=settings.store.map_size_mb << 20)
+    switch = Switch(settings, store)
+    runner = web.AppRunner(control_app(switch), access_log=None)
+
+    async def start() -> str:
+        await runner.setup()
+        site = web.UnixSite(runner, str(socket_path))
+        await site.start()
+        os.chmod(socket_path, 0o660)
+        return f"control API on unix:{socket_path}"
+
+    async def stop() -> None:
+        await runner.cleanup()
+        socket_path.unlink(missing_ok=True)
+        store.close()
+
+    await run_until_signalled("switch", start, stop)

@@ -1,0 +1,69 @@
+"""The switch: owner of all live call state (SIP, call control, IVR, ACD, media).
+
+So far it holds the store and answers the control API; SIP and media land
+with their issues and register their listeners here.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import core
+from appliance import __version__
+from appliance.config.records import Agent, Queue
+from appliance.settings import Settings
+from appliance.store import Store
+
+
+class Switch:
+    """Live state of the switch process, as the control API reports it."""
+
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+        self.started_monotonic = time.monotonic()
+        self.started_at = time.time()
+
+    def listeners(self) -> dict[str, str | None]:
+        """What this process listens on; None for a service not built yet."""
+        return {
+            "control": f"unix:{self.settings.control_socket}",
+            "sip": None,
+        }
+
+    async def status(self) -> dict[str, Any]:
+        """A snapshot for ``callbox status`` and the web UI."""
+
+        def configured(txn: Any) -> tuple[list[Agent], list[Queue]]:
+            return list(txn.scan(Agent)), list(txn.scan(Queue))
+
+        agents, queues = await self.store.read(configured)
+        return {
+            "version": __version__,
+            "pid": os.getpid(),
+            "started_at": self.started_at,
+            "uptime_s": round(time.monotonic() - self.started_monotonic, 3),
+            "data_dir": str(self.settings.data_path),
+            "listeners": self.listeners(),
+            "media_core": {
+                "implementation": core.IMPLEMENTATION,
+                "libraries": core.library_versions(),
+            },
+            "store": {
+                "path": str(self.store.path),
+                "records": await self.store.read(
+                    lambda txn: {k: txn.count(c) for k, c in self.store.kinds.items()}
+                ),
+            },
+            "calls": [],
+            "agents": [
+                {"number": a.number, "name": a.name, "group": a.group, "state": "logged_out"}
+                for a in agents
+            ],
+            "queues": [
+                {"name": q.name, "skill": q.skill, "strategy": q.strategy.value, "waiting": 0}
+                for q in queues
+            ],
+        }

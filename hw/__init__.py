@@ -1,0 +1,1 @@
+"""Telephony hardware and OS integration: E1 cards, network, systemd."""

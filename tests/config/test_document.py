@@ -1,0 +1,158 @@
+"""The configuration document: validation with lines, references, import and export."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from argon2 import PasswordHasher
+
+from appliance.config import (
+    CONFIG_RECORDS,
+    Configuration,
+    dump_document,
+    export_configuration,
+    import_configuration,
+    load_document,
+)
+from appliance.config.records import MenuNode, QueueNode, Strategy
+from appliance.schema import ConfigError
+from appliance.store import Store
+
+DEMO = Path(__file__).parents[2] / "examples" / "demo.yaml"
+
+
+@pytest.fixture
+def demo_text() -> str:
+    return DEMO.read_text(encoding="utf-8")
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    opened = Store.open(tmp_path / "db", CONFIG_RECORDS)
+    yield opened
+    opened.close()
+
+
+def _error(text: str) -> ConfigError:
+    with pytest.raises(ConfigError) as caught:
+        load_document(text, "call.yaml")
+    return caught.value
+
+
+def _line_of(text: str, needle: str) -> int:
+    return next(i for i, line in enumerate(text.splitlines(), 1) if needle in line)
+
+
+def test_demo_document_loads_into_typed_records(demo_text: str) -> None:
+    config = load_document(demo_text, "demo.yaml")
+    assert [q.name for q in config.queues] == ["sales", "support"]
+    assert config.queues[0].strategy is Strategy.LONGEST_IDLE
+    menu = config.flows[0].nodes["menu"]
+    assert isinstance(menu, MenuNode)
+    assert menu.options == {"1": "sales", "2": "support"}
+    assert isinstance(config.flows[0].nodes["sales"], QueueNode)
+    assert config.agents[0].name == "张伟"
+
+
+def test_typo_in_a_key_names_the_key_line_and_the_likely_intent(demo_text: str) -> None:
+    text = demo_text.replace("    wrapup: 10\n", "    wrapupp: 10\n")
+    error = _error(text)
+    assert error.line == _line_of(text, "wrapupp")
+    assert error.path == "queues[0].wrapupp"
+    assert "unknown key 'wrapupp'; did you mean 'wrapup'?" in str(error)
+    assert str(error).startswith(f"call.yaml:{error.line}: queues[0].wrapupp:")
+
+
+def test_bad_value_names_what_is_allowed(demo_text: str) -> None:
+    text = demo_text.replace("strategy: longest_idle", "strategy: longest")
+    error = _error(text)
+    assert error.line == _line_of(text, "strategy: longest")
+    assert "must be one of 'longest_idle', 'round_robin'" in error.message
+
+    text = demo_text.replace("ring_timeout: 20", "ring_timeout: 2", 1)
+    assert "must be between 5 and 300, got 2" in _error(text).message
+
+    text = demo_text.replace("ring_timeout: 20", "ring_timeout: yes", 1)
+    assert "must be an integer, got a boolean True" in _error(text).message
+
+
+def test_reference_to_a_missing_queue_is_named(demo_text: str) -> None:
+    text = demo_text.replace("queue: support\n", "queue: suport\n")
+    error = _error(text)
+    assert error.path == "flows[0].nodes.support.queue"
+    assert "no queue named 'suport' (defined: sales, support)" in error.message
+    assert error.line == _line_of(text, "queue: suport")
+
+
+def test_reference_to_a_missing_node_is_named(demo_text: str) -> None:
+    text = demo_text.replace('"2": support', '"2": suport')
+    error = _error(text)
+    assert error.path == "flows[0].nodes.menu.options.2"
+    assert "no node named 'suport'" in error.message
+
+
+def test_duplicate_names_and_duplicate_keys_are_refused(demo_text: str) -> None:
+    text = demo_text.replace(
+        "  - name: support\n    skill: support", "  - name: sales\n    skill: support"
+    )
+    assert "duplicate 'sales': queues[0] already has it" in _error(text).message
+
+    text = demo_text.replace(
+        "    ring_timeout: 20\n    wrapup: 10",
+        "    ring_timeout: 20\n    ring_timeout: 30\n    wrapup: 10",
+    )
+    error = _error(text)
+    assert "the key 'ring_timeout' appears twice" in error.message
+    assert error.line == _line_of(text, "ring_timeout: 30")
+
+
+def test_trunk_rules_are_checked(demo_text: str) -> None:
+    text = demo_text.replace("    allow: [192.0.2.10/32]\n", "")
+    assert "needs 'allow'" in _error(text).message
+    text = demo_text.replace("allow: [192.0.2.10/32]", "allow: [192.0.2.300]")
+    error = _error(text)
+    assert error.path == "trunks[0].allow[0]"
+    assert "must be an IP address or network" in error.message
+
+
+def test_invalid_yaml_gives_the_line() -> None:
+    error = _error("queues:\n  - name: a\n   bad: [\n")
+    assert error.message.startswith("not valid YAML")
+    assert error.line is not None
+
+
+def test_empty_document_is_an_empty_configuration() -> None:
+    assert load_document("", "x") == Configuration()
+
+
+def test_import_then_export_round_trips(store: Store, demo_text: str) -> None:
+    config = load_document(demo_text, "demo.yaml")
+    written = import_configuration(store, config)
+    assert written["queues"] == 2
+    assert written["agents"] == 3
+    exported = export_configuration(store)
+    again = load_document(dump_document(exported), "export.yaml")
+    assert again == exported
+    assert exported.queues == config.queues
+    assert exported.flows == config.flows
+
+
+def test_passwords_are_stored_only_as_argon2_hashes(store: Store, demo_text: str) -> None:
+    import_configuration(store, load_document(demo_text, "demo.yaml"))
+    exported = export_configuration(store)
+    admin = exported.users[0]
+    assert admin.password is None
+    assert PasswordHasher().verify(admin.password_hash, "change-me-now")
+    assert "change-me-now" not in dump_document(exported)
+
+
+def test_import_replaces_the_whole_configuration(store: Store, demo_text: str) -> None:
+    import_configuration(store, load_document(demo_text, "demo.yaml"))
+    smaller = load_document("skills:\n  - name: only\n", "small.yaml")
+    import_configuration(store, smaller)
+    exported = export_configuration(store)
+    assert [s.name for s in exported.skills] == ["only"]
+    assert exported.queues == []
+    assert exported.agents == []
