@@ -1,0 +1,11 @@
+// Each area of the core registers its Python bindings from its own file;
+// core/binding.cpp only creates the module and calls these in order.
+#pragma once
+
+#include <pybind11/pybind11.h>
+
+namespace callbox::bindings {
+
+void bind_codec(pybind11::module_& m);    // core/codec/binding.cpp
+
+}  // namespace callbox::bindings
