@@ -7,7 +7,9 @@ this module instead of the extension.
 
 from __future__ import annotations
 
+import struct
 from array import array
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -95,3 +97,337 @@ def ulaw_decode(codes: Buffer, /) -> bytes:
 
 def library_versions() -> dict[str, str]:
     return {}
+
+
+# --- RTP, RTCP, receive statistics, E-model (core/rtp/) -------------------------------
+
+_RTP_HEADER = struct.Struct("!BBHII")
+_RTCP_SR = 200
+_RTCP_RR = 201
+_RTCP_SDES = 202
+_RTCP_BYE = 203
+
+
+def parse_rtp(
+    data: Buffer, /
+) -> tuple[bool, int, int, int, int, tuple[int, ...], tuple[int, bytes] | None, bytes, int]:
+    packet = bytes(data)
+    if len(packet) < 12:
+        raise ValueError("malformed RTP packet: shorter than the 12-byte RTP header")
+    first, second, seq, ts, ssrc = _RTP_HEADER.unpack_from(packet)
+    if first >> 6 != 2:
+        raise ValueError("malformed RTP packet: RTP version is not 2")
+    count = first & 0x0F
+    offset = 12 + 4 * count
+    if offset > len(packet):
+        raise ValueError("malformed RTP packet: CSRC list runs past the end of the packet")
+    csrc = struct.unpack_from(f"!{count}I", packet, 12)
+    extension = None
+    if first & 0x10:
+        if offset + 4 > len(packet):
+            raise ValueError(
+                "malformed RTP packet: header extension runs past the end of the packet"
+            )
+        profile, words = struct.unpack_from("!HH", packet, offset)
+        offset += 4
+        if offset + 4 * words > len(packet):
+            raise ValueError(
+                "malformed RTP packet: header extension runs past the end of the packet"
+            )
+        extension = (profile, packet[offset : offset + 4 * words])
+        offset += 4 * words
+    end = len(packet)
+    padding = 0
+    if first & 0x20:
+        padding = packet[-1]
+        if padding == 0 or padding > end - offset:
+            raise ValueError(
+                "malformed RTP packet: padding count is zero or larger than the payload"
+            )
+        end -= padding
+    return (bool(second & 0x80), second & 0x7F, seq, ts, ssrc, csrc, extension,
+            packet[offset:end], padding)  # fmt: skip
+
+
+def _check_range(value: int, high: int, name: str) -> None:
+    if not 0 <= value <= high:
+        raise ValueError(f"{name} must be in 0..{high}: got {value}")
+
+
+def build_rtp(
+    payload_type: int,
+    sequence: int,
+    timestamp: int,
+    ssrc: int,
+    payload: Buffer,
+    marker: bool = False,
+    csrc: Sequence[int] = (),
+    extension: tuple[int, Buffer] | None = None,
+) -> bytes:
+    _check_range(payload_type, 127, "payload_type")
+    _check_range(sequence, 0xFFFF, "sequence")
+    _check_range(timestamp, 0xFFFFFFFF, "timestamp")
+    _check_range(ssrc, 0xFFFFFFFF, "ssrc")
+    if len(csrc) > 15:
+        raise ValueError(f"at most 15 CSRCs fit an RTP header: got {len(csrc)}")
+    for c in csrc:
+        _check_range(c, 0xFFFFFFFF, "csrc")
+    first = 0x80 | len(csrc)
+    tail = b""
+    if extension is not None:
+        profile, body = extension[0], bytes(extension[1])
+        _check_range(profile, 0xFFFF, "extension profile")
+        if len(body) % 4:
+            raise ValueError(
+                f"RTP header extension must be whole 32-bit words: got {len(body)} bytes"
+            )
+        first |= 0x10
+        tail = struct.pack("!HH", profile, len(body) // 4) + body
+    second = (0x80 if marker else 0) | payload_type
+    header = _RTP_HEADER.pack(first, second, sequence, timestamp, ssrc)
+    return header + struct.pack(f"!{len(csrc)}I", *csrc) + tail + bytes(payload)
+
+
+class ReceiveStats:
+    """RFC 3550 A.1/A.3/A.8 as written, plus the duplicate/reorder window of core/rtp/stats.cpp."""
+
+    MAX_DROPOUT = 3000
+    MAX_MISORDER = 100
+    MIN_SEQUENTIAL = 2
+    SEQ_MOD = 1 << 16
+    WINDOW = 64
+
+    def __init__(self) -> None:
+        self.started = False
+        self.max_seq = 0
+        self.cycles = 0
+        self.base_seq = 0
+        self.bad_seq = 0
+        self.probation = 0
+        self.received = 0
+        self.expected_prior = 0
+        self.received_prior = 0
+        self.transit: int | None = None
+        self.jitter_q4 = 0
+        self.window = 0
+        self.duplicates = 0
+        self.reordered = 0
+
+    def _init_seq(self, seq: int) -> None:
+        self.base_seq = seq
+        self.max_seq = seq
+        self.bad_seq = self.SEQ_MOD + 1
+        self.cycles = 0
+        self.received = 0
+        self.received_prior = 0
+        self.expected_prior = 0
+        self.window = 1
+
+    def update(self, seq: int, timestamp: int, arrival: int, /) -> int:
+        if not self.started:
+            self.started = True
+            self._init_seq(seq)
+            self.max_seq = (seq - 1) & 0xFFFF
+            self.probation = self.MIN_SEQUENTIAL
+        udelta = (seq - self.max_seq) & 0xFFFF
+        if self.probation:
+            if seq == (self.max_seq + 1) & 0xFFFF:
+                self.probation -= 1
+                self.max_seq = seq
+                if self.probation == 0:
+                    self._init_seq(seq)
+                    self.received += 1
+                    self._update_jitter(timestamp, arrival)
+                    return 1
+            else:
+                self.probation = self.MIN_SEQUENTIAL - 1
+                self.max_seq = seq
+            return 0
+        result = 1
+        if udelta == 0:
+            result = 2
+            self.duplicates += 1
+        elif udelta < self.MAX_DROPOUT:
+            if seq < self.max_seq:
+                self.cycles += self.SEQ_MOD
+            self.max_seq = seq
+            mask = (1 << self.WINDOW) - 1
+            self.window = 1 if udelta >= self.WINDOW else ((self.window << udelta) | 1) & mask
+        elif udelta <= self.SEQ_MOD - self.MAX_MISORDER:
+            if seq != self.bad_seq:
+                self.bad_seq = (seq + 1) & 0xFFFF
+                return 4
+            self._init_seq(seq)
+            result = 5
+        else:
+            back = self.SEQ_MOD - udelta
+            if back < self.WINDOW and self.window & (1 << back):
+                self.duplicates += 1
+                result = 2
+            else:
+                if back < self.WINDOW:
+                    self.window |= 1 << back
+                self.reordered += 1
+                result = 3
+        self.received += 1
+        if result != 2:
+            self._update_jitter(timestamp, arrival)
+        return result
+
+    def _update_jitter(self, timestamp: int, arrival: int) -> None:
+        transit = (arrival - timestamp) & 0xFFFFFFFF
+        if self.transit is not None:
+            d = (transit - self.transit) & 0xFFFFFFFF
+            d = abs(d - (1 << 32) if d >= 1 << 31 else d)
+            self.jitter_q4 = (self.jitter_q4 + d - ((self.jitter_q4 + 8) >> 4)) & 0xFFFFFFFF
+        self.transit = transit
+
+    def snapshot(self) -> tuple[int, int, int, int, int, int, int, bool]:
+        validated = self.started and self.probation == 0
+        if not validated:
+            return (0, 0, 0, 0, self.jitter_q4 >> 4, self.duplicates, self.reordered, False)
+        highest = (self.cycles + self.max_seq) & 0xFFFFFFFF
+        expected = highest - self.base_seq + 1
+        return (highest, expected, self.received, expected - self.received,
+                self.jitter_q4 >> 4, self.duplicates, self.reordered, True)  # fmt: skip
+
+    def report(self) -> tuple[int, int, int, int]:
+        highest, expected, received, lost, jitter, *_ = self.snapshot()
+        expected_interval = expected - self.expected_prior
+        received_interval = received - self.received_prior
+        self.expected_prior = expected
+        self.received_prior = received
+        lost_interval = expected_interval - received_interval
+        fraction = 0
+        if expected_interval > 0 and lost_interval > 0:
+            fraction = min((lost_interval << 8) // expected_interval, 255)
+        return fraction, max(-0x800000, min(lost, 0x7FFFFF)), highest, jitter
+
+
+_Block = tuple[int, int, int, int, int, int, int]
+_Sender = tuple[int, int, int, int]
+
+
+def build_rtcp(ssrc: int, sender: _Sender | None, blocks: Sequence[_Block], cname: Buffer) -> bytes:
+    name = bytes(cname)
+    if len(blocks) > 31:
+        raise ValueError(f"at most 31 report blocks fit an RTCP report: got {len(blocks)}")
+    if len(name) > 255:
+        raise ValueError(f"CNAME must be at most 255 bytes: got {len(name)}")
+    body = struct.pack("!I", ssrc)
+    if sender is not None:
+        ntp, rtp_ts, packets, octets = sender
+        body += struct.pack("!IIIII", ntp >> 32, ntp & 0xFFFFFFFF, rtp_ts, packets, octets)
+    for block_ssrc, fraction, lost, highest, jitter, lsr, dlsr in blocks:
+        if not -0x800000 <= lost <= 0x7FFFFF:
+            raise ValueError(f"cumulative_lost must fit 24 bits signed: got {lost}")
+        loss_word = (fraction << 24) | (lost & 0xFFFFFF)
+        body += struct.pack("!IIIIII", block_ssrc, loss_word, highest, jitter, lsr, dlsr)
+    kind = _RTCP_SR if sender is not None else _RTCP_RR
+    report = struct.pack("!BBH", 0x80 | len(blocks), kind, len(body) // 4) + body
+    item = struct.pack("!IBB", ssrc, 1, len(name)) + name
+    item += b"\x00" * (4 - len(item) % 4)
+    return report + struct.pack("!BBH", 0x81, _RTCP_SDES, len(item) // 4) + item
+
+
+def _parse_sdes(packet: bytes, count: int) -> bytes:
+    cname = b""
+    offset = 4
+    for _ in range(count):
+        if offset + 4 > len(packet):
+            raise ValueError("malformed RTCP packet: SDES chunk runs past the RTCP packet length")
+        offset += 4
+        while True:
+            if offset >= len(packet):
+                raise ValueError(
+                    "malformed RTCP packet: SDES items run past the RTCP packet length"
+                )
+            item = packet[offset]
+            if item == 0:
+                offset = (offset + 4) & ~3
+                break
+            if offset + 2 > len(packet) or offset + 2 + packet[offset + 1] > len(packet):
+                raise ValueError(
+                    "malformed RTCP packet: SDES item runs past the RTCP packet length"
+                )
+            size = packet[offset + 1]
+            if item == 1 and not cname:
+                cname = packet[offset + 2 : offset + 2 + size]
+            offset += 2 + size
+    return cname
+
+
+def parse_rtcp(data: Buffer, /) -> tuple[int, _Sender | None, list[_Block], bytes, bool]:
+    packet = bytes(data)
+    if len(packet) < 4:
+        raise ValueError("malformed RTCP packet: shorter than an RTCP header")
+    ssrc, sender, blocks, cname, bye, report = 0, None, [], b"", False, False
+    offset = 0
+    while offset < len(packet):
+        if len(packet) - offset < 4:
+            raise ValueError("malformed RTCP packet: trailing bytes after the last RTCP packet")
+        first, kind, words = struct.unpack_from("!BBH", packet, offset)
+        if first >> 6 != 2:
+            raise ValueError("malformed RTCP packet: RTCP version is not 2")
+        size = (words + 1) * 4
+        if size > len(packet) - offset:
+            raise ValueError(
+                "malformed RTCP packet: RTCP length field runs past the end of the datagram"
+            )
+        part = packet[offset : offset + size]
+        count = first & 0x1F
+        if kind in (_RTCP_SR, _RTCP_RR) and not report:
+            report = True
+            if size < 8:
+                raise ValueError("malformed RTCP packet: RTCP report shorter than its SSRC")
+            fixed = 28 if kind == _RTCP_SR else 8
+            if size < fixed + 24 * count:
+                raise ValueError(
+                    "malformed RTCP packet: report blocks run past the RTCP packet length"
+                )
+            ssrc = struct.unpack_from("!I", part, 4)[0]
+            if kind == _RTCP_SR:
+                hi, lo, rtp_ts, packets, octets = struct.unpack_from("!IIIII", part, 8)
+                sender = ((hi << 32) | lo, rtp_ts, packets, octets)
+            for i in range(count):
+                b_ssrc, loss_word, *rest = struct.unpack_from("!IIIIII", part, fixed + 24 * i)
+                lost = loss_word & 0xFFFFFF
+                lost = lost - (1 << 24) if lost & 0x800000 else lost
+                hi_seq, jitter, lsr, dlsr = rest
+                blocks.append((b_ssrc, loss_word >> 24, lost, hi_seq, jitter, lsr, dlsr))
+        elif kind == _RTCP_SDES:
+            cname = cname or _parse_sdes(part, count)
+        elif kind == _RTCP_BYE:
+            bye = True
+        offset += size
+    if not report and not bye:
+        raise ValueError("malformed RTCP packet: no sender or receiver report in the RTCP packet")
+    return ssrc, sender, blocks, cname, bye
+
+
+# G.113 Appendix I (Ie, Bpl); G.722 and Opus scored like G.711 with PLC.
+_CODEC_IMPAIRMENT = {
+    "pcmu": (0.0, 25.1),
+    "pcma": (0.0, 25.1),
+    "g722": (0.0, 25.1),
+    "opus": (0.0, 25.1),
+    "g729": (11.0, 19.0),
+    "g729a": (11.0, 19.0),
+}
+
+
+def e_model(delay_ms: float, loss_percent: float, codec: str, /) -> tuple[float, float]:
+    try:
+        ie, bpl = _CODEC_IMPAIRMENT[codec.lower()]
+    except KeyError:
+        raise ValueError(f"no E-model values for codec '{codec}'") from None
+    d = max(0.0, delay_ms)
+    ppl = min(max(loss_percent, 0.0), 100.0)
+    delay_impairment = 0.024 * d + (0.11 * (d - 177.3) if d > 177.3 else 0.0)
+    ie_eff = ie + (95.0 - ie) * ppl / (ppl + bpl)
+    r = 93.2 - delay_impairment - ie_eff
+    if r >= 100.0:
+        return r, 4.5
+    if r <= 0.0:
+        return r, 1.0
+    return r, 1.0 + 0.035 * r + r * (r - 60.0) * (100.0 - r) * 7e-6

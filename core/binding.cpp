@@ -32,5 +32,6 @@ py::dict library_versions() {
 PYBIND11_MODULE(CALLBOX_CORE_MODULE, m) {
     m.doc() = "Callbox media core (private; use the public 'core' package).";
     callbox::bindings::bind_codec(m);
+    callbox::bindings::bind_rtp(m);
     m.def("library_versions", &library_versions);
 }

@@ -7,5 +7,6 @@
 namespace callbox::bindings {
 
 void bind_codec(pybind11::module_& m);    // core/codec/binding.cpp
+void bind_rtp(pybind11::module_& m);      // core/rtp/binding.cpp
 
 }  // namespace callbox::bindings
