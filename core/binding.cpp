@@ -33,5 +33,6 @@ PYBIND11_MODULE(CALLBOX_CORE_MODULE, m) {
     m.doc() = "Callbox media core (private; use the public 'core' package).";
     callbox::bindings::bind_codec(m);
     callbox::bindings::bind_rtp(m);
+    callbox::bindings::bind_engine(m);
     m.def("library_versions", &library_versions);
 }

@@ -1,0 +1,115 @@
+// Python bindings of the media engine (core/engine/). Every call that waits
+// for a worker releases the GIL while it waits.
+#include <pybind11/stl.h>
+
+#include <cmath>
+#include <optional>
+#include <string>
+
+#include "bindings.h"
+#include "engine/engine.h"
+#include "pybuffer.h"
+
+namespace py = pybind11;
+namespace engine = callbox::engine;
+
+using callbox::ByteView;
+
+namespace {
+
+py::dict stats_dict(const engine::LegStats& s) {
+    py::dict d;
+    d["local_ssrc"] = s.local_ssrc;
+    d["remote_ssrc"] = s.remote_ssrc;
+    d["remote"] = s.remote;
+    d["packets_received"] = s.packets_received;
+    d["octets_received"] = s.octets_received;
+    d["packets_sent"] = s.packets_sent;
+    d["octets_sent"] = s.octets_sent;
+    d["malformed"] = s.malformed;
+    d["foreign"] = s.foreign;
+    d["expected"] = s.expected;
+    d["lost"] = s.lost;
+    d["duplicates"] = s.duplicates;
+    d["reordered"] = s.reordered;
+    d["jitter_ms"] = s.jitter_ms;
+    d["rtcp_sent"] = s.rtcp_sent;
+    d["rtcp_received"] = s.rtcp_received;
+    d["rtt_ms"] = s.rtt_ms < 0 ? py::object(py::none()) : py::object(py::float_(s.rtt_ms));
+    d["remote_fraction_lost"] =
+        s.remote_fraction_lost < 0 ? py::object(py::none()) : py::object(py::int_(s.remote_fraction_lost));
+    d["remote_cumulative_lost"] = s.remote_cumulative_lost;
+    d["remote_jitter_ms"] = s.remote_jitter_ms;
+    d["r_factor"] = s.r_factor;
+    d["mos"] = s.mos;
+    return d;
+}
+
+// Waits for the worker without the GIL, then builds the dict with it.
+py::dict stats_of(engine::Engine& e, engine::LegId leg, engine::LegStats (engine::Engine::*get)(engine::LegId)) {
+    engine::LegStats s;
+    {
+        py::gil_scoped_release release;
+        s = (e.*get)(leg);
+    }
+    return stats_dict(s);
+}
+
+std::chrono::milliseconds to_ms(double seconds) {
+    return std::chrono::milliseconds(static_cast<std::int64_t>(std::llround(seconds * 1000.0)));
+}
+
+}  // namespace
+
+namespace callbox::bindings {
+
+void bind_engine(py::module_& m) {
+    using Release = py::call_guard<py::gil_scoped_release>;
+    py::class_<engine::Engine>(m, "Engine")
+        .def(py::init<unsigned, std::uint16_t, std::uint16_t, std::string>(), Release())
+        .def(
+            "create_rtp_leg",
+            [](engine::Engine& e, const std::string& codec, unsigned payload_type, std::uint32_t clock_rate,
+               bool rtcp_mux, double rtp_timeout, double rtcp_interval, const std::string& cname,
+               std::optional<engine::LegId> beside) {
+                if (payload_type > 127) {
+                    throw py::value_error("payload_type must be in 0..127: got " + std::to_string(payload_type));
+                }
+                engine::RtpLegConfig config;
+                config.codec = {codec, static_cast<std::uint8_t>(payload_type), clock_rate};
+                config.rtcp_mux = rtcp_mux;
+                config.rtp_timeout = to_ms(rtp_timeout);
+                config.rtcp_interval = to_ms(rtcp_interval);
+                config.cname = cname;
+                const engine::LegPorts ports = e.create_rtp_leg(std::move(config), beside);
+                return std::make_tuple(ports.id, ports.rtp_port, ports.rtcp_port);
+            },
+            Release())
+        .def("set_remote", &engine::Engine::set_remote, Release())
+        .def("set_hold", &engine::Engine::set_hold, Release())
+        .def("send",
+             [](engine::Engine& e, engine::LegId leg, const py::object& payload, std::uint32_t timestamp,
+                bool marker) {
+                 ByteView view(payload);
+                 std::vector<std::uint8_t> bytes(view.data(), view.data() + view.size());
+                 py::gil_scoped_release release;
+                 e.send(leg, std::move(bytes), timestamp, marker);
+             })
+        .def("bridge", &engine::Engine::bridge, Release())
+        .def("unbridge", &engine::Engine::unbridge, Release())
+        .def("stats", [](engine::Engine& e, engine::LegId leg) { return stats_of(e, leg, &engine::Engine::stats); })
+        .def("close_leg",
+             [](engine::Engine& e, engine::LegId leg) { return stats_of(e, leg, &engine::Engine::close_leg); })
+        .def("poll_events",
+             [](engine::Engine& e) {
+                 py::list out;
+                 for (const engine::Event& ev : e.poll_events()) out.append(py::make_tuple(ev.kind, ev.leg, ev.detail));
+                 return out;
+             })
+        .def("fileno", &engine::Engine::event_fd)
+        .def("worker_count", &engine::Engine::worker_count)
+        .def("worker_of", &engine::Engine::worker_of)
+        .def("close", &engine::Engine::close, Release());
+}
+
+}  // namespace callbox::bindings

@@ -1,0 +1,232 @@
+#include "engine/engine.h"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+
+#include "engine/io.h"
+#include "rtp/emodel.h"
+
+namespace callbox::engine {
+
+EventQueue::EventQueue() : fd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
+    if (fd_ < 0) throw std::runtime_error(std::string("eventfd: ") + std::strerror(errno));
+}
+
+EventQueue::~EventQueue() { close(fd_); }
+
+void EventQueue::push(Event event) {
+    std::lock_guard lock(mutex_);
+    events_.push_back(std::move(event));
+    const std::uint64_t one = 1;
+    [[maybe_unused]] const auto written = write(fd_, &one, sizeof one);
+}
+
+std::vector<Event> EventQueue::drain() {
+    std::lock_guard lock(mutex_);
+    // Reading under the lock pairs the fd's readiness with the list: a push after
+    // this makes the fd readable again.
+    std::uint64_t count = 0;
+    [[maybe_unused]] const auto got = read(fd_, &count, sizeof count);
+    std::vector<Event> out;
+    out.swap(events_);
+    return out;
+}
+
+Engine::Engine(unsigned workers, std::uint16_t port_min, std::uint16_t port_max, std::string host)
+    : host_(std::move(host)), port_min_(static_cast<std::uint16_t>(port_min + (port_min % 2))),
+      port_max_(port_max), next_port_(port_min_) {
+    if (workers == 0 || workers > 256) {
+        throw std::invalid_argument("workers must be 1..256: got " + std::to_string(workers));
+    }
+    if (port_min == 0 || port_min + (port_min % 2u) + 1u > port_max) {
+        throw std::invalid_argument("the RTP port range " + std::to_string(port_min) + "-" +
+                                    std::to_string(port_max) + " holds no even/odd port pair");
+    }
+    ipv4_address(host_, 0);  // refuses a bad address now rather than at the first leg
+    for (unsigned i = 0; i < workers; ++i) workers_.push_back(std::make_unique<Worker>(events_));
+}
+
+Engine::~Engine() { close(); }
+
+void Engine::close() {
+    {
+        std::lock_guard lock(mutex_);
+        closed_ = true;
+    }
+    for (auto& worker : workers_) worker->stop();
+}
+
+template <class Work>
+auto Engine::on_worker(unsigned worker, Work work) -> decltype(work(std::declval<Worker&>(), Clock::now())) {
+    using Result = decltype(work(std::declval<Worker&>(), Clock::now()));
+    auto promise = std::make_shared<std::promise<Result>>();
+    auto future = promise->get_future();
+    workers_[worker]->post([promise, work = std::move(work)](Worker& w, Clock::time_point now) mutable {
+        try {
+            if constexpr (std::is_void_v<Result>) {
+                work(w, now);
+                promise->set_value();
+            } else {
+                promise->set_value(work(w, now));
+            }
+        } catch (...) {
+            promise->set_exception(std::current_exception());
+        }
+    });
+    return future.get();
+}
+
+unsigned Engine::worker_of(LegId leg) {
+    std::lock_guard lock(mutex_);
+    if (closed_) throw std::runtime_error("the media engine is closed");
+    const auto it = leg_worker_.find(leg);
+    if (it == leg_worker_.end()) throw std::invalid_argument("no leg " + std::to_string(leg) + " in this engine");
+    return it->second;
+}
+
+unsigned Engine::place(std::optional<LegId> beside) {
+    if (beside) return worker_of(*beside);
+    std::lock_guard lock(mutex_);
+    return next_worker_++ % worker_count();
+}
+
+std::pair<int, int> Engine::bind_ports(bool rtcp_mux, std::uint16_t& port) {
+    std::lock_guard lock(mutex_);
+    if (closed_) throw std::runtime_error("the media engine is closed");
+    // Walk the range from where the last leg stopped, so a port just freed is
+    // not handed out again at once (late packets of the old call may still come).
+    const unsigned pairs = (port_max_ - port_min_ + 1u) / 2;
+    for (unsigned tried = 0; tried < pairs; ++tried) {
+        const std::uint16_t candidate = next_port_;
+        next_port_ = candidate + 2 > port_max_ - 1 ? port_min_ : static_cast<std::uint16_t>(candidate + 2);
+        const int rtp_fd = open_udp(host_, candidate);
+        if (rtp_fd < 0) continue;
+        if (rtcp_mux) {
+            port = candidate;
+            return {rtp_fd, -1};
+        }
+        const int rtcp_fd = open_udp(host_, static_cast<std::uint16_t>(candidate + 1));
+        if (rtcp_fd >= 0) {
+            port = candidate;
+            return {rtp_fd, rtcp_fd};
+        }
+        ::close(rtp_fd);
+    }
+    throw std::runtime_error("no free RTP port pair in " + std::to_string(port_min_) + "-" +
+                             std::to_string(port_max_) + " on " + host_);
+}
+
+LegPorts Engine::create_rtp_leg(RtpLegConfig config, std::optional<LegId> beside) {
+    if (rtp::codec_impairment(config.codec.name) == nullptr) {
+        throw std::invalid_argument("unknown codec '" + config.codec.name + "'");
+    }
+    if (config.codec.payload_type > 127) {
+        throw std::invalid_argument("payload_type must be in 0..127: got " +
+                                    std::to_string(config.codec.payload_type));
+    }
+    if (config.codec.clock_rate == 0) throw std::invalid_argument("clock_rate must be positive");
+    if (config.rtcp_interval.count() <= 0) throw std::invalid_argument("rtcp_interval must be positive");
+    const unsigned worker = place(beside);
+    std::uint16_t port = 0;
+    const auto [rtp_fd, rtcp_fd] = bind_ports(config.rtcp_mux, port);
+    LegId id = 0;
+    {
+        std::lock_guard lock(mutex_);
+        id = next_leg_++;
+        leg_worker_[id] = worker;
+    }
+    if (config.cname.empty()) config.cname = "leg" + std::to_string(id) + "@callbox";
+    auto leg = std::make_unique<RtpLeg>(id, std::move(config), rtp_fd, rtcp_fd, Clock::now());
+    // The leg moves to the worker inside the command; a shared_ptr keeps the
+    // command copyable for std::function.
+    auto owned = std::make_shared<std::unique_ptr<RtpLeg>>(std::move(leg));
+    on_worker(worker, [owned](Worker& w, Clock::time_point) { w.add_leg(std::move(*owned)); });
+    return {id, port, rtcp_fd >= 0 ? static_cast<std::uint16_t>(port + 1) : port};
+}
+
+namespace {
+
+RtpLeg& as_rtp(Leg& leg) {
+    auto* rtp = dynamic_cast<RtpLeg*>(&leg);
+    if (rtp == nullptr) throw std::invalid_argument("leg " + std::to_string(leg.id()) + " is not an RTP leg");
+    return *rtp;
+}
+
+}  // namespace
+
+void Engine::set_remote(LegId leg, const std::string& host, std::uint16_t rtp_port, std::uint16_t rtcp_port) {
+    const sockaddr_in rtp = ipv4_address(host, rtp_port);
+    const sockaddr_in rtcp = ipv4_address(host, rtcp_port);
+    on_worker(worker_of(leg), [=](Worker& w, Clock::time_point now) { as_rtp(w.leg(leg)).set_remote(rtp, rtcp, now); });
+}
+
+void Engine::set_hold(LegId leg, bool on_hold) {
+    on_worker(worker_of(leg), [=](Worker& w, Clock::time_point now) { w.leg(leg).set_hold(on_hold, now); });
+}
+
+void Engine::send(LegId leg, std::vector<std::uint8_t> payload, std::uint32_t timestamp, bool marker) {
+    auto data = std::make_shared<std::vector<std::uint8_t>>(std::move(payload));
+    workers_[worker_of(leg)]->post([=](Worker& w, Clock::time_point now) {
+        // The leg may have been closed since: a frame for it has nowhere to go.
+        try {
+            w.leg(leg).send_local(*data, timestamp, marker, now);
+        } catch (const std::invalid_argument&) {
+        }
+    });
+}
+
+void Engine::bridge(LegId a, LegId b) {
+    if (a == b) throw std::invalid_argument("cannot bridge leg " + std::to_string(a) + " to itself");
+    const unsigned worker = worker_of(a);
+    if (worker_of(b) != worker) {
+        throw std::invalid_argument("legs " + std::to_string(a) + " and " + std::to_string(b) +
+                                    " are on different workers: create the second with beside=the first");
+    }
+    on_worker(worker, [=](Worker& w, Clock::time_point) {
+        Leg& left = w.leg(a);
+        Leg& right = w.leg(b);
+        const CodecSpec lc = left.codec();
+        const CodecSpec rc = right.codec();
+        if (lc.payload_type != rc.payload_type || lc.clock_rate != rc.clock_rate) {
+            throw std::invalid_argument(
+                "legs " + std::to_string(a) + " and " + std::to_string(b) + " use different codecs (" + lc.name +
+                "/" + std::to_string(lc.clock_rate) + " as " + std::to_string(lc.payload_type) + ", " +
+                rc.name + "/" + std::to_string(rc.clock_rate) + " as " + std::to_string(rc.payload_type) +
+                "): a relay needs the same one");
+        }
+        for (Leg* leg : {&left, &right}) {
+            if (Leg* old = leg->bridged()) old->set_bridged(nullptr);
+        }
+        left.set_bridged(&right);
+        right.set_bridged(&left);
+    });
+}
+
+void Engine::unbridge(LegId leg) {
+    on_worker(worker_of(leg), [=](Worker& w, Clock::time_point) {
+        Leg& one = w.leg(leg);
+        if (Leg* peer = one.bridged()) peer->set_bridged(nullptr);
+        one.set_bridged(nullptr);
+    });
+}
+
+LegStats Engine::stats(LegId leg) {
+    return on_worker(worker_of(leg), [=](Worker& w, Clock::time_point) { return w.leg(leg).stats(); });
+}
+
+LegStats Engine::close_leg(LegId leg) {
+    LegStats last = on_worker(worker_of(leg), [=](Worker& w, Clock::time_point) {
+        LegStats s = w.leg(leg).stats();
+        w.remove_leg(leg);
+        return s;
+    });
+    std::lock_guard lock(mutex_);
+    leg_worker_.erase(leg);
+    return last;
+}
+
+}  // namespace callbox::engine

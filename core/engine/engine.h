@@ -1,0 +1,76 @@
+// The media engine: a set of workers, the RTP port range, and the event queue.
+// Its methods are called from Python threads; each one that needs the worker
+// queues a command and waits for it to be applied at the worker's next tick.
+#pragma once
+
+#include <cstdint>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "engine/events.h"
+#include "engine/rtp_leg.h"
+#include "engine/worker.h"
+
+namespace callbox::engine {
+
+struct LegPorts {
+    LegId id = 0;
+    std::uint16_t rtp_port = 0;
+    std::uint16_t rtcp_port = 0;  // equals rtp_port with rtcp-mux
+};
+
+class Engine {
+public:
+    // Throws std::invalid_argument for a bad worker count, port range or address.
+    Engine(unsigned workers, std::uint16_t port_min, std::uint16_t port_max, std::string host);
+    ~Engine();
+    Engine(const Engine&) = delete;
+    Engine& operator=(const Engine&) = delete;
+
+    // Binds a port pair and starts the leg on a worker (the one `beside` lives
+    // on, if given, so the two can be bridged).
+    LegPorts create_rtp_leg(RtpLegConfig config, std::optional<LegId> beside);
+    void set_remote(LegId leg, const std::string& host, std::uint16_t rtp_port, std::uint16_t rtcp_port);
+    void set_hold(LegId leg, bool on_hold);
+    // Queues one frame for the far end; does not wait.
+    void send(LegId leg, std::vector<std::uint8_t> payload, std::uint32_t timestamp, bool marker);
+    // Relays each leg's received frames to the other (replacing earlier bridges).
+    void bridge(LegId a, LegId b);
+    void unbridge(LegId leg);
+    LegStats stats(LegId leg);
+    // Closes the leg and returns its final statistics.
+    LegStats close_leg(LegId leg);
+
+    std::vector<Event> poll_events() { return events_.drain(); }
+    int event_fd() const { return events_.fd(); }
+    unsigned worker_count() const { return static_cast<unsigned>(workers_.size()); }
+    unsigned worker_of(LegId leg);
+    void close();
+
+private:
+    // Runs `work` on the leg's worker at its next tick and returns its result.
+    template <class Work>
+    auto on_worker(unsigned worker, Work work) -> decltype(work(std::declval<Worker&>(), Clock::now()));
+    unsigned place(std::optional<LegId> beside);
+    std::pair<int, int> bind_ports(bool rtcp_mux, std::uint16_t& port);
+
+    EventQueue events_;
+    std::vector<std::unique_ptr<Worker>> workers_;
+    std::string host_;
+    std::uint16_t port_min_;
+    std::uint16_t port_max_;
+
+    std::mutex mutex_;  // guards the fields below
+    bool closed_ = false;
+    std::uint16_t next_port_;
+    LegId next_leg_ = 1;
+    unsigned next_worker_ = 0;
+    std::unordered_map<LegId, unsigned> leg_worker_;
+};
+
+}  // namespace callbox::engine

@@ -1,0 +1,148 @@
+#include "engine/worker.h"
+
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+
+#include "engine/events.h"
+
+namespace callbox::engine {
+
+namespace {
+
+void check(int result, const char* what) {
+    if (result < 0) throw std::runtime_error(std::string(what) + ": " + std::strerror(errno));
+}
+
+void watch(int epoll_fd, int fd) {
+    epoll_event event{};
+    event.events = EPOLLIN;
+    event.data.fd = fd;
+    check(epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &event), "epoll_ctl(ADD)");
+}
+
+}  // namespace
+
+Worker::Worker(EventQueue& events) : events_(events) {
+    epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
+    check(epoll_fd_, "epoll_create1");
+    timer_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    check(timer_fd_, "timerfd_create");
+    wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    check(wake_fd_, "eventfd");
+    // Absolute deadlines on the monotonic clock: ticks stay on a 20 ms grid
+    // however long one tick's work takes, instead of drifting with it.
+    timespec start{};
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    itimerspec spec{};
+    spec.it_interval.tv_nsec = std::chrono::nanoseconds(kTick).count();
+    spec.it_value = start;
+    spec.it_value.tv_nsec += spec.it_interval.tv_nsec;
+    if (spec.it_value.tv_nsec >= 1'000'000'000) {
+        spec.it_value.tv_sec += 1;
+        spec.it_value.tv_nsec -= 1'000'000'000;
+    }
+    check(timerfd_settime(timer_fd_, TFD_TIMER_ABSTIME, &spec, nullptr), "timerfd_settime");
+    watch(epoll_fd_, timer_fd_);
+    watch(epoll_fd_, wake_fd_);
+    thread_ = std::thread([this] { run(); });
+}
+
+Worker::~Worker() {
+    stop();
+    legs_.clear();
+    close(epoll_fd_);
+    close(timer_fd_);
+    close(wake_fd_);
+}
+
+void Worker::post(Command command) {
+    std::lock_guard lock(mutex_);
+    if (!accepting_) throw std::runtime_error("the media engine is closed");
+    pending_.push_back(std::move(command));
+}
+
+void Worker::stop() {
+    {
+        std::lock_guard lock(mutex_);
+        accepting_ = false;
+    }
+    if (!thread_.joinable()) return;
+    stopping_ = true;
+    const std::uint64_t one = 1;
+    [[maybe_unused]] const auto written = write(wake_fd_, &one, sizeof one);
+    thread_.join();
+}
+
+void Worker::add_leg(std::unique_ptr<Leg> leg) {
+    leg->attach(*this);
+    for (int fd : leg->fds()) {
+        watch(epoll_fd_, fd);
+        by_fd_[fd] = leg.get();
+    }
+    const LegId id = leg->id();
+    legs_.emplace(id, std::move(leg));
+}
+
+Leg& Worker::leg(LegId id) {
+    const auto it = legs_.find(id);
+    if (it == legs_.end()) throw std::invalid_argument("no leg " + std::to_string(id) + " in this engine");
+    return *it->second;
+}
+
+void Worker::remove_leg(LegId id) {
+    Leg& gone = leg(id);
+    if (Leg* peer = gone.bridged()) peer->set_bridged(nullptr);
+    for (int fd : gone.fds()) {
+        epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+        by_fd_.erase(fd);
+    }
+    legs_.erase(id);
+}
+
+void Worker::post_event(Event event) { events_.push(std::move(event)); }
+
+void Worker::tick(Clock::time_point now) {
+    std::vector<Command> commands;
+    {
+        std::lock_guard lock(mutex_);
+        commands.swap(pending_);
+    }
+    for (Command& command : commands) command(*this, now);
+    for (auto& [id, leg] : legs_) leg->on_tick(now);
+    outbox_->flush();
+}
+
+void Worker::run() {
+    std::array<epoll_event, 64> ready{};
+    while (!stopping_) {
+        const int n = epoll_wait(epoll_fd_, ready.data(), static_cast<int>(ready.size()), -1);
+        if (n < 0) continue;  // EINTR
+        const Clock::time_point now = Clock::now();
+        bool ticked = false;
+        for (int i = 0; i < n; ++i) {
+            const int fd = ready[static_cast<std::size_t>(i)].data.fd;
+            if (fd == timer_fd_) {
+                std::uint64_t expirations = 0;
+                [[maybe_unused]] const auto got = read(timer_fd_, &expirations, sizeof expirations);
+                ticked = true;
+            } else if (fd != wake_fd_) {
+                // Legs are only removed by commands, which run after this loop,
+                // but an fd closed by an earlier command has no entry any more.
+                if (const auto it = by_fd_.find(fd); it != by_fd_.end()) it->second->on_readable(fd, now);
+            }
+        }
+        // Relayed packets leave now, in one batch per socket, not at the next tick.
+        outbox_->flush();
+        if (ticked) tick(now);
+    }
+    tick(Clock::now());  // commands queued before stop still get their answer
+}
+
+}  // namespace callbox::engine

@@ -1,0 +1,66 @@
+// A media worker: one thread with its own epoll set and an absolute-time 20 ms
+// timerfd tick. The legs on a worker are touched only by its thread, so the
+// packet path takes no locks; commands from other threads wait in a short
+// mutex-protected queue and are applied at the next tick.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "engine/io.h"
+#include "engine/leg.h"
+
+namespace callbox::engine {
+
+class EventQueue;
+
+class Worker final : public LegHost {
+public:
+    static constexpr std::chrono::milliseconds kTick{20};
+    using Command = std::function<void(Worker&, Clock::time_point)>;
+
+    explicit Worker(EventQueue& events);
+    ~Worker();
+    Worker(const Worker&) = delete;
+    Worker& operator=(const Worker&) = delete;
+
+    // Queues a command for the next tick; throws std::runtime_error once stopped.
+    void post(Command command);
+    // Applies the remaining commands, then ends the thread.
+    void stop();
+
+    // For commands, on the worker thread.
+    void add_leg(std::unique_ptr<Leg> leg);
+    Leg& leg(LegId id);
+    void remove_leg(LegId id);
+
+    Outbox& outbox() override { return *outbox_; }
+    Inbox& inbox() override { return *inbox_; }
+    void post_event(Event event) override;
+
+private:
+    void run();
+    void tick(Clock::time_point now);
+
+    EventQueue& events_;
+    int epoll_fd_ = -1;
+    int timer_fd_ = -1;
+    int wake_fd_ = -1;
+    std::unique_ptr<Inbox> inbox_ = std::make_unique<Inbox>();
+    std::unique_ptr<Outbox> outbox_ = std::make_unique<Outbox>();
+    std::unordered_map<LegId, std::unique_ptr<Leg>> legs_;
+    std::unordered_map<int, Leg*> by_fd_;
+
+    std::mutex mutex_;
+    std::vector<Command> pending_;
+    bool accepting_ = true;
+    std::atomic<bool> stopping_{false};
+    std::thread thread_;
+};
+
+}  // namespace callbox::engine

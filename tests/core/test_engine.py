@@ -1,0 +1,378 @@
+"""The media engine with real packets on loopback: legs, latching, bridges, timeouts, RTCP.
+
+Waits have generous upper bounds and assert only that something happens,
+never how fast: the machine is shared and the tests must not fail on timing.
+"""
+
+from __future__ import annotations
+
+import itertools
+import select
+import socket
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+import core
+from core import Engine, MediaEvent, RtpLeg
+
+pytestmark = pytest.mark.skipif(
+    core.IMPLEMENTATION == "python", reason="the Python twin has no media engine"
+)
+
+LOOPBACK = "127.0.0.1"
+PATIENCE = 10.0  # seconds: an upper bound for "it happens", never a measurement
+
+
+def eventually(check: Callable[[], bool], what: str) -> None:
+    """Wait until ``check()`` holds; fail naming ``what`` if it never does."""
+    deadline = time.monotonic() + PATIENCE
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for {what}")
+        time.sleep(0.01)
+
+
+def next_event(engine: Engine, kind: str) -> MediaEvent:
+    """The next event of ``kind``, skipping others."""
+    found: list[MediaEvent] = []
+
+    def arrived() -> bool:
+        found.extend(e for e in engine.poll_events() if e.kind == kind)
+        return bool(found)
+
+    eventually(arrived, f"a {kind} event")
+    return found[0]
+
+
+@pytest.fixture
+def engine() -> Iterator[Engine]:
+    with Engine(workers=2, port_min=31000, port_max=31999, host=LOOPBACK) as e:
+        yield e
+
+
+class Peer:
+    """A far end made of a plain UDP socket that speaks RTP through core's packet functions."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((LOOPBACK, 0))
+        self.sock.settimeout(PATIENCE)
+        self.port: int = self.sock.getsockname()[1]
+
+    def send(self, leg: RtpLeg, seq: int, ts: int | None = None, payload: bytes = b"") -> None:
+        ts = seq * 160 if ts is None else ts
+        body = payload or bytes([seq & 0xFF]) * 160
+        packet = core.build_rtp(0, seq & 0xFFFF, ts & 0xFFFFFFFF, 0x5EED, body)
+        self.sock.sendto(packet, (LOOPBACK, leg.local_port))
+
+    def receive_rtp(self) -> core.RtpPacket:
+        """The next RTP packet (RTCP arrives on the port above, not here)."""
+        data, _ = self.sock.recvfrom(4096)
+        return core.parse_rtp(data)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def peers() -> Iterator[Callable[[], Peer]]:
+    made: list[Peer] = []
+
+    def make() -> Peer:
+        made.append(Peer())
+        return made[-1]
+
+    yield make
+    for peer in made:
+        peer.close()
+
+
+def connected_leg(engine: Engine, peer: Peer, **options: object) -> RtpLeg:
+    leg = engine.create_rtp_leg(**options)  # type: ignore[arg-type]
+    leg.set_remote(LOOPBACK, peer.port)
+    return leg
+
+
+def test_a_leg_binds_an_even_rtp_port_and_the_next_one_for_rtcp(engine: Engine) -> None:
+    leg = engine.create_rtp_leg()
+    assert leg.local_port % 2 == 0
+    assert 31000 <= leg.local_port < 31999
+    assert leg.local_rtcp_port == leg.local_port + 1
+    muxed = engine.create_rtp_leg(rtcp_mux=True)
+    assert muxed.local_rtcp_port == muxed.local_port
+
+
+def test_relay_delivers_the_same_payloads_in_order_with_continuous_seq_and_ts(
+    engine: Engine, peers: Callable[[], Peer]
+) -> None:
+    caller, agent = peers(), peers()
+    a = connected_leg(engine, caller)
+    b = connected_leg(engine, agent, beside=a)
+    engine.bridge(a, b)
+    for seq in range(65530, 65560):  # across the 16-bit wrap of the source
+        caller.send(a, seq)
+    received = [agent.receive_rtp() for _ in range(30)]
+    assert [p.payload for p in received] == [bytes([s & 0xFF]) * 160 for s in range(65530, 65560)]
+    assert len({p.ssrc for p in received}) == 1
+    assert received[0].ssrc != 0x5EED  # the leg's own SSRC, not the source's
+    for before, after in itertools.pairwise(received):
+        assert after.sequence == (before.sequence + 1) & 0xFFFF
+        assert after.timestamp == (before.timestamp + 160) & 0xFFFFFFFF
+    assert received[0].marker  # a new stream starts with the marker bit
+
+
+def test_a_rebridged_far_end_sees_one_continuous_stream(
+    engine: Engine, peers: Callable[[], Peer]
+) -> None:
+    first, second, agent = peers(), peers(), peers()
+    a = connected_leg(engine, first)
+    b = connected_leg(engine, agent, beside=a)
+    c = connected_leg(engine, second, beside=a)
+    engine.bridge(a, b)
+    for seq in range(100, 105):
+        first.send(a, seq)
+    before = [agent.receive_rtp() for _ in range(5)]
+    engine.bridge(c, b)  # the agent now hears another party, whose numbering differs
+    for seq in range(9000, 9005):
+        second.send(c, seq, ts=777_000 + seq * 160)
+    after = [agent.receive_rtp() for _ in range(5)]
+    assert {p.ssrc for p in before + after} == {before[0].ssrc}
+    assert after[0].sequence == (before[-1].sequence + 1) & 0xFFFF
+    assert ((after[0].timestamp - before[-1].timestamp) & 0xFFFFFFFF) < 0x80000000  # forward
+    assert after[0].marker
+    assert [p.payload[0] for p in after] == [s & 0xFF for s in range(9000, 9005)]
+    # The far end's own statistics see no loss and no restart across the re-bridge.
+    stats = core.ReceiveStats()
+    for n, p in enumerate(before + after):
+        stats.update(p.sequence, p.timestamp, n * 160)
+    assert stats.snapshot().lost == 0
+
+
+def test_unbridged_legs_stop_relaying(engine: Engine, peers: Callable[[], Peer]) -> None:
+    caller, agent = peers(), peers()
+    a = connected_leg(engine, caller)
+    b = connected_leg(engine, agent, beside=a)
+    engine.bridge(a, b)
+    engine.unbridge(b)
+    for seq in range(1, 6):
+        caller.send(a, seq)
+    eventually(lambda: a.stats().packets_received == 5, "the caller's packets at leg a")
+    assert b.stats().packets_sent == 0
+
+
+def test_a_leg_latches_to_the_port_rtp_really_comes_from(
+    engine: Engine, peers: Callable[[], Peer]
+) -> None:
+    announced, behind_nat = peers(), peers()
+    leg = connected_leg(engine, announced)
+    behind_nat.send(leg, 1)
+    behind_nat.send(leg, 2)
+    event = next_event(engine, "latched")
+    assert event == MediaEvent("latched", leg.id, f"{LOOPBACK}:{behind_nat.port}")
+    leg.send(b"\x55" * 160, 1234)
+    assert behind_nat.receive_rtp().payload == b"\x55" * 160
+    stats = leg.stats()
+    assert stats.remote == f"{LOOPBACK}:{behind_nat.port}"
+    assert stats.foreign == 1  # the first packet from the new port waited for the second
+
+
+def test_one_stray_packet_does_not_move_the_media(
+    engine: Engine, peers: Callable[[], Peer]
+) -> None:
+    far_end, stranger = peers(), peers()
+    leg = connected_leg(engine, far_end)
+    far_end.send(leg, 1)
+    stranger.send(leg, 500)
+    far_end.send(leg, 2)
+    stranger.send(leg, 501)
+    eventually(lambda: leg.stats().foreign == 2, "both stray packets counted")
+    stats = leg.stats()
+    assert stats.remote == f"{LOOPBACK}:{far_end.port}"
+    assert stats.packets_received == 2
+
+
+def test_rtp_timeout_fires_when_packets_stop_and_resumed_when_they_return(
+    engine: Engine, peers: Callable[[], Peer]
+) -> None:
+    far_end = peers()
+    leg = connected_leg(engine, far_end, rtp_timeout=0.1)
+    far_end.send(leg, 1)
+    assert next_event(engine, "rtp_timeout").leg == leg.id
+    far_end.send(leg, 2)
+    assert next_event(engine, "rtp_resumed").leg == leg.id
+
+
+def test_a_leg_on_hold_does_not_time_out(engine: Engine, peers: Callable[[], Peer]) -> None:
+    held = connected_leg(engine, peers(), rtp_timeout=0.1)
+    held.hold()
+    # Created after the held leg on the same worker with the same timeout: when
+    # its timeout has fired, the held leg's would have fired at that tick or before.
+    witness = connected_leg(engine, peers(), rtp_timeout=0.1, beside=held)
+    events: list[MediaEvent] = []
+
+    def witness_timed_out() -> bool:
+        events.extend(engine.poll_events())
+        return any(e.leg == witness.id for e in events)
+
+    eventually(witness_timed_out, "the witness leg's timeout")
+    assert [e for e in events if e.leg == held.id] == []
+    held.hold(False)
+    assert next_event(engine, "rtp_timeout").leg == held.id
+
+
+def test_sequence_wrap_duplicates_and_reordering_are_counted_on_a_live_leg(
+    engine: Engine, peers: Callable[[], Peer]
+) -> None:
+    far_end = peers()
+    leg = connected_leg(engine, far_end)
+    order = [65533, 65534, 65535, 0, 2, 1, 3, 3, 5, 6]  # 1 late, 3 twice, 4 missing
+    for seq in order:
+        far_end.send(leg, seq, ts=(seq + 3) * 160)
+    eventually(lambda: leg.stats().packets_received == len(order), "every packet received")
+    stats = leg.stats()
+    assert stats.expected == 9  # 65534 .. 6 after the first packet's probation
+    assert (stats.duplicates, stats.reordered) == (1, 1)
+    # RFC 3550 counts the duplicate as received, so it offsets the missing 4.
+    assert stats.lost == 0
+
+
+def test_malformed_datagrams_are_counted_and_dropped(
+    engine: Engine, peers: Callable[[], Peer]
+) -> None:
+    far_end = peers()
+    leg = connected_leg(engine, far_end)
+    junk_datagrams = [b"", b"\x80", b"\x40" + bytes(20), b"\x8f" + bytes(12), b"\xa0" + bytes(11)]
+    for junk in junk_datagrams:
+        far_end.sock.sendto(junk, (LOOPBACK, leg.local_port))
+    far_end.sock.sendto(b"\x00" * 3, (LOOPBACK, leg.local_rtcp_port))
+    far_end.send(leg, 1)
+    far_end.send(leg, 2)
+    eventually(lambda: leg.stats().packets_received == 2, "the valid packets")
+    eventually(lambda: leg.stats().malformed == 6, "every malformed datagram counted")
+
+
+def test_two_engines_exchange_rtp_and_rtcp_and_learn_the_round_trip(
+    engine: Engine,
+) -> None:
+    with Engine(workers=1, port_min=32000, port_max=32999, host=LOOPBACK) as other:
+        sender = engine.create_rtp_leg(rtcp_interval=0.1)
+        receiver = other.create_rtp_leg(rtcp_interval=0.1)
+        sender.set_remote(LOOPBACK, receiver.local_port)
+        receiver.set_remote(LOOPBACK, sender.local_port)
+        for n in range(50):
+            sender.send(bytes([n]) * 160, n * 160)
+        eventually(lambda: receiver.stats().packets_received == 50, "50 packets at the receiver")
+        eventually(lambda: sender.stats().rtt_ms is not None, "an RTT from the receiver's RR")
+        got = receiver.stats()
+        assert (got.expected, got.lost) == (49, 0)
+        assert got.rtcp_received > 0
+        sent = sender.stats()
+        assert sent.packets_sent == 50
+        assert sent.remote_fraction_lost == 0
+        assert sent.rtt_ms is not None
+        assert sent.rtt_ms >= 0
+        assert 1.0 <= got.mos <= 4.5
+
+
+def test_rtcp_mux_carries_reports_on_the_rtp_port(engine: Engine) -> None:
+    a = engine.create_rtp_leg(rtcp_mux=True, rtcp_interval=0.1)
+    b = engine.create_rtp_leg(rtcp_mux=True, rtcp_interval=0.1)
+    a.set_remote(LOOPBACK, b.local_port)
+    b.set_remote(LOOPBACK, a.local_port)
+    for n in range(5):
+        a.send(b"\x00" * 160, n * 160)
+    eventually(lambda: b.stats().rtcp_received > 0 and a.stats().rtcp_received > 0, "muxed RTCP")
+    assert b.stats().malformed == 0
+    assert b.stats().packets_received == 5
+
+
+def test_closing_a_leg_returns_its_final_stats_and_frees_its_ports(
+    engine: Engine, peers: Callable[[], Peer]
+) -> None:
+    far_end = peers()
+    leg = connected_leg(engine, far_end)
+    for seq in range(1, 4):
+        far_end.send(leg, seq)
+    eventually(lambda: leg.stats().packets_received == 3, "three packets")
+    final = leg.close()
+    assert final.packets_received == 3
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((LOOPBACK, leg.local_port))
+    with pytest.raises(ValueError, match=f"no leg {leg.id} in this engine"):
+        leg.stats()
+
+
+def test_the_event_fd_is_readable_while_events_wait(
+    engine: Engine, peers: Callable[[], Peer]
+) -> None:
+    connected_leg(engine, peers(), rtp_timeout=0.05)
+    readable, _, _ = select.select([engine.fileno()], [], [], PATIENCE)
+    assert readable == [engine.fileno()]
+    assert engine.poll_events()
+    readable, _, _ = select.select([engine.fileno()], [], [], 0)
+    assert readable == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"workers": 0}, "workers must be 1..256: got 0"),
+        ({"port_min": 0}, "port_min must be in 1..65535: got 0"),
+        ({"port_min": 5000, "port_max": 5000}, "5000-5000 holds no even/odd port pair"),
+        ({"host": "localhost"}, "not an IPv4 address: 'localhost'"),
+    ],
+)
+def test_bad_engine_arguments_are_refused_by_name(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Engine(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"codec": "speex", "payload_type": 97}, "unknown codec 'speex'"),
+        ({"codec": "opus"}, "codec 'opus' has no static payload type: give payload_type"),
+        ({"payload_type": 200}, "payload_type must be in 0..127: got 200"),
+        ({"rtp_timeout": 0}, "rtp_timeout must be positive seconds or None: got 0"),
+    ],
+)
+def test_bad_leg_arguments_are_refused_by_name(
+    engine: Engine, kwargs: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        engine.create_rtp_leg(**kwargs)  # type: ignore[arg-type]
+
+
+def test_a_bridge_needs_one_codec_and_one_worker(engine: Engine) -> None:
+    a = engine.create_rtp_leg(codec="PCMU")
+    alaw = engine.create_rtp_leg(codec="PCMA", beside=a)
+    different = r"use different codecs \(PCMU/8000 as 0, PCMA/8000 as 8\)"
+    with pytest.raises(ValueError, match=different):
+        engine.bridge(a, alaw)
+    elsewhere = engine.create_rtp_leg()
+    if engine._core.worker_of(elsewhere.id) == engine._core.worker_of(a.id):
+        elsewhere = engine.create_rtp_leg()
+    with pytest.raises(ValueError, match="are on different workers: create the second with beside"):
+        engine.bridge(a, elsewhere)
+    with pytest.raises(ValueError, match="to itself"):
+        engine.bridge(a, a)
+
+
+def test_an_exhausted_port_range_is_an_error_naming_the_range() -> None:
+    with Engine(workers=1, port_min=33000, port_max=33003, host=LOOPBACK) as small:
+        small.create_rtp_leg()
+        small.create_rtp_leg()
+        with pytest.raises(RuntimeError, match="no free RTP port pair in 33000-33003"):
+            small.create_rtp_leg()
+
+
+def test_a_closed_engine_refuses_commands() -> None:
+    engine = Engine(workers=1, port_min=33100, port_max=33199, host=LOOPBACK)
+    leg = engine.create_rtp_leg()
+    engine.close()
+    with pytest.raises(RuntimeError, match="the media engine is closed"):
+        leg.stats()
+    with pytest.raises(RuntimeError, match="the media engine is closed"):
+        engine.create_rtp_leg()
