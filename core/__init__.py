@@ -422,8 +422,9 @@ class Engine:
     :meth:`fileno` (readable when :meth:`poll_events` has something), which is
     what ``appliance.media`` hands to the asyncio loop.
 
-    Raises ``ValueError`` for a bad worker count, port range or address, and
-    ``RuntimeError`` under ``CALLBOX_CORE=python`` (the twin has no engine).
+    ``workers`` of ``None`` or 0 starts one per CPU core. Raises ``ValueError``
+    for a bad worker count, port range or address, and ``RuntimeError`` under
+    ``CALLBOX_CORE=python`` (the twin has no engine).
     """
 
     def __init__(
@@ -437,7 +438,8 @@ class Engine:
             raise RuntimeError(
                 f"the media engine needs the compiled core; CALLBOX_CORE={IMPLEMENTATION} has none"
             )
-        count = workers if workers is not None else os.cpu_count() or 1
+        # 0 means one per core, as the [media] workers setting says.
+        count = workers if workers else os.cpu_count() or 1
         if not 1 <= count <= 256:
             raise ValueError(f"workers must be 1..256: got {count}")
         _check_port(port_min, "port_min")

@@ -1,40 +1,13 @@
 #include "engine/engine.h"
 
-#include <sys/eventfd.h>
 #include <unistd.h>
 
-#include <cerrno>
-#include <cstring>
 #include <stdexcept>
 
 #include "engine/io.h"
 #include "rtp/emodel.h"
 
 namespace callbox::engine {
-
-EventQueue::EventQueue() : fd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
-    if (fd_ < 0) throw std::runtime_error(std::string("eventfd: ") + std::strerror(errno));
-}
-
-EventQueue::~EventQueue() { close(fd_); }
-
-void EventQueue::push(Event event) {
-    std::lock_guard lock(mutex_);
-    events_.push_back(std::move(event));
-    const std::uint64_t one = 1;
-    [[maybe_unused]] const auto written = write(fd_, &one, sizeof one);
-}
-
-std::vector<Event> EventQueue::drain() {
-    std::lock_guard lock(mutex_);
-    // Reading under the lock pairs the fd's readiness with the list: a push after
-    // this makes the fd readable again.
-    std::uint64_t count = 0;
-    [[maybe_unused]] const auto got = read(fd_, &count, sizeof count);
-    std::vector<Event> out;
-    out.swap(events_);
-    return out;
-}
 
 Engine::Engine(unsigned workers, std::uint16_t port_min, std::uint16_t port_max, std::string host)
     : host_(std::move(host)), port_min_(static_cast<std::uint16_t>(port_min + (port_min % 2))),
@@ -144,7 +117,13 @@ LegPorts Engine::create_rtp_leg(RtpLegConfig config, std::optional<LegId> beside
     // The leg moves to the worker inside the command; a shared_ptr keeps the
     // command copyable for std::function.
     auto owned = std::make_shared<std::unique_ptr<RtpLeg>>(std::move(leg));
-    on_worker(worker, [owned](Worker& w, Clock::time_point) { w.add_leg(std::move(*owned)); });
+    try {
+        on_worker(worker, [owned](Worker& w, Clock::time_point) { w.add_leg(std::move(*owned)); });
+    } catch (...) {
+        std::lock_guard lock(mutex_);
+        leg_worker_.erase(id);
+        throw;
+    }
     return {id, port, rtcp_fd >= 0 ? static_cast<std::uint16_t>(port + 1) : port};
 }
 
@@ -189,8 +168,8 @@ void Engine::bridge(LegId a, LegId b) {
     on_worker(worker, [=](Worker& w, Clock::time_point) {
         Leg& left = w.leg(a);
         Leg& right = w.leg(b);
-        const CodecSpec lc = left.codec();
-        const CodecSpec rc = right.codec();
+        const CodecSpec& lc = left.codec();
+        const CodecSpec& rc = right.codec();
         if (lc.payload_type != rc.payload_type || lc.clock_rate != rc.clock_rate) {
             throw std::invalid_argument(
                 "legs " + std::to_string(a) + " and " + std::to_string(b) + " use different codecs (" + lc.name +

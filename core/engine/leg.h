@@ -86,7 +86,7 @@ public:
     Leg& operator=(const Leg&) = delete;
 
     LegId id() const { return id_; }
-    virtual CodecSpec codec() const = 0;
+    virtual const CodecSpec& codec() const = 0;
     // File descriptors the worker watches for this leg.
     virtual std::vector<int> fds() const = 0;
     virtual void on_readable(int fd, Clock::time_point now) = 0;

@@ -28,7 +28,7 @@ public:
     RtpLeg(LegId id, RtpLegConfig config, int rtp_fd, int rtcp_fd, Clock::time_point now);
     ~RtpLeg() override;
 
-    CodecSpec codec() const override { return config_.codec; }
+    const CodecSpec& codec() const override { return config_.codec; }
     std::vector<int> fds() const override;
     void on_readable(int fd, Clock::time_point now) override;
     void on_tick(Clock::time_point now) override;

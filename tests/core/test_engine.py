@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import select
 import socket
+import struct
 import time
 from collections.abc import Callable, Iterator
 
@@ -95,6 +96,15 @@ def connected_leg(engine: Engine, peer: Peer, **options: object) -> RtpLeg:
     return leg
 
 
+def bridged_call(engine: Engine, peers: Callable[[], Peer]) -> tuple[Peer, Peer, RtpLeg, RtpLeg]:
+    """A caller's and an agent's phone, each with its leg, the two legs bridged."""
+    caller, agent = peers(), peers()
+    a = connected_leg(engine, caller)
+    b = connected_leg(engine, agent, beside=a)
+    engine.bridge(a, b)
+    return caller, agent, a, b
+
+
 def test_a_leg_binds_an_even_rtp_port_and_the_next_one_for_rtcp(engine: Engine) -> None:
     leg = engine.create_rtp_leg()
     assert leg.local_port % 2 == 0
@@ -107,10 +117,7 @@ def test_a_leg_binds_an_even_rtp_port_and_the_next_one_for_rtcp(engine: Engine) 
 def test_relay_delivers_the_same_payloads_in_order_with_continuous_seq_and_ts(
     engine: Engine, peers: Callable[[], Peer]
 ) -> None:
-    caller, agent = peers(), peers()
-    a = connected_leg(engine, caller)
-    b = connected_leg(engine, agent, beside=a)
-    engine.bridge(a, b)
+    caller, agent, a, _b = bridged_call(engine, peers)
     for seq in range(65530, 65560):  # across the 16-bit wrap of the source
         caller.send(a, seq)
     received = [agent.receive_rtp() for _ in range(30)]
@@ -151,10 +158,7 @@ def test_a_rebridged_far_end_sees_one_continuous_stream(
 
 
 def test_unbridged_legs_stop_relaying(engine: Engine, peers: Callable[[], Peer]) -> None:
-    caller, agent = peers(), peers()
-    a = connected_leg(engine, caller)
-    b = connected_leg(engine, agent, beside=a)
-    engine.bridge(a, b)
+    caller, _agent, a, b = bridged_call(engine, peers)
     engine.unbridge(b)
     for seq in range(1, 6):
         caller.send(a, seq)
@@ -304,6 +308,70 @@ def test_closing_a_leg_returns_its_final_stats_and_frees_its_ports(
         leg.stats()
 
 
+def test_a_new_ssrc_starts_a_new_source_and_a_new_outgoing_stream(
+    engine: Engine, peers: Callable[[], Peer]
+) -> None:
+    caller, agent, a, _b = bridged_call(engine, peers)
+    for seq in range(10, 15):
+        caller.send(a, seq)
+    before = [agent.receive_rtp() for _ in range(5)]
+    # The caller's side restarts (say, a gateway failover): new SSRC, new numbering.
+    for seq in range(3000, 3005):
+        packet = core.build_rtp(0, seq, seq * 999, 0xFA11, b"\x01" * 160)
+        caller.sock.sendto(packet, (LOOPBACK, a.local_port))
+    after = [agent.receive_rtp() for _ in range(5)]
+    assert after[0].ssrc == before[0].ssrc
+    assert after[0].sequence == (before[-1].sequence + 1) & 0xFFFF
+    assert after[0].marker
+    stats = a.stats()
+    assert stats.remote_ssrc == 0xFA11
+    assert (stats.packets_received, stats.expected, stats.lost) == (10, 8, 0)
+
+
+def test_the_far_ends_receiver_report_reaches_the_legs_stats(
+    engine: Engine, peers: Callable[[], Peer]
+) -> None:
+    far_end = peers()
+    leg = connected_leg(engine, far_end)
+    ssrc = leg.stats().local_ssrc
+    block = core.ReportBlock(ssrc, 64, 12, 1000, 80, 0, 0)
+    report = core.build_rtcp(0x5EED, None, [block], b"far@end")
+    far_end.sock.sendto(report, (LOOPBACK, leg.local_rtcp_port))
+    eventually(lambda: leg.stats().rtcp_received == 1, "the receiver report")
+    stats = leg.stats()
+    assert (stats.remote_fraction_lost, stats.remote_cumulative_lost) == (64, 12)
+    assert stats.remote_jitter_ms == 10.0  # 80 units at 8 kHz
+    assert stats.rtt_ms is None  # no LSR: the far end has had no SR from us
+
+
+def test_an_rtcp_bye_is_reported_as_an_event(engine: Engine, peers: Callable[[], Peer]) -> None:
+    far_end = peers()
+    leg = connected_leg(engine, far_end)
+    bye = core.build_rtcp(0x5EED, None, [], b"far@end") + struct.pack("!BBHI", 0x81, 203, 1, 0x5EED)
+    far_end.sock.sendto(bye, (LOOPBACK, leg.local_rtcp_port))
+    assert next_event(engine, "bye") == MediaEvent("bye", leg.id, "")
+
+
+def test_the_leg_sends_sender_reports_the_far_end_can_parse(
+    engine: Engine, peers: Callable[[], Peer]
+) -> None:
+    far_end = peers()
+    rtcp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rtcp.bind((LOOPBACK, 0))
+    rtcp.settimeout(PATIENCE)
+    with rtcp:
+        leg = engine.create_rtp_leg(rtcp_interval=0.05, cname="agent7@callbox")
+        leg.set_remote(LOOPBACK, far_end.port, rtcp.getsockname()[1])
+        for n in range(3):
+            leg.send(b"\x00" * 160, n * 160)
+        report = core.parse_rtcp(rtcp.recv(2048))
+        while report.sender is None:  # an RR may go out before the frames do
+            report = core.parse_rtcp(rtcp.recv(2048))
+    assert report.ssrc == leg.stats().local_ssrc
+    assert report.cname == b"agent7@callbox"
+    assert (report.sender.packet_count, report.sender.octet_count) == (3, 480)
+
+
 def test_the_event_fd_is_readable_while_events_wait(
     engine: Engine, peers: Callable[[], Peer]
 ) -> None:
@@ -318,7 +386,7 @@ def test_the_event_fd_is_readable_while_events_wait(
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"workers": 0}, "workers must be 1..256: got 0"),
+        ({"workers": -1}, "workers must be 1..256: got -1"),
         ({"port_min": 0}, "port_min must be in 1..65535: got 0"),
         ({"port_min": 5000, "port_max": 5000}, "5000-5000 holds no even/odd port pair"),
         ({"host": "localhost"}, "not an IPv4 address: 'localhost'"),
