@@ -393,6 +393,7 @@ class RtpLeg:
         """Queue one frame of codec payload for the far end, sent at the next tick.
 
         ``timestamp`` is in the codec's clock units; the leg numbers packets itself.
+        Raises ``ValueError`` for a payload that does not fit one datagram.
         """
         if not 0 <= timestamp <= 0xFFFFFFFF:
             raise ValueError(f"timestamp must be in 0..4294967295: got {timestamp}")

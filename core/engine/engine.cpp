@@ -6,6 +6,7 @@
 
 #include "engine/io.h"
 #include "rtp/emodel.h"
+#include "rtp/packet.h"
 
 namespace callbox::engine {
 
@@ -148,6 +149,11 @@ void Engine::set_hold(LegId leg, bool on_hold) {
 }
 
 void Engine::send(LegId leg, std::vector<std::uint8_t> payload, std::uint32_t timestamp, bool marker) {
+    if (payload.size() > kMaxDatagram - rtp::kFixedHeaderSize) {
+        throw std::invalid_argument("a frame's payload must fit one datagram (at most " +
+                                    std::to_string(kMaxDatagram - rtp::kFixedHeaderSize) +
+                                    " bytes): got " + std::to_string(payload.size()));
+    }
     auto data = std::make_shared<std::vector<std::uint8_t>>(std::move(payload));
     workers_[worker_of(leg)]->post([=](Worker& w, Clock::time_point now) {
         // The leg may have been closed since: a frame for it has nowhere to go.

@@ -6,7 +6,9 @@ never how fast: the machine is shared and the tests must not fail on timing.
 
 from __future__ import annotations
 
+import functools
 import itertools
+import random
 import select
 import socket
 import struct
@@ -257,6 +259,43 @@ def test_malformed_datagrams_are_counted_and_dropped(
     eventually(lambda: leg.stats().malformed == 6, "every malformed datagram counted")
 
 
+@pytest.mark.parametrize("rtcp_mux", [False, True])
+def test_random_datagrams_never_upset_a_live_leg(
+    engine: Engine, peers: Callable[[], Peer], rtcp_mux: bool
+) -> None:
+    far_end = peers()
+    leg = connected_leg(engine, far_end, rtcp_mux=rtcp_mux)
+    rng = random.Random(3550)
+
+    def accounted() -> int:
+        # Each datagram is exactly one of: malformed, RTCP, or RTP from the far end.
+        s = leg.stats()
+        return s.malformed + s.rtcp_received + s.packets_received
+
+    def caught_up(target: int) -> bool:
+        return accounted() == target
+
+    sent = 0
+    for n in range(300):
+        # Mostly version 2 with RTP or RTCP-looking second octets, so the
+        # parsers' deeper checks are reached, with random lengths and bodies.
+        body = bytearray(rng.randbytes(rng.randrange(0, 120)))
+        if body and n % 4:
+            body[0] = 0x80 | (body[0] & 0x3F)
+        if len(body) > 1 and n % 2:
+            body[1] = rng.choice([0, 8, 0x80, 200, 201, 202, 203, 204])
+        port = leg.local_rtcp_port if n % 3 == 0 else leg.local_port
+        far_end.sock.sendto(bytes(body), (LOOPBACK, port))
+        sent += 1
+        if sent % 25 == 0:
+            # In small batches: a burst could overrun the socket buffer on a busy box.
+            eventually(functools.partial(caught_up, sent), f"{sent} datagrams accounted for")
+    far_end.send(leg, 40000)
+    far_end.send(leg, 40001)
+    eventually(functools.partial(caught_up, sent + 2), "the valid packets after the junk")
+    assert leg.stats().remote == f"{LOOPBACK}:{far_end.port}"
+
+
 def test_two_engines_exchange_rtp_and_rtcp_and_learn_the_round_trip(
     engine: Engine,
 ) -> None:
@@ -411,6 +450,14 @@ def test_bad_leg_arguments_are_refused_by_name(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         engine.create_rtp_leg(**kwargs)  # type: ignore[arg-type]
+
+
+def test_a_frame_larger_than_a_datagram_is_refused(engine: Engine) -> None:
+    leg = engine.create_rtp_leg()
+    with pytest.raises(ValueError, match=r"must fit one datagram \(at most 2036 bytes\): got 3000"):
+        leg.send(bytes(3000), 0)
+    with pytest.raises(ValueError, match=r"timestamp must be in 0\.\.4294967295: got -1"):
+        leg.send(b"", -1)
 
 
 def test_a_bridge_needs_one_codec_and_one_worker(engine: Engine) -> None:
