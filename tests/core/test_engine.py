@@ -12,6 +12,7 @@ import random
 import select
 import socket
 import struct
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -473,6 +474,34 @@ def test_a_bridge_needs_one_codec_and_one_worker(engine: Engine) -> None:
         engine.bridge(a, elsewhere)
     with pytest.raises(ValueError, match="to itself"):
         engine.bridge(a, a)
+
+
+def test_commands_from_many_threads_while_media_flows(
+    engine: Engine, peers: Callable[[], Peer]
+) -> None:
+    caller, _agent, a, _b = bridged_call(engine, peers)
+    failures: list[BaseException] = []
+
+    def churn() -> None:
+        try:
+            for _ in range(10):
+                leg = engine.create_rtp_leg(beside=a)
+                leg.set_remote(LOOPBACK, caller.port)
+                leg.send(b"\x00" * 160, 0)
+                leg.stats()
+                leg.close()
+        except BaseException as error:  # handed to the test thread
+            failures.append(error)
+
+    threads = [threading.Thread(target=churn) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for seq in range(1, 41):
+        caller.send(a, seq)
+    for thread in threads:
+        thread.join(PATIENCE * 3)
+    assert failures == []
+    eventually(lambda: a.stats().packets_received == 40, "the caller's packets during the churn")
 
 
 def test_an_exhausted_port_range_is_an_error_naming_the_range() -> None:
