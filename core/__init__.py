@@ -494,6 +494,8 @@ class Engine:
             raise ValueError(f"rtp_timeout must be positive seconds or None: got {rtp_timeout}")
         if rtcp_interval <= 0:
             raise ValueError(f"rtcp_interval must be positive seconds: got {rtcp_interval}")
+        if len(cname.encode()) > 255:
+            raise ValueError(f"cname must be at most 255 bytes in UTF-8: got {len(cname.encode())}")
         if beside is not None and beside.engine is not self:
             raise ValueError(f"{beside!r} belongs to another engine")
         leg_id, port, rtcp_port = self._core.create_rtp_leg(

@@ -444,6 +444,7 @@ def test_bad_engine_arguments_are_refused_by_name(kwargs: dict[str, object], mes
         ({"codec": "opus"}, "codec 'opus' has no static payload type: give payload_type"),
         ({"payload_type": 200}, "payload_type must be in 0..127: got 200"),
         ({"rtp_timeout": 0}, "rtp_timeout must be positive seconds or None: got 0"),
+        ({"cname": "x" * 256}, "cname must be at most 255 bytes in UTF-8: got 256"),
     ],
 )
 def test_bad_leg_arguments_are_refused_by_name(

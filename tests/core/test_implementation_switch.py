@@ -8,6 +8,9 @@ import sys
 
 import pytest
 
+import core
+from core import _reference
+
 
 def _implementation(value: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, CALLBOX_CORE=value)
@@ -34,3 +37,10 @@ def test_unknown_implementation_is_refused_with_the_choices() -> None:
     assert "CALLBOX_CORE='fast' is not an implementation: use native, sanitize or python" in (
         result.stderr
     )
+
+
+def test_the_python_twin_has_no_media_engine_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(core, "_impl", _reference)
+    monkeypatch.setattr(core, "IMPLEMENTATION", "python")
+    with pytest.raises(RuntimeError, match="needs the compiled core; CALLBOX_CORE=python has none"):
+        core.Engine(workers=1)
