@@ -554,8 +554,15 @@ def unquote(text: str) -> str:
 
 
 def quote(text: str) -> str:
-    """``text`` as a quoted-string."""
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    """``text`` as a quoted-string; quotes, backslashes and controls become quoted-pairs.
+
+    CR and LF cannot be carried in a quoted-string at all (RFC 3261 25.1).
+    """
+    if "\r" in text or "\n" in text:
+        raise ValueError("a quoted-string cannot carry CR or LF")
+    escaped = "".join(
+        "\\" + ch if ch in '"\\' or (ch < " " and ch != "\t") or ch == "\x7f" else ch for ch in text
+    )
     return f'"{escaped}"'
 
 
