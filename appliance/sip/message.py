@@ -147,6 +147,8 @@ _STATUS_LINE_RE = re.compile(rf"({_VERSION_RE.pattern}) (\d{{3}}) (.*)", re.DOTA
 _HOSTNAME_RE = re.compile(
     r"([A-Za-z0-9]([A-Za-z0-9\-]*[A-Za-z0-9])?\.)*[A-Za-z]([A-Za-z0-9\-]*[A-Za-z0-9])?\.?"
 )
+_IPV6_REFERENCE_RE = re.compile(r"\[[0-9A-Fa-f:.]+\]")
+_BARE_IPV6_RE = re.compile(r"[0-9A-Fa-f]*:[0-9A-Fa-f:.]*")
 _IPV4_RE = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}")
 # RFC 3261 25.1: the characters allowed unescaped in each URI part.
 _UNRESERVED = r"A-Za-z0-9\-_.!~*'()"
@@ -289,6 +291,16 @@ class Headers:
         else:
             self._fields.insert(index, (wanted, value))
 
+    def replace_first_value(self, name: str, value: str) -> None:
+        """Replace the first value of ``name`` (the first element of a list header)."""
+        wanted = canonical_name(name)
+        for i, (have, line) in enumerate(self._fields):
+            if have == wanted:
+                items = split_list(line) if wanted in LIST_HEADERS else [line]
+                self._fields[i] = (wanted, ", ".join([value, *items[1:]]))
+                return
+        raise KeyError(name)
+
     def remove(self, name: str) -> None:
         """Drop every field called ``name``."""
         wanted = canonical_name(name)
@@ -369,12 +381,12 @@ def unescape(text: str) -> str:
 
 
 def _check_host(host: str, what: str) -> str:
-    """Validate a host (hostname, IPv4 or [IPv6]); return it lower-cased."""
-    if host.startswith("["):
-        if not host.endswith("]"):
+    """Validate a host (hostname, IPv4, [IPv6] or bare IPv6); return it lower-cased."""
+    if host.startswith("[") or ":" in host:
+        if host.startswith("[") != host.endswith("]"):
             raise SipParseError(f"Bad {what}: unterminated IPv6 reference")
         try:
-            ipaddress.IPv6Address(host[1:-1])
+            ipaddress.IPv6Address(host.strip("[]"))
         except ValueError:
             raise SipParseError(f"Bad {what}: invalid IPv6 address {host}") from None
         return host.lower()
@@ -539,7 +551,11 @@ class _Cursor:
                 if nxt == '"':
                     value = self.quoted_string()
                 elif nxt == "[":
-                    value = self.match(re.compile(r"\[[0-9A-Fa-f:.]+\]"), "an IPv6 reference")
+                    value = self.match(_IPV6_REFERENCE_RE, "an IPv6 reference")
+                elif bare := _BARE_IPV6_RE.match(self.text, self.pos):
+                    # Via received= carries a bare IPv6 address (RFC 3261 20.42).
+                    value = bare.group()
+                    self.pos = bare.end()
                 else:
                     value = self.token()
             params.append((name, value))
@@ -823,6 +839,17 @@ class Request(Message):
     method: str = "OPTIONS"
     uri: Uri = field(default_factory=lambda: Uri("sip", "invalid"))
 
+    def response(self, status: int, reason: str, to_tag: str | None = None) -> Response:
+        """A response to this request (RFC 3261 8.2.6).
+
+        ``to_tag`` is added to To when the request has none (RFC 3261
+        8.2.6.2: every response but 100 Trying to a request outside a dialog).
+        """
+        response = _response_to(self.headers, status, reason)
+        if to_tag is not None and status != 100 and self.to.tag is None:
+            response.headers.set("To", f"{self.headers.get('To')};tag={to_tag}")
+        return response
+
     def start_line(self) -> str:
         """``Method SP Request-URI SP SIP/2.0``."""
         return f"{self.method} {self.uri} SIP/2.0"
@@ -1009,8 +1036,13 @@ def error_response(error: SipParseError) -> Response | None:
         return None
     if not error.headers.lines("Via"):
         return None
-    response = Response(status=error.status, reason=error.reason)
+    return _response_to(error.headers, error.status, error.reason)
+
+
+def _response_to(headers: Headers, status: int, reason: str) -> Response:
+    """RFC 3261 8.2.6.2: a response echoes Via, From, To, Call-ID and CSeq."""
+    response = Response(status=status, reason=reason)
     for name in ("Via", "From", "To", "Call-ID", "CSeq"):
-        for value in error.headers.lines(name):
+        for value in headers.lines(name):
             response.headers.add(name, value)
     return response
