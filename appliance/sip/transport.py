@@ -252,9 +252,10 @@ class SipTransport:
         return len(self._connections)
 
     def send_udp(self, data: bytes, destination: tuple[str, int]) -> None:
-        """Send one datagram from the listening socket."""
-        if self._udp is None:
-            raise RuntimeError("transport not started")
+        """Send one datagram from the listening socket (an IP address, not a name)."""
+        if self._udp is None or self._udp.is_closing():
+            log.debug("not sent to %s: UDP listener closed", destination)
+            return
         self._udp.sendto(data, destination)
 
     async def connect_tcp(self, destination: tuple[str, int]) -> Flow:
@@ -280,6 +281,10 @@ class SipTransport:
         try:
             destination = response_destination(response.top_via, flow.remote)
         except (SipParseError, IndexError):
+            destination = flow.remote
+        if not _is_ip(destination[0]):
+            # A sent-by name would need RFC 3263 DNS lookups (not built yet); the
+            # request's source address reaches the sender in every case we meet.
             destination = flow.remote
         self.send_udp(response.to_bytes(), destination)
 
@@ -331,6 +336,14 @@ class SipTransport:
             self._per_source[source] -= 1
             if not self._per_source[source]:
                 del self._per_source[source]
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _address(sockname: tuple[str, int] | tuple[str, int, int, int]) -> tuple[str, int]:
