@@ -15,6 +15,7 @@ head is decoded with ``surrogateescape``.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable, Iterator
@@ -162,6 +163,9 @@ _DATE_RE = re.compile(
     r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} "
     r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d{2}:\d{2}:\d{2} GMT"
 )
+_ADDR_SPEC_RE = re.compile(r"[^;, \t]+")
+_SENT_BY_RE = re.compile(r"(\[[^\]]*\]|[A-Za-z0-9\-.]+)(:\d+)?")
+_DIGITS_RE = re.compile(r"[0-9]+")
 _HEADER_NAME_RE = re.compile(rf"({_TOKEN})[ \t]*:")
 
 
@@ -190,6 +194,7 @@ class SipParseError(ValueError):
         self.headers = headers
 
 
+@functools.lru_cache(maxsize=1024)
 def canonical_name(name: str) -> str:
     """The long, conventionally capitalised form of a header field name."""
     lower = name.lower()
@@ -642,7 +647,7 @@ def _address(cur: _Cursor, *, name_addr_only: bool = False) -> Address:
         if name_addr_only:
             raise cur.error("URI must be enclosed in <>")
         cur.skip_lws()
-        m = re.compile(r"[^;, \t]+").match(cur.text, cur.pos)
+        m = _ADDR_SPEC_RE.match(cur.text, cur.pos)
         if m is None:
             raise cur.error("missing URI")
         if "?" in m.group():
@@ -722,7 +727,7 @@ def parse_via(value: str) -> Via:
     cur.expect("/")
     transport = cur.token().upper()
     cur.skip_lws()
-    m = re.compile(r"(\[[^\]]*\]|[A-Za-z0-9\-.]+)(:\d+)?").match(cur.text, cur.pos)
+    m = _SENT_BY_RE.match(cur.text, cur.pos)
     if m is None:
         raise cur.error("missing sent-by host")
     host, port = _split_hostport(m.group(), "Via")
@@ -757,7 +762,7 @@ class CSeq:
 def parse_cseq(value: str) -> CSeq:
     """Parse a CSeq value; the number must be below 2**31."""
     cur = _Cursor(value, "CSeq")
-    digits = cur.match(re.compile(r"[0-9]+"), "a sequence number")
+    digits = cur.match(_DIGITS_RE, "a sequence number")
     method = cur.token()
     if not cur.at_end():
         raise cur.error(f"unexpected {cur.peek()!r}")
