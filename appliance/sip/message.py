@@ -311,10 +311,6 @@ class Headers:
         wanted = canonical_name(name)
         self._fields = [(n, v) for n, v in self._fields if n != wanted]
 
-    def copy(self) -> Headers:
-        """An independent copy."""
-        return Headers(self._fields)
-
 
 Params = tuple[tuple[str, str | None], ...]
 
@@ -349,11 +345,6 @@ class Uri:
     def param(self, name: str) -> str | None:
         """A URI parameter's value ("" for a flag such as ``lr``), or None."""
         return _param(self.params, name)
-
-    @property
-    def is_sip(self) -> bool:
-        """True for sip: and sips: URIs."""
-        return self.scheme in ("sip", "sips")
 
     def __str__(self) -> str:
         if self.opaque is not None:
@@ -606,11 +597,6 @@ class Address:
     def param(self, name: str) -> str | None:
         """A header parameter's value ("" for a flag), or None."""
         return _param(self.params, name)
-
-    def with_tag(self, tag: str) -> Address:
-        """This address with its tag set to ``tag``."""
-        others = tuple((k, v) for k, v in self.params if k.lower() != "tag")
-        return replace(self, params=(*others, ("tag", tag)))
 
     def __str__(self) -> str:
         display = "" if self.display_name is None else quote(self.display_name) + " "

@@ -269,3 +269,30 @@ def test_source_limiter_refuses_a_flood_and_refills_with_time() -> None:
     now[0] += 0.1
     assert limiter.allow("192.0.2.1")
     assert not limiter.allow("192.0.2.1")
+
+
+async def test_a_flooding_source_is_cut_off_while_others_are_served() -> None:
+    recorder = Recorder()
+    transport = SipTransport(recorder, TransportLimits(messages_per_second=1e-6, burst=2))
+    recorder.transport = transport
+    await transport.start("127.0.0.1", 0)
+    loop = asyncio.get_running_loop()
+    flooder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        # Limits are per IP address: the other source binds another loopback address.
+        for sock, address in ((flooder, "127.0.0.1"), (other, "127.0.0.2")):
+            sock.bind((address, 0))
+            sock.setblocking(False)
+        for n in range(2):
+            assert (await udp_answer(flooder, options(f"z9hG4bKf{n}"), transport)).status == 200
+        await loop.sock_sendto(flooder, options("z9hG4bKf2"), transport.udp_address)
+        # Loopback keeps order: the third request was handled (or not) before this one.
+        assert (await udp_answer(other, options("z9hG4bKo"), transport)).status == 200
+        with pytest.raises(BlockingIOError):
+            flooder.recv(65535)
+        assert recorder.received.qsize() == 3
+    finally:
+        flooder.close()
+        other.close()
+        await transport.close()
