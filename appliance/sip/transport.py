@@ -48,7 +48,7 @@ PING = b"\r\n\r\n"
 PONG = b"\r\n"
 """RFC 5626 3.5.1: the server's answer to a ping."""
 
-_CONTENT_LENGTH_RE = re.compile(rb"(?im)^(?:content-length|l)[ \t]*:[ \t]*([0-9]+)[ \t]*$")
+_CONTENT_LENGTH_RE = re.compile(rb"(?im)^(?:content-length|l)[ \t]*:[ \t]*([0-9]+)[ \t]*\r?$")
 
 
 @dataclass(frozen=True)
@@ -133,11 +133,13 @@ class StreamFramer:
                     raise FramingError("Message Too Large", bytes(buffer[:4096]), 513)
                 break
             head = bytes(buffer[:end])
-            m = _CONTENT_LENGTH_RE.search(head)
-            if m is None:
+            lengths = set(_CONTENT_LENGTH_RE.findall(head))
+            if len(lengths) != 1:
+                # Without one agreed length the next message cannot be found.
                 del buffer[: end + 4]
-                raise FramingError("Missing Content-Length", head)
-            length = int(m.group(1))
+                problem = "Missing" if not lengths else "Conflicting"
+                raise FramingError(f"{problem} Content-Length", head)
+            length = int(lengths.pop())
             if end + 4 + length > MAX_MESSAGE_BYTES:
                 raise FramingError("Message Too Large", head, 513)
             if len(buffer) < end + 4 + length:

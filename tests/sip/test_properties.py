@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from appliance.sip.message import (
@@ -19,22 +19,26 @@ from appliance.sip.message import (
     parse_message,
     parse_uri,
 )
-from tests.sip.strategies import addresses, requests, responses, uris
+from appliance.sip.transport import PING, StreamFramer
+from tests.sip.strategies import UNTIMED, addresses, requests, responses, uris, without_length
 
 TORTURE = sorted((Path(__file__).parent / "torture").glob("*.dat"))
 SEEDS = [path.read_bytes() for path in TORTURE]
 
 
+@UNTIMED
 @given(uris)
 def test_uri_round_trips(uri: Uri) -> None:
     assert parse_uri(str(uri)) == uri
 
 
+@UNTIMED
 @given(addresses)
 def test_address_round_trips(address: Address) -> None:
     assert parse_address(str(address)) == address
 
 
+@UNTIMED
 @given(st.one_of(requests(), responses()), st.sampled_from(["datagram", "stream"]))
 def test_message_round_trips(message: Request | Response, transport: Transport) -> None:
     wire = message.to_bytes()
@@ -42,7 +46,7 @@ def test_message_round_trips(message: Request | Response, transport: Transport) 
     assert type(parsed) is type(message)
     assert parsed.start_line() == message.start_line()
     assert parsed.body == message.body
-    assert [f for f in parsed.headers if f[0] != "Content-Length"] == list(message.headers)
+    assert without_length(parsed.headers) == without_length(message.headers)
     assert parsed.to_bytes() == wire
 
 
@@ -103,7 +107,7 @@ def reason_fits_a_status_line(reason: str) -> None:
     assert "\n" not in reason
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(UNTIMED, max_examples=1500)
 @given(mutated(), st.sampled_from(["datagram", "stream"]))
 def test_fuzzed_torture_messages_raise_only_sip_parse_error(
     data: bytes, transport: Transport
@@ -119,8 +123,33 @@ def test_fuzzed_torture_messages_raise_only_sip_parse_error(
     assert again.body == message.body
 
 
-@settings(max_examples=500, deadline=None)
+@settings(UNTIMED, max_examples=500)
 @given(st.binary(max_size=400))
 def test_random_bytes_raise_only_sip_parse_error(data: bytes) -> None:
     with contextlib.suppress(SipParseError):
         parse_message(data)
+
+
+@UNTIMED
+@given(
+    st.lists(st.tuples(st.one_of(requests(), responses()), st.booleans()), min_size=1, max_size=4),
+    st.lists(st.integers(1, 400), max_size=10),
+)
+def test_stream_framer_finds_the_same_messages_however_the_stream_is_cut(
+    messages: list[tuple[Request | Response, bool]], cuts: list[int]
+) -> None:
+    expected: list[bytes] = []
+    stream = b""
+    for message, ping_first in messages:
+        if ping_first:
+            stream += PING
+            expected.append(PING)
+        stream += message.to_bytes()
+        expected.append(message.to_bytes())
+    framer = StreamFramer()
+    frames: list[bytes] = []
+    position = 0
+    for size in [*cuts, len(stream)]:
+        frames += framer.feed(stream[position : position + size])
+        position += size
+    assert frames == expected

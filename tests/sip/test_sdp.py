@@ -17,6 +17,7 @@ from appliance.sip.sdp import (
     negotiate,
     parse_sdp,
 )
+from tests.sip.strategies import UNTIMED
 
 # RFC 3264 10.1: Alice offers audio (PCMU, PCMA, iLBC) and video.
 ALICE_OFFER = b"""v=0\r
@@ -169,6 +170,7 @@ def test_bad_sdp_raises_sdp_error_naming_the_line(text: bytes, problem: str) -> 
         parse_sdp(text)
 
 
+@UNTIMED
 @given(
     st.lists(st.sampled_from(DEFAULT_PREFERENCE), min_size=1, max_size=5, unique=True),
     st.integers(1024, 65534),

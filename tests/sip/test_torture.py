@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from appliance.sip.message import (
-    Headers,
     Request,
     Response,
     SipParseError,
@@ -15,6 +14,7 @@ from appliance.sip.message import (
     parse_message,
     unescape,
 )
+from tests.sip.strategies import without_length
 
 TORTURE = Path(__file__).parent / "torture"
 
@@ -78,10 +78,6 @@ DROPPED = [
     ("3.1.2.5", "scalarlg", "Bad CSeq: sequence number too large"),
     ("3.1.2.19", "bigcode", "Malformed Status-Line"),
 ]
-
-
-def without_length(headers: Headers) -> list[tuple[str, str]]:
-    return [(name, value) for name, value in headers if name != "Content-Length"]
 
 
 def torture(name: str) -> bytes:

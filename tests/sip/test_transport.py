@@ -254,6 +254,12 @@ def test_framer_waits_for_a_whole_ping_and_skips_single_crlf() -> None:
     assert framer.feed(b"\r\n" + options()) == [options()]
 
 
+def test_framer_refuses_conflicting_content_lengths() -> None:
+    framer = StreamFramer()
+    with pytest.raises(FramingError, match="Conflicting Content-Length"):
+        framer.feed(options().replace(b"Content-Length: 0\r\n", b"l: 4\r\nContent-Length: 0\r\n"))
+
+
 def test_framer_refuses_a_head_that_never_ends() -> None:
     framer = StreamFramer()
     with pytest.raises(FramingError) as caught:
