@@ -518,6 +518,11 @@ class TransactionLayer:
             return
         transaction.receive_response(response)
 
+    def close(self) -> None:
+        """Terminate every transaction and cancel its timers (the stack is stopping)."""
+        for transaction in [*self.server.values(), *self.client.values()]:
+            transaction._terminate()
+
     @staticmethod
     def _forget(table: dict[_K, _T], key: _K) -> None:
         table.pop(key, None)

@@ -159,7 +159,9 @@ class SipStack:
         self.transport = transport
 
     async def close(self) -> None:
-        """Stop listening."""
+        """Stop listening and cancel every transaction timer."""
+        if self.core.layer is not None:
+            self.core.layer.close()
         if self.transport is not None:
             await self.transport.close()
 

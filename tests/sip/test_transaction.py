@@ -288,3 +288,15 @@ def test_cancel_finds_the_invite_it_cancels_and_has_its_own_transaction() -> Non
     other = link.call("CANCEL", branch="z9hG4bKsomethingelse")
     assert state(other) is State.TRYING
     assert link.layers["bob"].invite_for_cancel(link.bob.requests[2][0]) is None
+
+
+def test_closing_the_layer_cancels_every_timer() -> None:
+    link = Link()
+    link.lose = lambda sender, data, count: sender == "alice"
+    transaction = link.call("INVITE")
+    link.layers["alice"].close()
+    link.clock.advance(40)
+    assert link.times("alice", "INVITE") == [0]
+    assert state(transaction) is State.TERMINATED
+    assert link.alice.timeouts == []
+    assert link.layers["alice"].client == {}
