@@ -134,3 +134,40 @@ def test_malformed_udp_gets_400_and_the_switch_stays_up(switch: RunningSwitch) -
         assert isinstance(good, Response)
         assert good.status == 200
     assert switch.process.poll() is None
+
+
+def test_switch_retransmits_480_until_acked_and_answers_a_repeated_invite_from_its_transaction(
+    switch: RunningSwitch,
+) -> None:
+    invite = (
+        b"INVITE sip:4000@127.0.0.1 SIP/2.0\r\n"
+        b"Via: SIP/2.0/UDP 127.0.0.1;rport;branch=z9hG4bKlossy\r\n"
+        b"Max-Forwards: 70\r\nFrom: <sip:caller@example.com>;tag=c9\r\n"
+        b"To: <sip:4000@127.0.0.1>\r\nCall-ID: lossy@probe\r\n"
+        b"CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+    )
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(WAIT)
+        target = ("127.0.0.1", switch.port)
+
+        def final() -> Response:
+            while True:
+                response = parse_message(sock.recv(65535))
+                assert isinstance(response, Response)
+                if response.status >= 200:
+                    return response
+
+        sock.sendto(invite, target)
+        first = final()
+        assert first.status == 480
+        # No ACK: timer G brings the same 480 again (our ACK "was lost").
+        again = final()
+        assert (again.status, again.to.tag) == (480, first.to.tag)
+        # A retransmitted INVITE is answered by the transaction, not a new 480 from the core.
+        sock.sendto(invite, target)
+        repeated = final()
+        assert repeated.to.tag == first.to.tag
+        ack = invite.replace(b"INVITE sip", b"ACK sip").replace(b"1 INVITE", b"1 ACK")
+        ack = ack.replace(b"To: <sip:4000@127.0.0.1>", f"To: {first.headers.get('To')}".encode())
+        sock.sendto(ack, target)
+    assert switch.process.poll() is None
