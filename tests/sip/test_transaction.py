@@ -18,6 +18,7 @@ from appliance.sip.transaction import (
     TransactionLayer,
 )
 from appliance.sip.transport import Flow, TransportName
+from appliance.sip.ua import UserAgentCore
 
 # Send times when the interval doubles from T1 = 0.5 s and stops growing at T2 = 4 s,
 # until 64*T1 = 32 s: timers E and G.
@@ -300,3 +301,20 @@ def test_closing_the_layer_cancels_every_timer() -> None:
     assert state(transaction) is State.TERMINATED
     assert link.alice.timeouts == []
     assert link.layers["alice"].client == {}
+
+
+def test_core_cancels_a_pending_invite_with_487_and_answers_the_cancel_200() -> None:
+    link = Link()  # bob's transaction user leaves the INVITE unanswered
+    link.call("INVITE", branch="z9hG4bKpending")
+    link.call("CANCEL", branch="z9hG4bKpending")
+    core = UserAgentCore()
+    core.layer = link.layers["bob"]
+    invite_transaction = link.bob.requests[0][1]
+    cancel, _ = link.bob.requests[1]
+    response = core.answer(cancel)
+    assert response is not None
+    assert (response.status, response.cseq.method) == (200, "CANCEL")
+    assert invite_transaction is not None
+    assert invite_transaction.last_response is not None
+    assert invite_transaction.last_response.status == 487
+    assert [r.status for r, _ in link.alice.responses if r.cseq.method == "INVITE"] == [100, 487]
