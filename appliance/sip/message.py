@@ -387,10 +387,9 @@ def _check_host(host: str, what: str) -> str:
             raise SipParseError(f"Bad {what}: invalid IPv6 address {host}") from None
         return host.lower()
     if _IPV4_RE.fullmatch(host):
-        try:
-            ipaddress.IPv4Address(host)
-        except ValueError:
-            raise SipParseError(f"Bad {what}: invalid IPv4 address {host}") from None
+        # The regex has checked the shape; only the octet ranges are left.
+        if any(int(octet) > 255 for octet in host.split(".")):
+            raise SipParseError(f"Bad {what}: invalid IPv4 address {host}")
         return host
     if not _HOSTNAME_RE.fullmatch(host):
         raise SipParseError(f"Bad {what}: invalid host {host!r}")
@@ -913,37 +912,49 @@ def _check_version(version: str, method: str | None, headers: Headers | None) ->
 
 def _validate(headers: Headers, method: str | None) -> None:
     """Check the fields the transaction and UA layers rely on (RFC 3261 8.1.1)."""
+    # One pass to group the lines by name: the checks below look up many names.
+    grouped: dict[str, list[str]] = {}
+    for field_name, field_value in headers:
+        grouped.setdefault(field_name, []).append(field_value)
+
+    def first(name: str) -> str | None:
+        found = grouped.get(name)
+        return found[0] if found else None
+
+    def values(name: str) -> list[str]:
+        return [item for line in grouped.get(name, ()) for item in split_list(line)]
+
     for name in MANDATORY_HEADERS:
-        if name not in headers:
+        if name not in grouped:
             raise SipParseError(f"Missing {name} header field")
     for name in SINGLE_HEADERS:
-        if len(headers.lines(name)) > 1:
+        if len(grouped.get(name, ())) > 1:
             raise SipParseError(f"More than one {name} header field")
-    call_id = headers.get("Call-ID") or ""
+    call_id = first("Call-ID") or ""
     if not _CALL_ID_RE.fullmatch(call_id):
         raise SipParseError("Bad Call-ID")
-    vias = headers.values("Via")
+    vias = values("Via")
     if "" in vias:
         raise SipParseError("Bad Via: empty value")
     for via in vias:
         parse_via(via)
-    from_ = parse_address(headers.get("From") or "", "From")
-    to = parse_address(headers.get("To") or "", "To")
+    from_ = parse_address(first("From") or "", "From")
+    to = parse_address(first("To") or "", "To")
     for address in (from_, to):
         if address.uri.headers:
             raise SipParseError("Bad From or To: URI headers are not allowed")
-    cseq = parse_cseq(headers.get("CSeq") or "")
+    cseq = parse_cseq(first("CSeq") or "")
     if method is not None and cseq.method != method:
         raise SipParseError("CSeq method does not match Request-Line")
-    if (max_forwards := headers.get("Max-Forwards")) is not None:
+    if (max_forwards := first("Max-Forwards")) is not None:
         _parse_int(max_forwards, "Max-Forwards", 255)
-    if (expires := headers.get("Expires")) is not None:
+    if (expires := first("Expires")) is not None:
         # RFC 3261 20.19 allows any delta-seconds; an overlarge one is
         # read as the largest (RFC 4475 3.1.2.4), a non-number is an error.
         _parse_int(expires, "Expires", 10**30)
-    if (date := headers.get("Date")) is not None and not _DATE_RE.fullmatch(date):
+    if (date := first("Date")) is not None and not _DATE_RE.fullmatch(date):
         raise SipParseError("Bad Date: not an RFC 1123 date in GMT")
-    if (content_type := headers.get("Content-Type")) is not None:
+    if (content_type := first("Content-Type")) is not None:
         cur = _Cursor(content_type, "Content-Type")
         cur.token()
         cur.expect("/")
@@ -951,16 +962,16 @@ def _validate(headers: Headers, method: str | None) -> None:
         cur.params()
         if not cur.at_end():
             raise cur.error(f"unexpected {cur.peek()!r}")
-    for value in headers.values("Contact"):
+    for value in values("Contact"):
         if value != "*":
             parse_address(value, "Contact")
-    if "*" in headers.values("Contact") and len(headers.values("Contact")) > 1:
+    if "*" in values("Contact") and len(values("Contact")) > 1:
         raise SipParseError("Bad Contact: '*' mixed with addresses")
     for name in ("Route", "Record-Route"):
-        for value in headers.values(name):
+        for value in values(name):
             parse_address(value, name, name_addr_only=True)
     for name in ("Require", "Proxy-Require", "Supported", "Unsupported", "Allow"):
-        for value in headers.values(name):
+        for value in values(name):
             if value and not _TOKEN_RE.fullmatch(value):
                 raise SipParseError(f"Bad {name}: {value!r} is not a token")
 
