@@ -68,8 +68,8 @@ def banner(settings: Settings) -> str:
             f"Callbox {__version__} is running; data in {settings.data_path}",
             f"  web admin     http://{settings.web.host}:{settings.web.port}/",
             f"  control API   unix:{settings.control_socket}",
-            f"  SIP           udp/tcp {settings.sip.host}:{settings.sip.port}: not available in"
-            " this build yet",
+            f"  SIP           udp/tcp {settings.sip.host}:{settings.sip.port}"
+            " (answers OPTIONS; calls not routed yet)",
             f"  RTP ports     {rtp.port_min}-{rtp.port_max} (reserved for the media core)",
             "Status: callbox status    Stop: Ctrl-C",
         ]

@@ -85,6 +85,9 @@ def appliance(tmp_path: Path) -> Appliance:
         CALLBOX_DATA_DIR=str(tmp_path / "var"),
         CALLBOX_WEB_HOST="127.0.0.1",
         CALLBOX_WEB_PORT=str(port),
+        # The switch listens for SIP now: keep it off 5060 and the outside world.
+        CALLBOX_SIP_HOST="127.0.0.1",
+        CALLBOX_SIP_PORT=str(_free_port()),
     )
     env.pop("LD_PRELOAD", None)
     return Appliance(tmp_path / "var", port, env)

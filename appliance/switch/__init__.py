@@ -26,13 +26,16 @@ async def serve(settings: Settings) -> None:
     runner = web.AppRunner(control_app(switch), access_log=None)
 
     async def start() -> str:
+        # SIP first: once the control socket exists, SIP is listening too.
+        await switch.sip.start(settings.sip.host, settings.sip.port)
         await runner.setup()
         site = web.UnixSite(runner, str(socket_path))
         await site.start()
         os.chmod(socket_path, 0o660)
-        return f"control API on unix:{socket_path}"
+        return f"control API on unix:{socket_path}, SIP on {switch.sip.where()}"
 
     async def stop() -> None:
+        await switch.sip.close()
         await runner.cleanup()
         socket_path.unlink(missing_ok=True)
         store.close()

@@ -1,7 +1,8 @@
 """The switch: owner of all live call state (SIP, call control, IVR, ACD, media).
 
-So far it holds the store and answers the control API; SIP and media land
-with their issues and register their listeners here.
+It holds the store, answers the control API and runs the SIP stack (which
+answers out-of-dialog requests until call control lands); media lands with
+its issue and registers its listener here.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import core
 from appliance import __version__
 from appliance.config.records import Agent, Queue
 from appliance.settings import Settings
+from appliance.sip.ua import SipStack
 from appliance.store import Store
 
 
@@ -25,12 +27,13 @@ class Switch:
         self.store = store
         self.started_monotonic = time.monotonic()
         self.started_at = time.time()
+        self.sip = SipStack()
 
     def listeners(self) -> dict[str, str | None]:
         """What this process listens on; None for a service not built yet."""
         return {
             "control": f"unix:{self.settings.control_socket}",
-            "sip": None,
+            "sip": self.sip.where(),
         }
 
     async def status(self) -> dict[str, Any]:

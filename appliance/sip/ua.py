@@ -1,0 +1,173 @@
+"""The switch's UA core for requests outside a dialog (RFC 3261 8.2), and the stack.
+
+Until call control lands, the core answers what it can: OPTIONS with 200
+and its capabilities (RFC 3261 11.2), INVITE with 480 and a Warning saying
+why, CANCEL per RFC 3261 9.2, BYE and other in-dialog requests with 481
+(there are no dialogs yet), methods it knows but does not serve with 405,
+unknown methods with 501. The RFC 3261 8.2.2 and 8.2.3 checks come first:
+unsupported URI scheme 416, unknown Require 420, unknown body type 415.
+ACK is never answered.
+
+``SipStack`` puts transport, transaction layer and core together on one
+address; the switch process owns one.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+from appliance import __version__
+from appliance.sip.message import Request, Response
+from appliance.sip.transaction import (
+    ClientTransaction,
+    Clock,
+    ServerTransaction,
+    Timers,
+    TransactionLayer,
+)
+from appliance.sip.transport import SipTransport, TransportLimits
+
+log = logging.getLogger(__name__)
+
+ALLOW = ("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS")
+"""Methods the core understands (RFC 3261 20.5)."""
+
+KNOWN_NOT_SERVED = frozenset(
+    {"REGISTER", "SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "INFO", "UPDATE", "PRACK", "PUBLISH"}
+)
+"""Methods of the SIP family this core recognises but does not serve yet (405)."""
+
+ACCEPT = "application/sdp"
+SUPPORTED: tuple[str, ...] = ()
+"""Option tags (RFC 3261 19.2) the core supports: none yet."""
+
+SERVER = f"Callbox/{__version__}"
+
+WARNING_NO_CALLS = '399 callbox "Calls are not routed in this build yet"'
+"""RFC 3261 20.43: why an INVITE gets 480 (399 = miscellaneous warning)."""
+
+
+class UserAgentCore:
+    """Answers out-of-dialog requests on behalf of the switch."""
+
+    def __init__(self) -> None:
+        self.layer: TransactionLayer | None = None
+
+    def request_received(self, request: Request, transaction: ServerTransaction | None) -> None:
+        """A new request, or (transaction None) an ACK outside any transaction."""
+        if transaction is None:
+            return
+        response = self.answer(request)
+        if response is not None:
+            transaction.respond(response)
+
+    def response_received(self, response: Response, transaction: ClientTransaction | None) -> None:
+        """The core sends no requests yet; a stray response is only logged."""
+        log.debug("ignored response %d %s", response.status, response.reason)
+
+    def transaction_timed_out(self, transaction: ClientTransaction) -> None:
+        """The core sends no requests yet."""
+        log.debug("client transaction %s timed out", transaction.branch)
+
+    def answer(self, request: Request) -> Response | None:
+        """The response for ``request`` (None for ACK)."""
+        method = request.method
+        if method == "ACK":
+            return None
+        rejection = self._check(request)
+        if rejection is not None:
+            return rejection
+        if method == "CANCEL":
+            return self._cancel(request)
+        if request.to.tag is not None:
+            # RFC 3261 12.2.2: a request inside a dialog we do not have.
+            return self._reply(request, 481, "Call/Transaction Does Not Exist")
+        if method == "OPTIONS":
+            response = self._reply(request, 200, "OK")
+            response.headers.add("Accept", ACCEPT)
+            response.headers.add("Accept-Encoding", "identity")
+            response.headers.add("Accept-Language", "en")
+            response.headers.add("Supported", ", ".join(SUPPORTED))
+            return response
+        if method == "INVITE":
+            response = self._reply(request, 480, "Temporarily Unavailable")
+            response.headers.add("Warning", WARNING_NO_CALLS)
+            return response
+        if method == "BYE":
+            return self._reply(request, 481, "Call/Transaction Does Not Exist")
+        if method in KNOWN_NOT_SERVED:
+            return self._reply(request, 405, "Method Not Allowed")
+        return self._reply(request, 501, "Not Implemented")
+
+    def _check(self, request: Request) -> Response | None:
+        """RFC 3261 8.2.2 and 8.2.3, in the RFC's order."""
+        if request.uri.scheme not in ("sip", "sips", "tel"):
+            return self._reply(request, 416, "Unsupported URI Scheme")
+        if request.method != "CANCEL":
+            unsupported = [tag for tag in request.headers.values("Require") if tag not in SUPPORTED]
+            if unsupported:
+                response = self._reply(request, 420, "Bad Extension")
+                response.headers.add("Unsupported", ", ".join(unsupported))
+                return response
+        content_type = request.headers.get("Content-Type")
+        if request.body and content_type is not None:
+            media_type = content_type.split(";")[0].strip(" \t").lower()
+            if media_type != ACCEPT:
+                response = self._reply(request, 415, "Unsupported Media Type")
+                response.headers.add("Accept", ACCEPT)
+                return response
+        return None
+
+    def _cancel(self, cancel: Request) -> Response:
+        """RFC 3261 9.2: 200 if the INVITE is known (and 487 to it if unanswered)."""
+        invite = self.layer.invite_for_cancel(cancel) if self.layer is not None else None
+        if invite is None:
+            return self._reply(cancel, 481, "Call/Transaction Does Not Exist")
+        if invite.last_response is None or invite.last_response.status < 200:
+            invite.respond(self._reply(invite.request, 487, "Request Terminated"))
+        return self._reply(cancel, 200, "OK")
+
+    def _reply(self, request: Request, status: int, reason: str) -> Response:
+        response = request.response(status, reason, to_tag=secrets.token_hex(8))
+        response.headers.add("Allow", ", ".join(ALLOW))
+        response.headers.add("Server", SERVER)
+        return response
+
+
+class SipStack:
+    """Transport, transaction layer and UA core listening on one address."""
+
+    def __init__(
+        self,
+        limits: TransportLimits | None = None,
+        clock: Clock | None = None,
+        timers: Timers | None = None,
+    ) -> None:
+        self.core = UserAgentCore()
+        self._limits = limits
+        self._clock = clock
+        self._timers = timers
+        self.transport: SipTransport | None = None
+
+    async def start(self, host: str, port: int) -> None:
+        """Listen on UDP and TCP at ``host``:``port``."""
+        transport = SipTransport(lambda m, f: layer.receive(m, f), self._limits)
+        layer = TransactionLayer(self.core, transport.send_response, self._clock, self._timers)
+        self.core.layer = layer
+        await transport.start(host, port)
+        self.transport = transport
+
+    async def close(self) -> None:
+        """Stop listening and cancel every transaction timer."""
+        if self.core.layer is not None:
+            self.core.layer.close()
+        if self.transport is not None:
+            await self.transport.close()
+
+    def where(self) -> str:
+        """Where the stack listens, for status and the banner."""
+        if self.transport is None:
+            return "not started"
+        host, port = self.transport.udp_address
+        return f"udp/tcp {host}:{port}"

@@ -1,0 +1,173 @@
+"""The switch process answers real SIP peers (sipsak, SIPp) on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from appliance.sip.message import Response, parse_message
+from tests.sip.net import free_port
+
+SCENARIOS = Path(__file__).parent / "sipp"
+WAIT = 20.0
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass
+class RunningSwitch:
+    process: subprocess.Popen[str]
+    port: int
+    workdir: Path
+
+
+@pytest.fixture
+def switch(tmp_path: Path) -> Iterator[RunningSwitch]:
+    port = free_port()
+    env = dict(
+        os.environ,
+        CALLBOX_DATA_DIR=str(tmp_path / "var"),
+        CALLBOX_SIP_HOST="127.0.0.1",
+        CALLBOX_SIP_PORT=str(port),
+    )
+    env.pop("LD_PRELOAD", None)
+    env.pop("NOTIFY_SOCKET", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "appliance", "switch"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    control = tmp_path / "var" / "run" / "switch.sock"
+    # The switch binds SIP before its control socket, so the socket means SIP is up.
+    deadline = time.monotonic() + 60
+    while not control.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            out, _ = process.communicate()
+            pytest.fail(f"switch did not start:\n{out}")
+        time.sleep(0.05)
+    yield RunningSwitch(process, port, tmp_path)
+    process.send_signal(signal.SIGINT)
+    out, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, out
+
+
+def run_peer(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=60, check=False)
+
+
+def sipp(switch: RunningSwitch, scenario: str, *transport: str) -> subprocess.CompletedProcess[str]:
+    return run_peer(
+        [
+            "sipp",
+            f"127.0.0.1:{switch.port}",
+            "-sf",
+            str(SCENARIOS / scenario),
+            *transport,
+            "-m",
+            "1",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            str(free_port()),
+            "-nostdin",
+            "-timeout",
+            "30",
+            "-timeout_error",
+            "-trace_err",
+        ],
+        switch.workdir,
+    )
+
+
+def test_sipsak_options_gets_200_with_allow_accept_supported(switch: RunningSwitch) -> None:
+    result = run_peer(
+        ["sipsak", "-vv", "-H", "127.0.0.1", "-s", f"sip:callbox@127.0.0.1:{switch.port}"],
+        switch.workdir,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SIP/2.0 200 OK" in result.stdout
+    assert "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS" in result.stdout
+    assert "Accept: application/sdp" in result.stdout
+    assert "Supported:" in result.stdout
+
+
+def test_sipp_invite_gets_480_with_warning_and_its_ack_is_taken(switch: RunningSwitch) -> None:
+    result = sipp(switch, "invite_480.xml")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr
+
+
+def test_sipp_options_over_tcp_gets_200(switch: RunningSwitch) -> None:
+    result = sipp(switch, "options.xml", "-t", "t1")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr
+
+
+def test_malformed_udp_gets_400_and_the_switch_stays_up(switch: RunningSwitch) -> None:
+    request = (
+        "OPTIONS sip:callbox@127.0.0.1 SIP/2.0\r\n"
+        "Via: SIP/2.0/UDP 127.0.0.1;rport;branch=z9hG4bK{branch}\r\n"
+        "Max-Forwards: 70\r\nFrom: <sip:probe@example.com>;tag=p1\r\n"
+        "To: <sip:callbox@127.0.0.1>\r\nCall-ID: {branch}@probe\r\n"
+        "CSeq: 1 {method}\r\nContent-Length: 0\r\n\r\n"
+    )
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(WAIT)
+        target = ("127.0.0.1", switch.port)
+        sock.sendto(b"\x16\x03\x01 not sip at all", target)
+        sock.sendto(request.format(branch="bad", method="INVITE").encode(), target)
+        bad = parse_message(sock.recv(65535))
+        assert isinstance(bad, Response)
+        assert (bad.status, bad.reason) == (400, "CSeq method does not match Request-Line")
+        sock.sendto(request.format(branch="good", method="OPTIONS").encode(), target)
+        good = parse_message(sock.recv(65535))
+        assert isinstance(good, Response)
+        assert good.status == 200
+    assert switch.process.poll() is None
+
+
+def test_switch_retransmits_480_until_acked_and_answers_a_repeated_invite_from_its_transaction(
+    switch: RunningSwitch,
+) -> None:
+    invite = (
+        b"INVITE sip:4000@127.0.0.1 SIP/2.0\r\n"
+        b"Via: SIP/2.0/UDP 127.0.0.1;rport;branch=z9hG4bKlossy\r\n"
+        b"Max-Forwards: 70\r\nFrom: <sip:caller@example.com>;tag=c9\r\n"
+        b"To: <sip:4000@127.0.0.1>\r\nCall-ID: lossy@probe\r\n"
+        b"CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+    )
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(WAIT)
+        target = ("127.0.0.1", switch.port)
+
+        def final() -> Response:
+            while True:
+                response = parse_message(sock.recv(65535))
+                assert isinstance(response, Response)
+                if response.status >= 200:
+                    return response
+
+        sock.sendto(invite, target)
+        first = final()
+        assert first.status == 480
+        # No ACK: timer G brings the same 480 again (our ACK "was lost").
+        again = final()
+        assert (again.status, again.to.tag) == (480, first.to.tag)
+        # A retransmitted INVITE is answered by the transaction, not a new 480 from the core.
+        sock.sendto(invite, target)
+        repeated = final()
+        assert repeated.to.tag == first.to.tag
+        ack = invite.replace(b"INVITE sip", b"ACK sip").replace(b"1 INVITE", b"1 ACK")
+        ack = ack.replace(b"To: <sip:4000@127.0.0.1>", f"To: {first.headers.get('To')}".encode())
+        sock.sendto(ack, target)
+    assert switch.process.poll() is None
