@@ -97,6 +97,7 @@ def format_status(status: dict[str, Any]) -> str:
     lines.append(
         f"media core    {media['implementation']}" + (f" ({libraries})" if libraries else "")
     )
+    lines.append(f"media engine  {media['workers']} workers, RTP ports {media['rtp_ports']}")
     records = status["store"]["records"]
     lines.append("configured    " + ", ".join(f"{n} {k}" for k, n in records.items()))
     lines.append(f"calls         {len(status['calls'])} live")

@@ -60,6 +60,11 @@ def _on_notify(child: Child) -> None:
                 child.status = value
 
 
+def media_workers(settings: Settings) -> int:
+    """How many media worker threads the switch starts (0 in the settings: one per core)."""
+    return settings.media.workers or os.cpu_count() or 1
+
+
 def banner(settings: Settings) -> str:
     """The lines ``callbox run`` prints once both processes are ready."""
     rtp = settings.rtp
@@ -70,7 +75,9 @@ def banner(settings: Settings) -> str:
             f"  control API   unix:{settings.control_socket}",
             f"  SIP           udp/tcp {settings.sip.host}:{settings.sip.port}"
             " (answers OPTIONS; calls not routed yet)",
-            f"  RTP ports     {rtp.port_min}-{rtp.port_max} (reserved for the media core)",
+            f"  RTP ports     {rtp.port_min}-{rtp.port_max}"
+            f" (media engine, {media_workers(settings)} workers;"
+            " relay bridges, no call routing yet)",
             "Status: callbox status    Stop: Ctrl-C",
         ]
     )

@@ -114,6 +114,9 @@ def test_run_status_web_and_ctrl_c(appliance: Appliance) -> None:
         raw = json.loads(appliance.callbox("status", "--json").stdout)
         assert raw["store"]["records"]["queues"] == 2
         assert raw["media_core"]["implementation"] == "native"
+        assert raw["media_core"]["workers"] == (os.cpu_count() or 1)
+        assert "media engine  " in status.stdout
+        assert "RTP ports 20000-29999" in status.stdout
 
         code, body = appliance.get("/api/v1/health")
         assert code == 200

@@ -26,7 +26,8 @@ async def serve(settings: Settings) -> None:
     runner = web.AppRunner(control_app(switch), access_log=None)
 
     async def start() -> str:
-        # SIP first: once the control socket exists, SIP is listening too.
+        switch.start_media()
+        # SIP before the control socket: once that exists, SIP is listening too.
         await switch.sip.start(settings.sip.host, settings.sip.port)
         await runner.setup()
         site = web.UnixSite(runner, str(socket_path))
@@ -36,6 +37,7 @@ async def serve(settings: Settings) -> None:
 
     async def stop() -> None:
         await switch.sip.close()
+        switch.stop_media()
         await runner.cleanup()
         socket_path.unlink(missing_ok=True)
         store.close()

@@ -1,8 +1,8 @@
 """The switch: owner of all live call state (SIP, call control, IVR, ACD, media).
 
-It holds the store, answers the control API and runs the SIP stack (which
-answers out-of-dialog requests until call control lands); media lands with
-its issue and registers its listener here.
+It holds the store, answers the control API, runs the SIP stack (which
+answers out-of-dialog requests until call control lands) and the media
+engine, whose events come onto the loop through ``appliance.media``.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from typing import Any
 import core
 from appliance import __version__
 from appliance.config.records import Agent, Queue
+from appliance.media import MediaEvents
+from appliance.service import StartupError
 from appliance.settings import Settings
 from appliance.sip.ua import SipStack
 from appliance.store import Store
@@ -28,6 +30,31 @@ class Switch:
         self.started_monotonic = time.monotonic()
         self.started_at = time.time()
         self.sip = SipStack()
+        self.engine: core.Engine | None = None
+        self.media_events: MediaEvents | None = None
+
+    def start_media(self) -> None:
+        """Start the media engine's workers on the configured RTP port range (on the loop)."""
+        rtp = self.settings.rtp
+        try:
+            self.engine = core.Engine(
+                workers=self.settings.media.workers,
+                port_min=rtp.port_min,
+                port_max=rtp.port_max,
+                host=self.settings.sip.host,
+            )
+        except (RuntimeError, ValueError) as exc:
+            raise StartupError(f"cannot start the media engine: {exc}") from None
+        self.media_events = MediaEvents(self.engine)
+
+    def stop_media(self) -> None:
+        """Stop dispatching media events and the engine's workers."""
+        if self.media_events is not None:
+            self.media_events.close()
+            self.media_events = None
+        if self.engine is not None:
+            self.engine.close()
+            self.engine = None
 
     def listeners(self) -> dict[str, str | None]:
         """What this process listens on; None for a service not built yet."""
@@ -53,6 +80,8 @@ class Switch:
             "media_core": {
                 "implementation": core.IMPLEMENTATION,
                 "libraries": core.library_versions(),
+                "workers": self.engine.workers if self.engine else 0,
+                "rtp_ports": f"{self.settings.rtp.port_min}-{self.settings.rtp.port_max}",
             },
             "store": {
                 "path": str(self.store.path),
