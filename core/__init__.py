@@ -341,13 +341,20 @@ class TelephoneEventSender:
         result: bool = self._native.busy
         return result
 
-    def start(self, digit: str, timestamp: int, duration_ms: int = 100, volume: int = 10) -> None:
-        """Begin sending ``digit`` at RTP timestamp ``timestamp``.
+    def start(
+        self, event: str | int, timestamp: int, duration_ms: int = 100, volume: int = 10
+    ) -> None:
+        """Begin sending ``event`` at RTP timestamp ``timestamp``.
 
-        ``CodecError`` if an event is still being sent, the digit is not DTMF
-        or the duration does not fit in one event's 16-bit duration field.
+        ``event`` is a DTMF digit (``"0"``-``"9"``, ``"*"``, ``"#"``, ``"A"``-``"D"``)
+        or an RFC 4733 event code (e.g. 16 for flash). ``CodecError`` if an
+        event is still being sent, the digit is not DTMF, the code is not
+        0-255 or the duration does not fit in one event's 16-bit duration field.
         """
-        self._native.start(dtmf_event(digit), timestamp, duration_ms, volume)
+        code = dtmf_event(event) if isinstance(event, str) else event
+        if not 0 <= code <= 255:
+            raise CodecError(f"telephone-event code must be 0-255: got {code}")
+        self._native.start(code, timestamp, duration_ms, volume)
 
     def next(self) -> TelephoneEventPacket | None:
         """The packet for this interval, or ``None`` when idle."""

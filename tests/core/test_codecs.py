@@ -170,6 +170,14 @@ def test_opus_maxaveragebitrate_limits_the_payload_size() -> None:
     assert max(len(p) for p in low) <= 22
 
 
+def test_opus_usedtx_sends_tiny_packets_for_silence() -> None:
+    encoder = core.Encoder("opus", "usedtx=1")
+    sizes = [len(encoder.encode(bytes(2 * 960))) for _ in range(30)]
+    # After a few frames of silence DTX sends only 1-2 octet packets.
+    assert max(sizes[-10:]) <= 2
+    assert max(len(p) for p in encoded_tone(core.Encoder("opus"), frames=3)) > 2
+
+
 def test_wrong_frame_size_names_the_expected_size() -> None:
     with pytest.raises(core.CodecError, match=r"G722 encodes frames of 320 samples .*got 160"):
         core.Encoder("G722").encode(bytes(320))

@@ -79,6 +79,14 @@ def test_sender_counts_duration_in_the_48khz_clock_of_opus_streams() -> None:
     assert durations == [960, 1920, 1920, 1920]
 
 
+def test_sender_sends_non_dtmf_events_by_code() -> None:
+    sender = core.TelephoneEventSender(8000, 20)
+    sender.start(16, timestamp=0, duration_ms=20)  # flash
+    assert {core.TelephoneEvent.decode(p.payload).event for p in packets(sender)} == {16}
+    with pytest.raises(core.CodecError, match="code must be 0-255: got 256"):
+        sender.start(256, timestamp=160)
+
+
 def test_sender_refuses_a_second_event_while_busy_and_a_too_long_event() -> None:
     sender = core.TelephoneEventSender(8000, 20)
     sender.start("1", timestamp=0)
