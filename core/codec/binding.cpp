@@ -36,7 +36,7 @@ std::size_t whole_samples(const ByteView& in) {
 codec::Pcm pcm_from(const py::object& obj) {
     ByteView in(obj);
     codec::Pcm pcm(whole_samples(in));
-    std::memcpy(pcm.data(), in.data(), pcm.size() * 2);
+    if (!pcm.empty()) std::memcpy(pcm.data(), in.data(), pcm.size() * 2);
     return pcm;
 }
 
