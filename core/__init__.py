@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = [
     "IMPLEMENTATION",
     "CodecError",
+    "CodecInfo",
     "Decoder",
     "DtmfDetector",
     "DtmfGenerator",
@@ -41,6 +42,7 @@ __all__ = [
     "Transcoder",
     "alaw_decode",
     "alaw_encode",
+    "codec_info",
     "codec_names",
     "dtmf_digit",
     "dtmf_event",
@@ -139,6 +141,24 @@ def codec_names() -> list[str]:
     return result
 
 
+class CodecInfo(NamedTuple):
+    """What SDP and the engine need to know of a codec (frames of the default 20 ms)."""
+
+    name: str
+    rtp_clock_rate: int
+    sample_rate: int
+    frame_ms: int
+
+
+def codec_info(name: str) -> CodecInfo:
+    """The codec's SDP name, RTP clock and sample rate; ``CodecError`` if unknown.
+
+    For SDP: ``a=rtpmap:9 G722/8000`` although G.722 samples at 16 kHz.
+    """
+    info = _native("codec_info")(name)
+    return CodecInfo(info.name, info.rtp_clock_rate, info.sample_rate, info.frame_ms)
+
+
 def parse_fmtp(fmtp: str) -> dict[str, str]:
     """Parse an SDP fmtp parameter string (``"useinbandfec=1; stereo=0"``).
 
@@ -175,7 +195,7 @@ class _CodecSide:
 
     @property
     def frame_ms(self) -> int:
-        """Duration of one frame (the encoder's input unit), in milliseconds."""
+        """Duration of one frame (the encoder's input, one concealment's output), in ms."""
         result: int = self._info.frame_ms
         return result
 
@@ -187,17 +207,21 @@ class _CodecSide:
 
 
 class Encoder(_CodecSide):
-    """Encodes 20 ms PCM frames to RTP payloads for one codec.
+    """Encodes PCM frames to RTP payloads for one codec, one frame per payload.
+
+    ``frame_ms`` is the packet duration (SDP ptime): 10 to 60 ms in steps of
+    10, for Opus 10, 20, 40 or 60.
 
     ``fmtp`` is the peer's SDP fmtp for the payload type, which says how it
     wants to receive. Opus understands RFC 7587's ``maxplaybackrate``,
     ``stereo`` (we always send mono), ``useinbandfec``, ``usedtx``,
     ``maxaveragebitrate`` and ``cbr``; G.729 ``annexb`` (off unless ``yes``).
-    Raises ``CodecError`` for an unknown codec or a bad fmtp value.
+    Raises ``CodecError`` for an unknown codec, a bad fmtp value or a
+    ``frame_ms`` the codec cannot packetise.
     """
 
-    def __init__(self, name: str, fmtp: str = "") -> None:
-        super().__init__(_native("Encoder")(name, fmtp))
+    def __init__(self, name: str, fmtp: str = "", frame_ms: int = 20) -> None:
+        super().__init__(_native("Encoder")(name, fmtp, frame_ms))
 
     def encode(self, frame: Buffer) -> bytes:
         """Encode exactly one frame; ``CodecError`` names the expected size otherwise."""
@@ -206,10 +230,14 @@ class Encoder(_CodecSide):
 
 
 class Decoder(_CodecSide):
-    """Decodes RTP payloads of one codec to PCM and conceals lost packets."""
+    """Decodes RTP payloads of one codec to PCM and conceals lost packets.
 
-    def __init__(self, name: str, fmtp: str = "") -> None:
-        super().__init__(_native("Decoder")(name, fmtp))
+    Payloads of any whole number of codec frames decode; ``frame_ms`` is how
+    much audio one concealment produces (the duration of a lost packet).
+    """
+
+    def __init__(self, name: str, fmtp: str = "", frame_ms: int = 20) -> None:
+        super().__init__(_native("Decoder")(name, fmtp, frame_ms))
 
     def decode(self, payload: Buffer) -> bytes:
         """Decode one payload (any whole number of codec frames) to PCM."""
@@ -258,12 +286,19 @@ class Resampler:
 
 
 class Transcoder:
-    """Decode one codec, resample, re-frame and encode another."""
+    """Decode one codec, resample, re-frame to the target's ``target_frame_ms`` and encode."""
 
     def __init__(
-        self, source: str, target: str, source_fmtp: str = "", target_fmtp: str = ""
+        self,
+        source: str,
+        target: str,
+        source_fmtp: str = "",
+        target_fmtp: str = "",
+        target_frame_ms: int = 20,
     ) -> None:
-        self._native = _native("Transcoder")(source, source_fmtp, target, target_fmtp)
+        self._native = _native("Transcoder")(
+            source, source_fmtp, target, target_fmtp, target_frame_ms
+        )
 
     def transcode(self, payload: Buffer) -> list[bytes]:
         """The target payloads that this source payload completes (possibly none)."""

@@ -117,20 +117,20 @@ void bind_codecs(py::module_& m) {
         .def_property_readonly("frame_samples", &codec::CodecInfo::frame_samples);
 
     py::class_<codec::Encoder>(m, "Encoder")
-        .def(py::init([](const std::string& name, const std::string& fmtp) {
-                 return codec::make_encoder(name, codec::parse_fmtp(fmtp));
+        .def(py::init([](const std::string& name, const std::string& fmtp, int frame_ms) {
+                 return codec::make_encoder(name, codec::parse_fmtp(fmtp), frame_ms);
              }),
-             py::arg("name"), py::arg("fmtp") = "")
+             py::arg("name"), py::arg("fmtp") = "", py::arg("frame_ms") = 20)
         .def_property_readonly("info", &codec::Encoder::info)
         .def("encode", [](codec::Encoder& e, const py::object& pcm) {
             return without_gil(pcm_from(pcm), [&e](const codec::Pcm& in) { return e.encode(in); });
         });
 
     py::class_<codec::Decoder>(m, "Decoder")
-        .def(py::init([](const std::string& name, const std::string& fmtp) {
-                 return codec::make_decoder(name, codec::parse_fmtp(fmtp));
+        .def(py::init([](const std::string& name, const std::string& fmtp, int frame_ms) {
+                 return codec::make_decoder(name, codec::parse_fmtp(fmtp), frame_ms);
              }),
-             py::arg("name"), py::arg("fmtp") = "")
+             py::arg("name"), py::arg("fmtp") = "", py::arg("frame_ms") = 20)
         .def_property_readonly("info", &codec::Decoder::info)
         .def("decode",
              [](codec::Decoder& d, const py::object& payload) {
@@ -148,6 +148,7 @@ void bind_codecs(py::module_& m) {
         });
 
     m.def("codec_names", &codec::codec_names);
+    m.def("codec_info", [](const std::string& name) { return codec::codec_info(name); });
     m.def("parse_fmtp", [](const std::string& fmtp) { return codec::parse_fmtp(fmtp); });
 
     py::class_<codec::Resampler>(m, "Resampler")
@@ -161,12 +162,13 @@ void bind_codecs(py::module_& m) {
 
     py::class_<codec::Transcoder>(m, "Transcoder")
         .def(py::init([](const std::string& from, const std::string& from_fmtp,
-                         const std::string& to, const std::string& to_fmtp) {
+                         const std::string& to, const std::string& to_fmtp, int to_frame_ms) {
                  return std::make_unique<codec::Transcoder>(
                      codec::make_decoder(from, codec::parse_fmtp(from_fmtp)),
-                     codec::make_encoder(to, codec::parse_fmtp(to_fmtp)));
+                     codec::make_encoder(to, codec::parse_fmtp(to_fmtp), to_frame_ms));
              }),
-             py::arg("source"), py::arg("source_fmtp"), py::arg("target"), py::arg("target_fmtp"))
+             py::arg("source"), py::arg("source_fmtp"), py::arg("target"), py::arg("target_fmtp"),
+             py::arg("target_frame_ms"))
         .def("transcode",
              [](codec::Transcoder& t, const py::object& payload) {
                  const codec::Payload in = payload_from(payload);

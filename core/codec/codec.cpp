@@ -23,24 +23,48 @@ std::string_view trim(std::string_view text) {
     return text.substr(first, last - first + 1);
 }
 
+template <typename Side>
+using Maker = std::unique_ptr<Side> (*)(const CodecInfo&, const FmtpParams&);
+
+struct Codec {
+    CodecInfo info;
+    Maker<Encoder> encoder;
+    Maker<Decoder> decoder;
+};
+
 // RTP clock rates from RFC 3551 (G.722 keeps 8000 for historical reasons
 // though it samples at 16 kHz) and RFC 7587 (Opus always 48000).
-const std::array<CodecInfo, 5> kCodecs{{
-    {"PCMU", 8000, 8000, 20},
-    {"PCMA", 8000, 8000, 20},
-    {"G722", 8000, 16000, 20},
-    {"G729", 8000, 8000, 20},
-    {"opus", 48000, 48000, 20},
+const std::array<Codec, 5> kCodecs{{
+    {{"PCMU", 8000, 8000, 20}, make_pcmu_encoder, make_pcmu_decoder},
+    {{"PCMA", 8000, 8000, 20}, make_pcma_encoder, make_pcma_decoder},
+    {{"G722", 8000, 16000, 20}, make_g722_encoder, make_g722_decoder},
+    {{"G729", 8000, 8000, 20}, make_g729_encoder, make_g729_decoder},
+    {{"opus", 48000, 48000, 20}, make_opus_encoder, make_opus_decoder},
 }};
 
-const CodecInfo& find_codec(std::string_view name) {
+const Codec& find_codec(std::string_view name) {
     const std::string wanted = lower(name);
     for (const auto& codec : kCodecs) {
-        if (lower(codec.name) == wanted) return codec;
+        if (lower(codec.info.name) == wanted) return codec;
     }
     std::string known;
-    for (const auto& codec : kCodecs) known += (known.empty() ? "" : ", ") + codec.name;
+    for (const auto& codec : kCodecs) known += (known.empty() ? "" : ", ") + codec.info.name;
     throw CodecError("unknown codec '" + std::string(name) + "': known codecs are " + known);
+}
+
+// RFC 7587: Opus packets of 2.5 to 120 ms; 10-60 ms are the useful ones for
+// calls (and 2.5/5 ms frames lose too much to header overhead).
+CodecInfo with_frame_ms(CodecInfo info, int frame_ms) {
+    const bool opus = info.name == "opus";
+    const bool ok = opus ? (frame_ms == 10 || frame_ms == 20 || frame_ms == 40 || frame_ms == 60)
+                         : (frame_ms >= 10 && frame_ms <= 60 && frame_ms % 10 == 0);
+    if (!ok) {
+        throw CodecError(info.name + " frames must be " +
+                         (opus ? "10, 20, 40 or 60" : "10 to 60 in steps of 10") +
+                         " ms: got " + std::to_string(frame_ms));
+    }
+    info.frame_ms = frame_ms;
+    return info;
 }
 
 }  // namespace
@@ -88,28 +112,24 @@ int fmtp_int(const FmtpParams& fmtp, std::string_view codec, const std::string& 
     return value;
 }
 
-CodecInfo codec_info(std::string_view name) { return find_codec(name); }
+CodecInfo codec_info(std::string_view name) { return find_codec(name).info; }
 
 std::vector<std::string> codec_names() {
     std::vector<std::string> names;
-    for (const auto& codec : kCodecs) names.push_back(codec.name);
+    for (const auto& codec : kCodecs) names.push_back(codec.info.name);
     return names;
 }
 
-std::unique_ptr<Encoder> make_encoder(std::string_view name, const FmtpParams& fmtp) {
-    const std::string& canonical = find_codec(name).name;
-    if (canonical == "PCMU" || canonical == "PCMA") return make_g711_encoder(canonical == "PCMA");
-    if (canonical == "G722") return make_g722_encoder();
-    if (canonical == "G729") return make_g729_encoder(fmtp);
-    return make_opus_encoder(fmtp);
+std::unique_ptr<Encoder> make_encoder(std::string_view name, const FmtpParams& fmtp,
+                                      int frame_ms) {
+    const Codec& codec = find_codec(name);
+    return codec.encoder(with_frame_ms(codec.info, frame_ms), fmtp);
 }
 
-std::unique_ptr<Decoder> make_decoder(std::string_view name, const FmtpParams& fmtp) {
-    const std::string& canonical = find_codec(name).name;
-    if (canonical == "PCMU" || canonical == "PCMA") return make_g711_decoder(canonical == "PCMA");
-    if (canonical == "G722") return make_g722_decoder();
-    if (canonical == "G729") return make_g729_decoder();
-    return make_opus_decoder(fmtp);
+std::unique_ptr<Decoder> make_decoder(std::string_view name, const FmtpParams& fmtp,
+                                      int frame_ms) {
+    const Codec& codec = find_codec(name);
+    return codec.decoder(with_frame_ms(codec.info, frame_ms), fmtp);
 }
 
 }  // namespace callbox::codec

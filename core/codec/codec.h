@@ -1,11 +1,12 @@
 // The codec interface the media engine uses: one encoder and one decoder per
 // direction of a leg, made by a factory from the SDP payload name and fmtp.
 //
-// Every codec works on 20 ms frames of 16-bit linear PCM at its own sample
-// rate (8 kHz for G.711 and G.729, 16 kHz for G.722, 48 kHz for Opus); the
-// engine resamples to its mixing rate with codec/resample.h. Decoders accept
-// a payload of any whole number of codec frames, since a peer may send
-// another ptime than ours.
+// Every codec works on frames (20 ms unless the factory is given the ptime)
+// of 16-bit linear PCM at its own sample rate (8 kHz for G.711 and G.729,
+// 16 kHz for G.722, 48 kHz for Opus); the engine resamples to its mixing rate
+// with codec/resample.h. Decoders accept a payload of any whole number of
+// codec frames, since a peer may send another ptime than ours; their
+// concealment produces one frame.
 #pragma once
 
 #include <cstddef>
@@ -36,7 +37,7 @@ struct CodecInfo {
     std::string name;            // SDP encoding name, as in a=rtpmap (e.g. "PCMA")
     int rtp_clock_rate;          // RTP timestamp units per second (RFC 3551, RFC 7587)
     int sample_rate;             // PCM rate of encode() input and decode() output
-    int frame_ms;                // duration of the PCM frame encode() takes
+    int frame_ms;                // duration of one frame: encode()'s input, conceal()'s output
 
     /// Samples in one frame at the codec's sample rate.
     std::size_t frame_samples() const {
@@ -47,6 +48,18 @@ struct CodecInfo {
         return static_cast<std::uint32_t>(rtp_clock_rate / 1000 * frame_ms);
     }
 };
+
+class Encoder;
+class Decoder;
+
+/// Factory. Names are case-insensitive; unknown names, invalid fmtp values
+/// and frame durations the codec cannot packetise raise CodecError.
+/// ``frame_ms`` is the packet duration (SDP ptime): 10 to 60 in steps of 10
+/// ms, for Opus 10, 20, 40 or 60.
+std::unique_ptr<Encoder> make_encoder(std::string_view name, const FmtpParams& fmtp = {},
+                                      int frame_ms = 20);
+std::unique_ptr<Decoder> make_decoder(std::string_view name, const FmtpParams& fmtp = {},
+                                      int frame_ms = 20);
 
 class Encoder {
 public:
@@ -102,19 +115,17 @@ CodecInfo codec_info(std::string_view name);
 /// Payload names the factory knows, in a stable order.
 std::vector<std::string> codec_names();
 
-/// Factory. Names are case-insensitive; unknown names, unknown or invalid
-/// fmtp values raise CodecError.
-std::unique_ptr<Encoder> make_encoder(std::string_view name, const FmtpParams& fmtp = {});
-std::unique_ptr<Decoder> make_decoder(std::string_view name, const FmtpParams& fmtp = {});
-
-// Per-codec constructors used by the factory (codec/<name>.cpp).
-std::unique_ptr<Encoder> make_g711_encoder(bool alaw);
-std::unique_ptr<Decoder> make_g711_decoder(bool alaw);
-std::unique_ptr<Encoder> make_g722_encoder();
-std::unique_ptr<Decoder> make_g722_decoder();
-std::unique_ptr<Encoder> make_g729_encoder(const FmtpParams& fmtp);
-std::unique_ptr<Decoder> make_g729_decoder();
-std::unique_ptr<Encoder> make_opus_encoder(const FmtpParams& fmtp);
-std::unique_ptr<Decoder> make_opus_decoder(const FmtpParams& fmtp);
+// Per-codec constructors used by the factory (codec/<name>.cpp), given the
+// codec's description with the frame duration already checked.
+std::unique_ptr<Encoder> make_pcmu_encoder(const CodecInfo& info, const FmtpParams& fmtp);
+std::unique_ptr<Decoder> make_pcmu_decoder(const CodecInfo& info, const FmtpParams& fmtp);
+std::unique_ptr<Encoder> make_pcma_encoder(const CodecInfo& info, const FmtpParams& fmtp);
+std::unique_ptr<Decoder> make_pcma_decoder(const CodecInfo& info, const FmtpParams& fmtp);
+std::unique_ptr<Encoder> make_g722_encoder(const CodecInfo& info, const FmtpParams& fmtp);
+std::unique_ptr<Decoder> make_g722_decoder(const CodecInfo& info, const FmtpParams& fmtp);
+std::unique_ptr<Encoder> make_g729_encoder(const CodecInfo& info, const FmtpParams& fmtp);
+std::unique_ptr<Decoder> make_g729_decoder(const CodecInfo& info, const FmtpParams& fmtp);
+std::unique_ptr<Encoder> make_opus_encoder(const CodecInfo& info, const FmtpParams& fmtp);
+std::unique_ptr<Decoder> make_opus_decoder(const CodecInfo& info, const FmtpParams& fmtp);
 
 }  // namespace callbox::codec

@@ -7,15 +7,13 @@ namespace callbox::codec {
 
 namespace {
 
-CodecInfo g711_info(bool alaw) { return codec_info(alaw ? "PCMA" : "PCMU"); }
-
 using BlockEncode = void (*)(const std::int16_t*, std::size_t, std::uint8_t*) noexcept;
 using BlockDecode = void (*)(const std::uint8_t*, std::size_t, std::int16_t*) noexcept;
 
 class G711Encoder final : public Encoder {
 public:
-    explicit G711Encoder(bool alaw)
-        : Encoder(g711_info(alaw)),
+    G711Encoder(const CodecInfo& info, bool alaw)
+        : Encoder(info),
           encode_(alaw ? static_cast<BlockEncode>(g711::alaw_encode)
                        : static_cast<BlockEncode>(g711::ulaw_encode)) {}
 
@@ -32,8 +30,8 @@ private:
 
 class G711Decoder final : public Decoder {
 public:
-    explicit G711Decoder(bool alaw)
-        : Decoder(g711_info(alaw)),
+    G711Decoder(const CodecInfo& info, bool alaw)
+        : Decoder(info),
           decode_(alaw ? static_cast<BlockDecode>(g711::alaw_decode)
                        : static_cast<BlockDecode>(g711::ulaw_decode)) {}
 
@@ -53,12 +51,17 @@ private:
 
 }  // namespace
 
-std::unique_ptr<Encoder> make_g711_encoder(bool alaw) {
-    return std::make_unique<G711Encoder>(alaw);
+std::unique_ptr<Encoder> make_pcmu_encoder(const CodecInfo& info, const FmtpParams&) {
+    return std::make_unique<G711Encoder>(info, false);
 }
-
-std::unique_ptr<Decoder> make_g711_decoder(bool alaw) {
-    return std::make_unique<G711Decoder>(alaw);
+std::unique_ptr<Decoder> make_pcmu_decoder(const CodecInfo& info, const FmtpParams&) {
+    return std::make_unique<G711Decoder>(info, false);
+}
+std::unique_ptr<Encoder> make_pcma_encoder(const CodecInfo& info, const FmtpParams&) {
+    return std::make_unique<G711Encoder>(info, true);
+}
+std::unique_ptr<Decoder> make_pcma_decoder(const CodecInfo& info, const FmtpParams&) {
+    return std::make_unique<G711Decoder>(info, true);
 }
 
 }  // namespace callbox::codec

@@ -13,8 +13,8 @@ constexpr int kBitRate = 64000;
 
 class G722Encoder final : public Encoder {
 public:
-    G722Encoder()
-        : Encoder(codec_info("G722")),
+    explicit G722Encoder(const CodecInfo& info)
+        : Encoder(info),
           state_(spandsp_owned<g722_encode_state_t, g722_encode_free>(
               g722_encode_init(nullptr, kBitRate, 0))) {}
 
@@ -34,8 +34,8 @@ private:
 
 class G722Decoder final : public Decoder {
 public:
-    G722Decoder()
-        : Decoder(codec_info("G722")),
+    explicit G722Decoder(const CodecInfo& info)
+        : Decoder(info),
           state_(spandsp_owned<g722_decode_state_t, g722_decode_free>(
               g722_decode_init(nullptr, kBitRate, 0))) {}
 
@@ -59,7 +59,11 @@ private:
 
 }  // namespace
 
-std::unique_ptr<Encoder> make_g722_encoder() { return std::make_unique<G722Encoder>(); }
-std::unique_ptr<Decoder> make_g722_decoder() { return std::make_unique<G722Decoder>(); }
+std::unique_ptr<Encoder> make_g722_encoder(const CodecInfo& info, const FmtpParams&) {
+    return std::make_unique<G722Encoder>(info);
+}
+std::unique_ptr<Decoder> make_g722_decoder(const CodecInfo& info, const FmtpParams&) {
+    return std::make_unique<G722Decoder>(info);
+}
 
 }  // namespace callbox::codec

@@ -40,8 +40,8 @@ struct DecoderClose {
 
 class G729Encoder final : public Encoder {
 public:
-    explicit G729Encoder(bool vad)
-        : Encoder(codec_info("G729")), state_(initBcg729EncoderChannel(vad ? 1 : 0)) {
+    G729Encoder(const CodecInfo& info, bool vad)
+        : Encoder(info), state_(initBcg729EncoderChannel(vad ? 1 : 0)) {
         if (!state_) throw std::bad_alloc();
     }
 
@@ -68,7 +68,8 @@ private:
 
 class G729Decoder final : public Decoder {
 public:
-    G729Decoder() : Decoder(codec_info("G729")), state_(initBcg729DecoderChannel()) {
+    explicit G729Decoder(const CodecInfo& info)
+        : Decoder(info), state_(initBcg729DecoderChannel()) {
         if (!state_) throw std::bad_alloc();
     }
 
@@ -109,10 +110,12 @@ private:
 
 }  // namespace
 
-std::unique_ptr<Encoder> make_g729_encoder(const FmtpParams& fmtp) {
-    return std::make_unique<G729Encoder>(annexb_enabled(fmtp));
+std::unique_ptr<Encoder> make_g729_encoder(const CodecInfo& info, const FmtpParams& fmtp) {
+    return std::make_unique<G729Encoder>(info, annexb_enabled(fmtp));
 }
 
-std::unique_ptr<Decoder> make_g729_decoder() { return std::make_unique<G729Decoder>(); }
+std::unique_ptr<Decoder> make_g729_decoder(const CodecInfo& info, const FmtpParams&) {
+    return std::make_unique<G729Decoder>(info);
+}
 
 }  // namespace callbox::codec

@@ -41,7 +41,7 @@ struct DecoderDestroy {
 
 class OpusEncoderImpl final : public Encoder {
 public:
-    explicit OpusEncoderImpl(const FmtpParams& fmtp) : Encoder(codec_info("opus")) {
+    OpusEncoderImpl(const CodecInfo& info, const FmtpParams& fmtp) : Encoder(info) {
         // Validated before any libopus call so a bad value is reported as such.
         const int playback = fmtp_int(fmtp, "opus", "maxplaybackrate", kRate, 8000, 48000);
         const int bitrate = fmtp_int(fmtp, "opus", "maxaveragebitrate", 0, 6000, 510000);
@@ -81,7 +81,7 @@ private:
 
 class OpusDecoderImpl final : public Decoder {
 public:
-    OpusDecoderImpl() : Decoder(codec_info("opus")) {
+    explicit OpusDecoderImpl(const CodecInfo& info) : Decoder(info) {
         int status = 0;
         state_.reset(opus_decoder_create(kRate, 1, &status));
         check(status, "opus_decoder_create");
@@ -120,16 +120,16 @@ private:
 
 }  // namespace
 
-std::unique_ptr<Encoder> make_opus_encoder(const FmtpParams& fmtp) {
-    return std::make_unique<OpusEncoderImpl>(fmtp);
+std::unique_ptr<Encoder> make_opus_encoder(const CodecInfo& info, const FmtpParams& fmtp) {
+    return std::make_unique<OpusEncoderImpl>(info, fmtp);
 }
 
-std::unique_ptr<Decoder> make_opus_decoder(const FmtpParams& fmtp) {
+std::unique_ptr<Decoder> make_opus_decoder(const CodecInfo& info, const FmtpParams& fmtp) {
     // RFC 7587's receive-side parameters (sprop-*) only inform the decoder;
     // still refuse malformed ones like the encoder does.
     fmtp_int(fmtp, "opus", "sprop-maxcapturerate", kRate, 8000, 48000);
     fmtp_int(fmtp, "opus", "sprop-stereo", 0, 0, 1);
-    return std::make_unique<OpusDecoderImpl>();
+    return std::make_unique<OpusDecoderImpl>(info);
 }
 
 }  // namespace callbox::codec

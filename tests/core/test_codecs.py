@@ -66,6 +66,13 @@ def test_codec_reports_rtp_clock_sample_rate_and_frame(
         assert (side.frame_ms, side.frame_samples) == (20, frame_samples)
 
 
+def test_codec_info_gives_the_rtpmap_clock_without_making_a_codec() -> None:
+    assert core.codec_info("g722") == core.CodecInfo("G722", 8000, 16000, 20)
+    assert core.codec_info("opus").rtp_clock_rate == 48000
+    with pytest.raises(core.CodecError, match="unknown codec 'AMR'"):
+        core.codec_info("AMR")
+
+
 def test_codec_names_are_case_insensitive() -> None:
     assert core.codec_names() == CODECS
     assert core.Encoder("pcma").name == "PCMA"
@@ -83,6 +90,40 @@ def test_tone_survives_encode_and_decode_at_its_frequency_and_level(name: str) -
 @pytest.mark.parametrize(("name", "size"), [("PCMA", 160), ("G722", 160), ("G729", 20)])
 def test_fixed_rate_codecs_give_their_payload_size(name: str, size: int) -> None:
     assert {len(p) for p in encoded_tone(core.Encoder(name), frames=3)} == {size}
+
+
+@pytest.mark.parametrize(
+    ("name", "frame_ms", "samples", "size"),
+    [("PCMA", 30, 240, 240), ("G722", 10, 160, 80), ("G729", 40, 320, 40), ("opus", 60, 2880, 0)],
+)
+def test_ptime_sets_the_frame_the_payload_and_the_concealment(
+    name: str, frame_ms: int, samples: int, size: int
+) -> None:
+    encoder = core.Encoder(name, frame_ms=frame_ms)
+    decoder = core.Decoder(name, frame_ms=frame_ms)
+    assert encoder.frame_samples == decoder.frame_samples == samples
+    payloads = encoded_tone(encoder, frames=3)
+    if size:
+        assert {len(p) for p in payloads} == {size}
+    assert {len(decoder.decode(p)) for p in payloads} == {2 * samples}
+    assert len(decoder.conceal()) == 2 * samples
+
+
+@pytest.mark.parametrize(
+    ("name", "frame_ms", "message"),
+    [
+        ("opus", 30, "opus frames must be 10, 20, 40 or 60 ms: got 30"),
+        ("PCMA", 25, "PCMA frames must be 10 to 60 in steps of 10 ms: got 25"),
+        ("G729", 0, "G729 frames must be 10 to 60 in steps of 10 ms: got 0"),
+    ],
+)
+def test_ptime_the_codec_cannot_packetise_is_refused(
+    name: str, frame_ms: int, message: str
+) -> None:
+    with pytest.raises(core.CodecError, match=message):
+        core.Encoder(name, frame_ms=frame_ms)
+    with pytest.raises(core.CodecError, match=message):
+        core.Decoder(name, frame_ms=frame_ms)
 
 
 def test_g729_decodes_a_single_10_ms_frame_and_a_trailing_sid() -> None:

@@ -50,6 +50,13 @@ def test_a_longer_source_packet_gives_several_target_packets() -> None:
     assert [len(p) for p in transcoder.transcode(bytes(320))] == [160, 160]
 
 
+def test_target_ptime_reframes_the_audio() -> None:
+    # 20 ms PCMA packets in, 30 ms G.729 packets out: two for every three.
+    transcoder = core.Transcoder("PCMA", "G729", target_frame_ms=30)
+    sizes = [[len(p) for p in transcoder.transcode(bytes(160))] for _ in range(6)]
+    assert sizes == [[], [30], [30], [], [30], [30]]
+
+
 def test_unknown_codec_is_refused() -> None:
     with pytest.raises(core.CodecError, match="unknown codec 'iLBC'"):
         core.Transcoder("iLBC", "PCMA")
