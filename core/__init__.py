@@ -117,9 +117,11 @@ def library_versions() -> dict[str, str]:
 
 # --- Codecs, resampling, telephone-event, DTMF and tones (core/codec/) -------
 #
-# Codecs work on 20 ms frames of 16-bit native-endian PCM at the codec's own
-# sample rate; DTMF and tones work at 8 kHz. These need the compiled core: the
-# Python twin has only G.711 and refuses them with NotImplementedError.
+# Codecs work on frames (20 ms by default) of 16-bit native-endian PCM at the
+# codec's own sample rate; DTMF and tones work at 8 kHz. Calls release the GIL
+# while they work, so an object must not be used from two threads at once.
+# These need the compiled core: the Python twin has only G.711 and refuses
+# them with NotImplementedError.
 
 
 def _native(name: str) -> Any:

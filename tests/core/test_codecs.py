@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from array import array
 
 import opuslib
 import pytest
@@ -197,6 +198,18 @@ def test_opus_from_opuslib_decodes_with_ours() -> None:
         for i in range(FRAMES)
     )
     assert_tone(decoded[len(decoded) // 2 :], 48000)
+
+
+def test_stereo_opus_from_a_peer_decodes_to_mono() -> None:
+    theirs = opuslib.Encoder(48000, 2, opuslib.APPLICATION_AUDIO)
+    ours = core.Decoder("opus", "sprop-stereo=1")
+    decoded = []
+    for i in range(FRAMES):
+        mono = samples_of(tone_pcm(TONE_HZ, TONE_DBM0, 48000, 960, start=i * 960))
+        stereo = array("h", (s for sample in mono for s in (sample, sample))).tobytes()
+        decoded.append(ours.decode(theirs.encode(stereo, 960)))
+    assert {len(d) for d in decoded} == {2 * 960}
+    assert_tone(b"".join(decoded[FRAMES // 2 :]), 48000)
 
 
 def test_opus_maxplaybackrate_8000_sends_narrowband() -> None:

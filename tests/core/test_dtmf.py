@@ -3,15 +3,11 @@ meets ITU-T Q.24's edges, and speech in Mandarin and English gives no digits."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-from pathlib import Path
-
 import pytest
 
 import core
 from tests.core.signals import dbm0, goertzel_peak, pcm, tones
+from tests.core.tools import run_tool
 
 pytestmark = pytest.mark.skipif(
     core.IMPLEMENTATION == "python", reason="DTMF is in the compiled core only"
@@ -176,40 +172,16 @@ SPEECH = {
 @pytest.fixture(scope="module")
 def speech(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
     """Synthesised speech, 8 kHz, normalised to -1 dBFS peaks (loud speech talks off most)."""
-    for tool in ("espeak-ng", "sox"):
-        assert shutil.which(tool), f"{tool} is missing: run scripts/install-system-deps"
     folder = tmp_path_factory.mktemp("speech")
-    # Under make test-core-sanitize the sanitizer runtimes are preloaded; the
-    # tools are not built for them.
-    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
     out = {}
     for voice, text in SPEECH.items():
         wav, raw = folder / f"{voice}.wav", folder / f"{voice}.raw"
-        subprocess.run(["espeak-ng", "-v", voice, "-w", str(wav), text], check=True, env=env)
-        subprocess.run(
-            [
-                "sox",
-                str(wav),
-                "-t",
-                "raw",
-                "-r",
-                "8000",
-                "-c",
-                "1",
-                "-b",
-                "16",
-                "-e",
-                "signed-integer",
-                "-L",
-                str(raw),
-                "gain",
-                "-n",
-                "-1",
-            ],
-            check=True,
-            env=env,
-        )
-        out[voice] = Path(raw).read_bytes()
+        run_tool(["espeak-ng", "-v", voice, "-w", str(wav), text])
+        run_tool(
+            ["sox", str(wav), "-t", "raw", "-r", "8000", "-c", "1", "-b", "16", "-e",
+             "signed-integer", "-L", str(raw), "gain", "-n", "-1"]
+        )  # fmt: skip
+        out[voice] = raw.read_bytes()
     return out
 
 

@@ -3,9 +3,13 @@ that reports each digit once."""
 
 from __future__ import annotations
 
+import struct
+from pathlib import Path
+
 import pytest
 
 import core
+from tests.core.tools import run_tool
 
 pytestmark = pytest.mark.skipif(
     core.IMPLEMENTATION == "python", reason="telephone-event is in the compiled core only"
@@ -142,3 +146,43 @@ def test_receiver_reports_non_dtmf_events_without_a_digit() -> None:
     assert core.TelephoneEventReceiver().receive(0, core.TelephoneEvent(32).encode()) == (
         core.ReceivedEvent(32, None, 0, 10)
     )
+
+
+def pcap_of_rtp(packets: list[bytes]) -> bytes:
+    """A libpcap file (raw IPv4 link type) of UDP datagrams to port 40000."""
+    out = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 101)
+    for i, payload in enumerate(packets):
+        udp_length = 8 + len(payload)
+        ip = struct.pack(
+            "!BBHHHBBH4s4s", 0x45, 0, 20 + udp_length, i, 0, 64, 17, 0, b"\x7f\0\0\1", b"\x7f\0\0\1"
+        )
+        datagram = ip + struct.pack("!HHHH", 40000, 40000, udp_length, 0) + payload
+        out += struct.pack("<IIII", i, 0, len(datagram), len(datagram)) + datagram
+    return out
+
+
+def test_wireshark_reads_the_sent_packets_as_rfc_4733_events(tmp_path: Path) -> None:
+    sender = core.TelephoneEventSender(8000, 20)
+    sender.start("#", timestamp=1234, duration_ms=60, volume=13)
+    rtp = [
+        struct.pack("!BBHII", 0x80, (0x80 if p.marker else 0) | 101, seq, p.timestamp, 0x1234)
+        + p.payload
+        for seq, p in enumerate(packets(sender))
+    ]
+    capture = tmp_path / "events.pcap"
+    capture.write_bytes(pcap_of_rtp(rtp))
+    fields = ["rtp.marker", "rtp.timestamp", "rtpevent.event_id", "rtpevent.end_of_event"]
+    fields += ["rtpevent.volume", "rtpevent.duration"]
+    # Wireshark's RTP event dissector takes payload type 101 by default.
+    output = run_tool(
+        ["tshark", "-r", str(capture), "-d", "udp.port==40000,rtp", "-T", "fields"]
+        + [arg for field in fields for arg in ("-e", field)]
+    )
+    rows = [line.split("\t") for line in output.splitlines()]
+    assert rows == [
+        ["1", "1234", "11", "0", "13", "160"],
+        ["0", "1234", "11", "0", "13", "320"],
+        ["0", "1234", "11", "1", "13", "480"],
+        ["0", "1234", "11", "1", "13", "480"],
+        ["0", "1234", "11", "1", "13", "480"],
+    ]
