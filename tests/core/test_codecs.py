@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
+import subprocess
+import sys
 from array import array
 
 import opuslib
@@ -260,6 +263,21 @@ def test_unknown_codec_names_the_known_ones() -> None:
 def test_bad_fmtp_is_refused_naming_the_parameter(name: str, fmtp: str, message: str) -> None:
     with pytest.raises(core.CodecError, match=message):
         core.Encoder(name, fmtp)
+
+
+def test_python_twin_refuses_codecs_naming_the_switch() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    env["CALLBOX_CORE"] = "python"
+    script = (
+        "import core\ntry:\n    core.Encoder('opus')\nexcept NotImplementedError as e:\n"
+        "    print(e)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == (
+        "core.Encoder needs the compiled core; CALLBOX_CORE=python has only G.711"
+    )
 
 
 def test_codec_errors_are_value_errors() -> None:
