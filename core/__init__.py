@@ -226,7 +226,10 @@ class Encoder(_CodecSide):
         super().__init__(_native("Encoder")(name, fmtp, frame_ms))
 
     def encode(self, frame: Buffer) -> bytes:
-        """Encode exactly one frame; ``CodecError`` names the expected size otherwise."""
+        """Encode exactly one frame; ``CodecError`` names the expected size otherwise.
+
+        An empty payload means there is nothing to send (G.729 Annex B silence).
+        """
         result: bytes = self._native.encode(frame)
         return result
 

@@ -22,6 +22,9 @@ public:
     /// 8 dB that ITU-T Q.24 asks for in both directions. ``min_level_dbm0``
     /// is the weakest tone accepted.
     DtmfDetector(int twist = 10, int reverse_twist = 10, int min_level_dbm0 = -30);
+    // spandsp holds a pointer to this object for its callback.
+    DtmfDetector(const DtmfDetector&) = delete;
+    DtmfDetector& operator=(const DtmfDetector&) = delete;
 
     /// Feeds 8 kHz audio; returns the digits that began in it, in order.
     std::string process(std::span<const std::int16_t> pcm);

@@ -48,7 +48,7 @@ public:
 protected:
     // With Annex B a frame may encode to nothing (no transmission) or to a
     // SID; RFC 3551 allows a SID only as the last frame of a packet, so
-    // encoding stops at the first one.
+    // encoding stops at the first one. An empty payload: send nothing.
     Payload encode_frame(std::span<const std::int16_t> frame) override {
         Payload out(frame.size() / kFrameSamples * kFrameOctets);
         std::size_t used = 0;
@@ -95,7 +95,8 @@ public:
     }
 
     // G.729's own concealment: the decoder extrapolates from its last
-    // parameters when told the frame is erased.
+    // parameters when told the frame is erased, or, after a SID, goes on
+    // with comfort noise (G.729 Annex B, B.27).
     Pcm conceal() override {
         Pcm pcm(info().frame_samples());
         for (std::size_t i = 0; i < pcm.size(); i += kFrameSamples) {
