@@ -1,6 +1,7 @@
 #include "codec/resample.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <numbers>
 #include <numeric>
@@ -65,10 +66,11 @@ Resampler::Resampler(int in_rate, int out_rate) : in_rate_(in_rate), out_rate_(o
         const double r = n / centre;
         const double window = bessel_i0(beta * std::sqrt(std::max(0.0, 1.0 - r * r))) /
                               bessel_i0(beta);
-        // Tap k belongs to phase k % L at position k / L; the gain of L makes
-        // up for the zeros that upsampling inserts.
+        // Tap k belongs to phase k % L at position k / L, stored in reverse
+        // so that the kernel walks taps and input in the same direction; the
+        // gain of L makes up for the zeros that upsampling inserts.
         const std::size_t phase = k % static_cast<std::size_t>(up_);
-        const std::size_t position = k / static_cast<std::size_t>(up_);
+        const std::size_t position = taps_per_phase_ - 1 - k / static_cast<std::size_t>(up_);
         phases_[phase * taps_per_phase_ + position] = static_cast<float>(up_ * sinc * window);
     }
     buffer_.assign(taps_per_phase_ - 1, 0.0F);
@@ -89,11 +91,18 @@ Pcm Resampler::process(std::span<const std::int16_t> in) {
     for (; time_ < end; time_ += down_) {
         const auto base = static_cast<std::size_t>(time_ / up);
         const float* taps = &phases_[static_cast<std::size_t>(time_ % up) * taps_per_phase_];
-        // x[base - j] sits at buffer_[base + history - j].
-        const float* newest = &buffer_[base + history];
-        float acc = 0.0F;
-        for (std::size_t j = 0; j < taps_per_phase_; ++j) acc += taps[j] * *(newest - j);
-        out.push_back(static_cast<std::int16_t>(std::clamp(std::lround(acc), -32768L, 32767L)));
+        // Inputs x[base - T + 1] .. x[base] sit at buffer_[base] .. buffer_[base + T - 1].
+        const float* input = &buffer_[base];
+        // Four partial sums let the compiler keep several multiply-adds in
+        // flight (a single float sum is a serial dependency chain).
+        std::array<float, 4> acc{};
+        std::size_t j = 0;
+        for (; j + 4 <= taps_per_phase_; j += 4) {
+            for (std::size_t lane = 0; lane < 4; ++lane) acc[lane] += taps[j + lane] * input[j + lane];
+        }
+        for (; j < taps_per_phase_; ++j) acc[0] += taps[j] * input[j];
+        const float sum = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+        out.push_back(static_cast<std::int16_t>(std::clamp(std::lround(sum), -32768L, 32767L)));
     }
     time_ -= end;
     buffer_.erase(buffer_.begin(), buffer_.end() - static_cast<std::ptrdiff_t>(history));
