@@ -101,6 +101,24 @@ def test_generated_digits_survive_each_codec(codec: str) -> None:
     assert found == KEYPAD
 
 
+def test_a_lost_frame_reported_with_skip_does_not_split_a_digit() -> None:
+    generator = core.DtmfGenerator(on_ms=100, off_ms=100)
+    generator.queue("1234")
+    skipping, zero_filling = core.DtmfDetector(), core.DtmfDetector()
+    found_skipping = found_zero_filling = ""
+    for i in range(45):
+        frame = generator.generate(160)
+        if i % 10 == 2:  # the third 20 ms of each 100 ms tone is lost
+            skipping.skip(160)
+            found_zero_filling += zero_filling.process(bytes(320))
+        else:
+            found_skipping += skipping.process(frame)
+            found_zero_filling += zero_filling.process(frame)
+    assert found_skipping == "1234"
+    # Silence in place of the loss would split every digit in two.
+    assert found_zero_filling == "11223344"
+
+
 def test_40_ms_tones_are_detected() -> None:
     assert detected(ms=40) == {d: d for d in KEYPAD}
 
