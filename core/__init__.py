@@ -25,32 +25,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "IMPLEMENTATION",
-    "CodecError",
-    "CodecInfo",
-    "Decoder",
-    "DtmfDetector",
-    "DtmfGenerator",
-    "Encoder",
-    "ReceivedEvent",
-    "Resampler",
-    "TelephoneEvent",
-    "TelephoneEventPacket",
-    "TelephoneEventReceiver",
-    "TelephoneEventSender",
-    "ToneGenerator",
-    "ToneSpec",
-    "Transcoder",
     "alaw_decode",
     "alaw_encode",
-    "codec_info",
-    "codec_names",
-    "dtmf_digit",
-    "dtmf_event",
     "library_versions",
-    "parse_fmtp",
-    "tone_names",
-    "tone_plans",
-    "tone_spec",
     "ulaw_decode",
     "ulaw_encode",
 ]
@@ -122,6 +99,33 @@ def library_versions() -> dict[str, str]:
 # while they work, so an object must not be used from two threads at once.
 # These need the compiled core: the Python twin has only G.711 and refuses
 # them with NotImplementedError.
+
+
+__all__ += [
+    "CodecError",
+    "CodecInfo",
+    "Decoder",
+    "DtmfDetector",
+    "DtmfGenerator",
+    "Encoder",
+    "ReceivedEvent",
+    "Resampler",
+    "TelephoneEvent",
+    "TelephoneEventPacket",
+    "TelephoneEventReceiver",
+    "TelephoneEventSender",
+    "ToneGenerator",
+    "ToneSpec",
+    "Transcoder",
+    "codec_info",
+    "codec_names",
+    "dtmf_digit",
+    "dtmf_event",
+    "parse_fmtp",
+    "tone_names",
+    "tone_plans",
+    "tone_spec",
+]
 
 
 def _native(name: str) -> Any:
