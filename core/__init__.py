@@ -458,8 +458,9 @@ class DtmfDetector:
 class DtmfGenerator:
     """In-band DTMF generation at 8 kHz (spandsp's ``dtmf_tx``).
 
-    ``level_dbm0`` is each tone's level, ``twist`` how many dB the high-group
-    tone is louder; ``on_ms`` and ``off_ms`` time each digit and the pause after it.
+    ``level_dbm0`` is the low-group tone's level and the high-group tone is
+    ``twist`` dB louder; ``on_ms`` and ``off_ms`` time each digit and the
+    pause after it.
     """
 
     def __init__(

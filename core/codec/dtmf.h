@@ -40,8 +40,8 @@ private:
 
 class DtmfGenerator {
 public:
-    /// Per-tone level in dBm0, ``twist`` dB by which the high-group tone is
-    /// louder, tone and pause durations in ms.
+    /// Level of the low-group tone in dBm0, ``twist`` dB by which the
+    /// high-group tone is louder, tone and pause durations in ms.
     DtmfGenerator(int level_dbm0 = -10, int twist = 0, int on_ms = 100, int off_ms = 100);
 
     /// Queues digits (0-9 * # A-D); CodecError for others or when the queue is full.

@@ -80,6 +80,14 @@ def test_generator_sends_each_digit_at_its_frequencies_and_level() -> None:
     assert not generator.busy
 
 
+def test_generator_twist_makes_the_high_group_tone_louder() -> None:
+    generator = core.DtmfGenerator(level_dbm0=-10, twist=4)
+    generator.queue("1")
+    tone = generator.generate(800)
+    assert dbm0(goertzel_peak(tone, 8000, 697)) == pytest.approx(-10, abs=0.5)
+    assert dbm0(goertzel_peak(tone, 8000, 1209)) == pytest.approx(-6, abs=0.5)
+
+
 def test_generator_refuses_a_non_digit() -> None:
     with pytest.raises(core.CodecError, match="not a DTMF digit: 'x'"):
         core.DtmfGenerator().queue("12x")
