@@ -1,0 +1,67 @@
+// PCMA and PCMU behind the codec interface, over the G.711 tables.
+#include "codec/codec.h"
+#include "codec/g711.h"
+#include "codec/plc.h"
+
+namespace callbox::codec {
+
+namespace {
+
+using BlockEncode = void (*)(const std::int16_t*, std::size_t, std::uint8_t*) noexcept;
+using BlockDecode = void (*)(const std::uint8_t*, std::size_t, std::int16_t*) noexcept;
+
+class G711Encoder final : public Encoder {
+public:
+    G711Encoder(const CodecInfo& info, bool alaw)
+        : Encoder(info),
+          encode_(alaw ? static_cast<BlockEncode>(g711::alaw_encode)
+                       : static_cast<BlockEncode>(g711::ulaw_encode)) {}
+
+protected:
+    Payload encode_frame(std::span<const std::int16_t> frame) override {
+        Payload out(frame.size());
+        encode_(frame.data(), frame.size(), out.data());
+        return out;
+    }
+
+private:
+    BlockEncode encode_;
+};
+
+class G711Decoder final : public Decoder {
+public:
+    G711Decoder(const CodecInfo& info, bool alaw)
+        : Decoder(info),
+          decode_(alaw ? static_cast<BlockDecode>(g711::alaw_decode)
+                       : static_cast<BlockDecode>(g711::ulaw_decode)) {}
+
+    Pcm decode(std::span<const std::uint8_t> payload) override {
+        Pcm pcm(payload.size());
+        decode_(payload.data(), payload.size(), pcm.data());
+        plc_.observe(pcm);
+        return pcm;
+    }
+
+    Pcm conceal() override { return plc_.fill(info().frame_samples()); }
+
+private:
+    BlockDecode decode_;
+    PitchConcealer plc_{info().sample_rate};
+};
+
+}  // namespace
+
+std::unique_ptr<Encoder> make_pcmu_encoder(const CodecInfo& info, const FmtpParams&) {
+    return std::make_unique<G711Encoder>(info, false);
+}
+std::unique_ptr<Decoder> make_pcmu_decoder(const CodecInfo& info, const FmtpParams&) {
+    return std::make_unique<G711Decoder>(info, false);
+}
+std::unique_ptr<Encoder> make_pcma_encoder(const CodecInfo& info, const FmtpParams&) {
+    return std::make_unique<G711Encoder>(info, true);
+}
+std::unique_ptr<Decoder> make_pcma_decoder(const CodecInfo& info, const FmtpParams&) {
+    return std::make_unique<G711Decoder>(info, true);
+}
+
+}  // namespace callbox::codec

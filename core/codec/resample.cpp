@@ -1,0 +1,112 @@
+#include "codec/resample.h"
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <numbers>
+#include <numeric>
+
+namespace callbox::codec {
+
+namespace {
+
+constexpr double kStopbandDb = 80.0;
+constexpr double kPassbandEdge = 0.875;  // of the lower Nyquist frequency
+constexpr double kStopbandEdge = 1.025;  // aliases fold above the passband
+
+void check_rate(int rate) {
+    if (rate != 8000 && rate != 16000 && rate != 48000) {
+        throw CodecError("unsupported sample rate " + std::to_string(rate) +
+                         " Hz: expected 8000, 16000 or 48000");
+    }
+}
+
+// Zeroth-order modified Bessel function of the first kind, by its series.
+double bessel_i0(double x) {
+    double sum = 1.0;
+    double term = 1.0;
+    for (int k = 1; term > 1e-12 * sum; ++k) {
+        term *= (x / (2.0 * k)) * (x / (2.0 * k));
+        sum += term;
+    }
+    return sum;
+}
+
+}  // namespace
+
+Resampler::Resampler(int in_rate, int out_rate) : in_rate_(in_rate), out_rate_(out_rate) {
+    check_rate(in_rate);
+    check_rate(out_rate);
+    const int g = std::gcd(in_rate, out_rate);
+    up_ = out_rate / g;
+    down_ = in_rate / g;
+    if (up_ == 1 && down_ == 1) {
+        taps_per_phase_ = 1;
+        phases_ = {1.0F};
+        return;
+    }
+    // Design at the upsampled rate (Kaiser's formulas, Oppenheim & Schafer 7.6).
+    const double rate = static_cast<double>(in_rate) * up_;
+    const double nyquist = std::min(in_rate, out_rate) / 2.0;
+    const double pass = kPassbandEdge * nyquist;
+    const double stop = kStopbandEdge * nyquist;
+    const double width = 2.0 * std::numbers::pi * (stop - pass) / rate;
+    const auto length = static_cast<std::size_t>(std::ceil((kStopbandDb - 8.0) / (2.285 * width)));
+    taps_per_phase_ = (length + static_cast<std::size_t>(up_) - 1) / static_cast<std::size_t>(up_);
+    const std::size_t total = taps_per_phase_ * static_cast<std::size_t>(up_);
+    const double beta = 0.1102 * (kStopbandDb - 8.7);
+    const double cutoff = (pass + stop) / 2.0 / rate;  // cycles per sample
+    const double centre = (static_cast<double>(total) - 1.0) / 2.0;
+    phases_.assign(total, 0.0F);
+    for (std::size_t k = 0; k < total; ++k) {
+        const double n = static_cast<double>(k) - centre;
+        const double sinc = n == 0.0 ? 2.0 * cutoff
+                                     : std::sin(2.0 * std::numbers::pi * cutoff * n) /
+                                           (std::numbers::pi * n);
+        const double r = n / centre;
+        const double window = bessel_i0(beta * std::sqrt(std::max(0.0, 1.0 - r * r))) /
+                              bessel_i0(beta);
+        // Tap k belongs to phase k % L at position k / L, stored in reverse
+        // so that the kernel walks taps and input in the same direction; the
+        // gain of L makes up for the zeros that upsampling inserts.
+        const std::size_t phase = k % static_cast<std::size_t>(up_);
+        const std::size_t position = taps_per_phase_ - 1 - k / static_cast<std::size_t>(up_);
+        phases_[phase * taps_per_phase_ + position] = static_cast<float>(up_ * sinc * window);
+    }
+    buffer_.assign(taps_per_phase_ - 1, 0.0F);
+}
+
+int Resampler::delay() const {
+    const double upsampled = (static_cast<double>(taps_per_phase_) * up_ - 1.0) / 2.0;
+    return static_cast<int>(std::lround(upsampled / down_));
+}
+
+Pcm Resampler::process(std::span<const std::int16_t> in) {
+    const std::size_t history = taps_per_phase_ - 1;
+    buffer_.insert(buffer_.end(), in.begin(), in.end());
+    const long long up = up_;
+    const long long end = static_cast<long long>(in.size()) * up;
+    Pcm out;
+    out.reserve(static_cast<std::size_t>((end - time_ + down_ - 1) / down_ + 1));
+    for (; time_ < end; time_ += down_) {
+        const auto base = static_cast<std::size_t>(time_ / up);
+        const float* taps = &phases_[static_cast<std::size_t>(time_ % up) * taps_per_phase_];
+        // Inputs x[base - T + 1] .. x[base] sit at buffer_[base] .. buffer_[base + T - 1].
+        const float* input = &buffer_[base];
+        // Four partial sums let the compiler keep several multiply-adds in
+        // flight (a single float sum is a serial dependency chain).
+        std::array<float, 4> acc{};
+        std::size_t j = 0;
+        for (; j + 4 <= taps_per_phase_; j += 4) {
+            for (std::size_t lane = 0; lane < 4; ++lane) acc[lane] += taps[j + lane] * input[j + lane];
+        }
+        for (; j < taps_per_phase_; ++j) acc[0] += taps[j] * input[j];
+        const float sum = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+        out.push_back(static_cast<std::int16_t>(std::clamp(std::lround(sum), -32768L, 32767L)));
+    }
+    time_ -= end;
+    buffer_.erase(buffer_.begin(), buffer_.end() - static_cast<std::ptrdiff_t>(history));
+    return out;
+}
+
+}  // namespace callbox::codec
