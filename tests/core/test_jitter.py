@@ -75,6 +75,31 @@ def test_reordered_frame_is_inserted_and_played_in_timestamp_order(twin: ModuleT
     assert jb.stats().late == 0
 
 
+def test_frame_overtaken_while_playing_is_still_played_in_order(twin: ModuleType) -> None:
+    jb = twin.JitterBuffer(min_delay_ms=40)
+    put(jb, 0, 0)
+    put(jb, 1, 20)
+    assert tick(jb, 20) == (D.NORMAL, 0)
+    put(jb, 3, 35)  # 3 overtakes 2, which is late but not too late
+    assert tick(jb, 40) == (D.NORMAL, 1)
+    assert put(jb, 2, 45) == JitterPut.BUFFERED
+    assert [tick(jb, 60), tick(jb, 80)] == [(D.NORMAL, 2), (D.NORMAL, 3)]
+
+
+def test_talk_after_a_silence_suppression_pause_plays_at_once(twin: ModuleType) -> None:
+    jb = twin.JitterBuffer(min_delay_ms=20)
+    put(jb, 0, 0)
+    assert tick(jb, 0) == (D.NORMAL, 0)
+    # DTX: nothing for a second, then talk resumes 50 frames on in timestamp.
+    assert {tick(jb, 20 * k) for k in range(1, 50)} == {(D.EXPAND, None)}
+    put(jb, 50, 1000)
+    assert tick(jb, 1000) == (D.MERGE, 50)
+    put(jb, 51, 1020)
+    assert tick(jb, 1020) == (D.NORMAL, 51)
+    stats = jb.stats()
+    assert (stats.late, stats.flushes) == (0, 0)
+
+
 def test_duplicate_is_dropped_and_counted(twin: ModuleType) -> None:
     jb = twin.JitterBuffer(min_delay_ms=20)
     assert put(jb, 0, 0) == JitterPut.BUFFERED
@@ -196,6 +221,13 @@ def test_buffer_above_target_accelerates_only_when_the_caller_says_quiet(
     assert out.payload is not None
     stats = jb.stats()
     assert (stats.accelerated, stats.discarded) == (1, 1)
+
+
+def test_caller_without_an_energy_measure_gets_adaptation_by_default() -> None:
+    jb = core.JitterBuffer(min_delay_ms=20, max_delay_ms=20)
+    for i in range(4):
+        put(jb, i, 0)
+    assert jb.get(0).decision == D.ACCELERATE
 
 
 def test_buffer_far_above_target_accelerates_even_in_speech(twin: ModuleType) -> None:
