@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import struct
 from array import array
+from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -431,3 +432,289 @@ def e_model(delay_ms: float, loss_percent: float, codec: str, /) -> tuple[float,
     if r <= 0.0:
         return r, 1.0
     return r, 1.0 + 0.035 * r + r * (r - 60.0) * (100.0 - r) * 7e-6
+
+
+# --- Adaptive jitter buffer (core/jitter/) --------------------------------------------
+
+_ONE_Q30 = 1 << 30
+_FORGET_Q15 = 32670
+_PERCENTILE_Q30 = _ONE_Q30 // 100 * 95
+_TRANSIT_WINDOW_MS = 2000
+_PEAK_THRESHOLD_MS = 60
+_PEAK_WINDOW_MS = 10000
+_LEVEL_FILTER_Q8 = 252
+_FORCE_ACCELERATE_FRAMES = 4
+_SEQUENCE_WINDOW = 64
+_MAX_SEQUENCE_JUMP = 3000
+_MIN_JUMP_MS = 2000
+_BUCKET_MS = 20
+_BUCKETS = 100
+_PEAK_SLOTS = 8
+# Decisions and put results, numbered as in core/jitter/jitter.h.
+_BUFFERING, _NORMAL, _MERGE, _EXPAND, _ACCELERATE, _PREEMPTIVE_EXPAND = range(6)
+_BUFFERED, _DUPLICATE, _LATE, _FLUSHED = range(4)
+_PLAYED_COUNTER = {_NORMAL: "normal", _MERGE: "merged", _ACCELERATE: "accelerated"}
+
+_Frame = tuple[
+    int, int, int, int, bytes
+]  # timestamp (extended), sequence, samples, arrival_ms, payload
+
+
+def _signed(value: int, bits: int) -> int:
+    value &= (1 << bits) - 1
+    return value - (1 << bits) if value >> (bits - 1) else value
+
+
+class JitterBuffer:
+    """The jitter buffer of core/jitter/jitter.cpp, step for step, in integers."""
+
+    def __init__(self, clock_rate: int, min_delay_ms: int, max_delay_ms: int, max_frames: int, /):
+        if clock_rate <= 0:
+            raise ValueError("clock_rate must be positive")
+        if min_delay_ms < 0 or max_delay_ms < min_delay_ms:
+            raise ValueError(
+                "delay limits must satisfy 0 <= min_delay_ms <= max_delay_ms: "
+                f"got {min_delay_ms} and {max_delay_ms}"
+            )
+        if max_frames <= 0:
+            raise ValueError("max_frames must be positive")
+        self.rate = clock_rate
+        self.min_delay_ms = min_delay_ms
+        self.max_delay_ms = max_delay_ms
+        self.max_frames = max_frames
+        self.slots: list[_Frame] = []
+        self.source: int | None = None
+        self.last_timestamp = 0
+        self.have_sequence = False
+        self.base_sequence = self.highest_sequence = 0
+        self.seen = 0
+        self.unique = 0
+        self.lost_prior = 0
+        self.started = False
+        self.next_timestamp = 0
+        self.frame_samples = 0
+        self.after_expand = False
+        self.stalled = False
+        self.filtered_q8 = 0
+        self.transits: deque[tuple[int, int]] = deque()
+        self.histogram = [0] * _BUCKETS
+        self.histogram_count = 0
+        self.peaks: list[tuple[int, int]] = []
+        self.peak_count = 0
+        self.target_ms = min(max(_BUCKET_MS, min_delay_ms), max_delay_ms)
+        self.counts = dict.fromkeys(
+            ("received", "duplicates", "late", "discarded", "flushes", "buffering", "normal",
+             "merged", "expanded", "accelerated", "preemptive_expanded", "waiting_ms_total",
+             "max_buffer_delay_ms"),
+            0,
+        )  # fmt: skip
+
+    def _to_ms(self, samples: int) -> int:
+        return _cdiv(samples * 1000, self.rate)
+
+    def _to_samples(self, ms: int) -> int:
+        return _cdiv(ms * self.rate, 1000)
+
+    def _level(self) -> int:
+        return sum(slot[2] for slot in self.slots)
+
+    def put(
+        self, payload: Buffer, timestamp: int, sequence: int, samples: int, arrival_ms: int,
+        source: int, /,
+    ) -> int:  # fmt: skip
+        if samples <= 0:
+            raise ValueError("a frame must last at least one sample")
+        self.counts["received"] += 1
+        result = _BUFFERED
+        if self.source is None:
+            self.last_timestamp = timestamp
+        elif source != self.source:
+            self._reset_timeline(new_sequence=True)
+            result = _FLUSHED
+        self.source = source
+        ts = self.last_timestamp + _signed(timestamp - self.last_timestamp, 32)
+        self.last_timestamp = ts
+        if self.started or self.slots:
+            reference = self.next_timestamp if self.started else self.slots[0][0]
+            jump = self._to_samples(max(_MIN_JUMP_MS, 2 * self.max_delay_ms))
+            if abs(ts - reference) > jump:
+                self._reset_timeline(new_sequence=True)
+                result = _FLUSHED
+        if self._sequence_seen(sequence) or any(slot[0] == ts for slot in self.slots):
+            self.counts["duplicates"] += 1
+            return _DUPLICATE
+        self._update_delay(ts, arrival_ms)
+        if self.started and ts < self.next_timestamp:
+            self.counts["late"] += 1
+            return _LATE
+        if len(self.slots) >= self.max_frames:
+            self._reset_timeline(new_sequence=False)
+            result = _FLUSHED
+        index = len(self.slots)
+        while index and self.slots[index - 1][0] > ts:
+            index -= 1
+        self.slots.insert(index, (ts, sequence, samples, arrival_ms, bytes(payload)))
+        return result
+
+    def _reset_timeline(self, *, new_sequence: bool) -> None:
+        self.counts["discarded"] += len(self.slots)
+        self.counts["flushes"] += 1
+        self.slots.clear()
+        self.started = self.after_expand = self.stalled = False
+        self.transits.clear()
+        if new_sequence:
+            self._rebase_sequence()
+
+    def _rebase_sequence(self) -> None:
+        if self.have_sequence:
+            self.lost_prior += self.highest_sequence - self.base_sequence + 1 - self.unique
+        self.have_sequence = False
+        self.unique = 0
+
+    def _sequence_seen(self, sequence: int) -> bool:
+        delta = 0
+        if self.have_sequence:
+            delta = _signed(sequence - self.highest_sequence, 16)
+            if abs(delta) > _MAX_SEQUENCE_JUMP:
+                self._rebase_sequence()
+        if not self.have_sequence:
+            self.have_sequence = True
+            self.base_sequence = self.highest_sequence = sequence
+            self.seen = 1
+            self.unique = 1
+            return False
+        if delta > 0:
+            mask = (1 << _SEQUENCE_WINDOW) - 1
+            self.seen = 1 if delta >= _SEQUENCE_WINDOW else ((self.seen << delta) | 1) & mask
+            self.highest_sequence += delta
+        elif -delta < _SEQUENCE_WINDOW:
+            if self.seen >> -delta & 1:
+                return True
+            self.seen |= 1 << -delta
+        self.unique += 1
+        return False
+
+    def _update_delay(self, timestamp: int, arrival_ms: int) -> None:
+        transit = self._to_samples(arrival_ms) - timestamp
+        while self.transits and self.transits[-1][1] >= transit:
+            self.transits.pop()
+        self.transits.append((arrival_ms, transit))
+        while self.transits[0][0] + _TRANSIT_WINDOW_MS <= arrival_ms:
+            self.transits.popleft()
+        relative_ms = self._to_ms(transit - self.transits[0][1])
+
+        self.histogram_count += 1
+        forget = min(_FORGET_Q15, 32768 - 32768 // self.histogram_count)
+        self.histogram = [(p * forget) >> 15 for p in self.histogram]
+        self.histogram[min(relative_ms // _BUCKET_MS, _BUCKETS - 1)] += _ONE_Q30 - sum(
+            self.histogram
+        )
+
+        histogram_ms = self._histogram_target_ms()
+        if relative_ms > histogram_ms + _PEAK_THRESHOLD_MS:
+            peak = (arrival_ms, relative_ms)
+            if len(self.peaks) < _PEAK_SLOTS:
+                self.peaks.append(peak)
+            else:
+                self.peaks[self.peak_count % _PEAK_SLOTS] = peak
+            self.peak_count += 1
+        recent = [delay for at, delay in self.peaks if at + _PEAK_WINDOW_MS > arrival_ms]
+        peak_ms = (max(recent) // _BUCKET_MS + 1) * _BUCKET_MS if len(recent) >= 2 else 0
+        self.target_ms = min(max(histogram_ms, peak_ms, self.min_delay_ms), self.max_delay_ms)
+
+    def _histogram_target_ms(self) -> int:
+        cumulative = 0
+        for bucket, p in enumerate(self.histogram):
+            cumulative += p
+            if cumulative >= _PERCENTILE_Q30:
+                return (bucket + 1) * _BUCKET_MS
+        return _BUCKETS * _BUCKET_MS
+
+    def get(self, now_ms: int, low_energy: bool, /) -> tuple[int, bytes | None, int, int, int]:
+        if not self.started:
+            waited = bool(self.slots) and now_ms - self.slots[0][3] >= self.target_ms
+            if not self.slots or (self._to_ms(self._level()) < self.target_ms and not waited):
+                self.counts["buffering"] += 1
+                return _BUFFERING, None, 0, 0, 0
+            self.started = True
+            self.next_timestamp = self.slots[0][0]
+            self.frame_samples = self.slots[0][2]
+            self.filtered_q8 = self._level() << 8
+        current = self._level()
+        counts = self.counts
+        counts["max_buffer_delay_ms"] = max(counts["max_buffer_delay_ms"], self._to_ms(current))
+        self.filtered_q8 = (
+            self.filtered_q8 * _LEVEL_FILTER_Q8 + (current << 8) * (256 - _LEVEL_FILTER_Q8)
+        ) >> 8
+        if self.slots and self.slots[0][0] == self.next_timestamp:
+            decision = self._decide(low_energy)
+            samples = self.slots[0][2]
+            if decision == _PREEMPTIVE_EXPAND:
+                counts["preemptive_expanded"] += 1
+                self.filtered_q8 += samples << 8
+                return decision, None, 0, 0, 0
+            if decision == _ACCELERATE:
+                counts["discarded"] += 1
+                self.filtered_q8 -= samples << 8
+                self.slots.pop(0)
+            return self._play(decision, now_ms)
+        if self.slots and self.stalled:
+            self.next_timestamp = self.slots[0][0]
+            return self._play(_MERGE, now_ms)
+        counts["expanded"] += 1
+        self.after_expand = True
+        if self.slots:
+            self.next_timestamp = min(self.next_timestamp + self.frame_samples, self.slots[0][0])
+        else:
+            self.stalled = True
+        return _EXPAND, None, 0, 0, 0
+
+    def _decide(self, low_energy: bool) -> int:
+        if self.after_expand:
+            return _MERGE
+        samples = self.slots[0][2]
+        target = self._to_samples(self.target_ms)
+        low = target * 3 // 4
+        high = max(target + samples // 2, low + samples)
+        next_held = len(self.slots) >= 2 and self.slots[1][0] == self.next_timestamp + samples
+        forced = self.filtered_q8 >= (high + _FORCE_ACCELERATE_FRAMES * samples) << 8
+        if next_held and self.filtered_q8 >= high << 8 and (low_energy or forced):
+            return _ACCELERATE
+        if low_energy and self.filtered_q8 < low << 8:
+            return _PREEMPTIVE_EXPAND
+        return _NORMAL
+
+    def _play(self, decision: int, now_ms: int) -> tuple[int, bytes | None, int, int, int]:
+        ts, sequence, samples, arrival_ms, payload = self.slots.pop(0)
+        self.counts["waiting_ms_total"] += max(0, now_ms - arrival_ms)
+        self.next_timestamp = ts + samples
+        self.frame_samples = samples
+        self.after_expand = self.stalled = False
+        self.counts[
+            {_NORMAL: "normal", _MERGE: "merged", _ACCELERATE: "accelerated"}[decision]
+        ] += 1
+        return decision, payload, ts & 0xFFFFFFFF, sequence, samples
+
+    def stats(self) -> tuple[int, ...]:
+        c = self.counts
+        lost = self.lost_prior
+        if self.have_sequence:
+            lost += self.highest_sequence - self.base_sequence + 1 - self.unique
+        return (
+            c["received"], c["duplicates"], c["late"], lost, c["discarded"], c["flushes"],
+            c["buffering"], c["normal"], c["merged"], c["expanded"], c["accelerated"],
+            c["preemptive_expanded"], c["waiting_ms_total"], self.target_ms,
+            self.buffer_delay_ms(), c["max_buffer_delay_ms"], len(self.slots),
+        )  # fmt: skip
+
+    def target_delay_ms(self) -> int:
+        return self.target_ms
+
+    def buffer_delay_ms(self) -> int:
+        return self._to_ms(self._level())
+
+
+def _cdiv(a: int, b: int) -> int:
+    """Integer division truncating toward zero, as C++ does."""
+    q = abs(a) // abs(b)
+    return q if (a >= 0) == (b > 0) else -q
