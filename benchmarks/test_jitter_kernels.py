@@ -15,7 +15,8 @@ import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
 import core
-from core import _impl, _reference
+from core import _reference
+from core._loader import impl as _impl
 
 IMPLEMENTATIONS: dict[str, ModuleType] = {"core": _impl, "python-reference": _reference}
 PAYLOAD = b"\xd5" * 160  # 20 ms of G.711

@@ -11,7 +11,8 @@ from types import ModuleType
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from core import _impl, _reference
+from core import _reference
+from core._loader import impl as _impl
 
 IMPLEMENTATIONS: dict[str, ModuleType] = {"core": _impl, "python-reference": _reference}
 PACKET = _reference.build_rtp(8, 1000, 160_000, 0x1234, b"\xd5" * 160)

@@ -18,5 +18,5 @@ def twin(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Mod
     swapped, so each test proves both implementations through one surface.
     """
     if request.param == "reference":
-        monkeypatch.setattr(core, "_impl", _reference)
+        monkeypatch.setattr(core._loader, "impl", _reference)
     return core

@@ -40,7 +40,7 @@ def test_unknown_implementation_is_refused_with_the_choices() -> None:
 
 
 def test_the_python_twin_has_no_media_engine_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(core, "_impl", _reference)
-    monkeypatch.setattr(core, "IMPLEMENTATION", "python")
+    monkeypatch.setattr(core._loader, "impl", _reference)
+    monkeypatch.setattr(core._loader, "IMPLEMENTATION", "python")
     with pytest.raises(RuntimeError, match="needs the compiled core; CALLBOX_CORE=python has none"):
         core.Engine(workers=1)

@@ -409,7 +409,7 @@ def test_network_trace_keeps_late_loss_concealment_and_delay_bounded(name: str) 
     frames = 3000
     for seed in range(3):
         arrivals = network_trace(kind, frames, seed)
-        log, levels = play_trace(core._impl, arrivals)
+        log, levels = play_trace(core._loader.impl, arrivals)
         stats = stats_of(log[-1])
         assert stats.late / stats.received < kind.max_late, (seed, stats)
         assert stats.expand_rate < kind.max_expand, (seed, stats)
@@ -428,7 +428,7 @@ def test_sender_clock_drift_does_not_grow_or_drain_the_buffer(
 ) -> None:
     frames = 30_000  # ten minutes: 30 frames (600 ms) of drift if nothing corrected it
     arrivals = network_trace(TraceClass(3, drift=drift), frames, seed=1)
-    log, levels = play_trace(core._impl, arrivals, quiet_every=quiet_every)
+    log, levels = play_trace(core._loader.impl, arrivals, quiet_every=quiet_every)
     stats = stats_of(log[-1])
     last_minute = levels[-3000:]
     assert max(last_minute) <= bound_ms
@@ -440,7 +440,7 @@ def test_sender_clock_drift_does_not_grow_or_drain_the_buffer(
 def test_compiled_buffer_and_python_twin_agree_tick_by_tick_on_traces(name: str) -> None:
     frames = 1500
     arrivals = network_trace(TRACES[name], frames, seed=11)
-    assert play_trace(core._impl, arrivals, quiet_every=3) == play_trace(
+    assert play_trace(core._loader.impl, arrivals, quiet_every=3) == play_trace(
         _reference, arrivals, quiet_every=3
     )
 
@@ -486,7 +486,7 @@ def run_operations(impl: ModuleType, ops: list[Operation]) -> list[object]:
 def test_random_use_never_fails_agrees_with_the_twin_and_accounts_every_frame(
     ops: list[Operation],
 ) -> None:
-    log = run_operations(core._impl, ops)
+    log = run_operations(core._loader.impl, ops)
     assert log == run_operations(_reference, ops)
     if not ops:
         return

@@ -92,4 +92,4 @@ def test_build_refuses_what_the_format_cannot_carry(twin: ModuleType) -> None:
 def test_any_bytes_parse_like_the_reference_or_fail_with_the_same_reason(data: bytes) -> None:
     if len(data) >= 2:
         data = bytes([0x80 | (data[0] & 0x3F), 200 + data[1] % 5]) + data[2:]
-    assert outcome(core._impl.parse_rtcp, data) == outcome(_reference.parse_rtcp, data)
+    assert outcome(core._loader.impl.parse_rtcp, data) == outcome(_reference.parse_rtcp, data)

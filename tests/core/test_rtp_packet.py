@@ -96,6 +96,6 @@ def test_any_bytes_parse_like_the_reference_or_fail_with_the_same_reason(data: b
     # Bias towards version 2 so the deeper checks are reached too.
     if data:
         data = bytes([0x80 | (data[0] & 0x3F)]) + data[1:]
-    native = outcome(core._impl.parse_rtp, data)
+    native = outcome(core._loader.impl.parse_rtp, data)
     reference = outcome(_reference.parse_rtp, data)
     assert native == reference

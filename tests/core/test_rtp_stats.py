@@ -109,7 +109,7 @@ packets = st.lists(
 def test_native_matches_the_reference_packet_for_packet(
     start: int, steps: list[tuple[int, int]]
 ) -> None:
-    native = core._impl.ReceiveStats()
+    native = core._loader.impl.ReceiveStats()
     reference = _reference.ReceiveStats()
     seq, now = start, 0
     for delta, delay in steps:
