@@ -46,12 +46,36 @@ class LogLevel(StrEnum):
     ERROR = "error"
 
 
+class DigestOffer(StrEnum):
+    """Digest algorithms the registrar offers, in order of preference.
+
+    MD5 alone is the default because the phones we test with (baresip 1.0)
+    refuse a challenge set that includes SHA-256 at all, and sipsak and
+    SIPp answer only the first challenge and know only MD5.
+    """
+
+    MD5 = "md5"
+    MD5_SHA256 = "md5,sha-256"
+    SHA256_MD5 = "sha-256,md5"
+    SHA256 = "sha-256"
+
+    @property
+    def algorithms(self) -> tuple[str, ...]:
+        """The RFC 7616 algorithm names, in order."""
+        return tuple(name.upper() for name in self.value.split(","))
+
+
 @dataclass(frozen=True)
 class SipSettings:
-    """Where the SIP stack listens (UDP and TCP share the port)."""
+    """Where the SIP stack listens (UDP and TCP share the port) and the digest realm."""
 
     host: Host = "0.0.0.0"
     port: Port = 5060
+    realm: Annotated[str, Pattern(r"[0-9A-Za-z.:_-]{1,64}", "1-64 letters, digits, '.:_-'")] = (
+        "callbox"
+    )
+    """The digest realm phones authenticate in; changing it makes them ask for credentials."""
+    digest: DigestOffer = DigestOffer.MD5
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 Until call control lands, the core answers what it can: OPTIONS with 200
 and its capabilities (RFC 3261 11.2), INVITE with 480 and a Warning saying
 why, CANCEL per RFC 3261 9.2, BYE and other in-dialog requests with 481
-(there are no dialogs yet), methods it knows but does not serve with 405,
+(there are no dialogs yet), REGISTER through the registrar when the switch
+has one (``registrar.py``), methods it knows but does not serve with 405,
 unknown methods with 501. The RFC 3261 8.2.2 and 8.2.3 checks come first:
 unsupported URI scheme 416, unknown Require 420, unknown body type 415.
 ACK is never answered.
@@ -19,6 +20,7 @@ import secrets
 
 from appliance import __version__
 from appliance.sip.message import Request, Response
+from appliance.sip.registrar import Registrar
 from appliance.sip.transaction import (
     ClientTransaction,
     Clock,
@@ -26,7 +28,7 @@ from appliance.sip.transaction import (
     Timers,
     TransactionLayer,
 )
-from appliance.sip.transport import SipTransport, TransportLimits
+from appliance.sip.transport import Flow, SipTransport, TransportLimits
 
 log = logging.getLogger(__name__)
 
@@ -51,27 +53,34 @@ WARNING_NO_CALLS = '399 callbox "Calls are not routed in this build yet"'
 class UserAgentCore:
     """Answers out-of-dialog requests on behalf of the switch."""
 
-    def __init__(self) -> None:
+    def __init__(self, registrar: Registrar | None = None) -> None:
         self.layer: TransactionLayer | None = None
+        self.registrar = registrar
+        self.allow = (*ALLOW, "REGISTER") if registrar is not None else ALLOW
 
     def request_received(self, request: Request, transaction: ServerTransaction | None) -> None:
         """A new request, or (transaction None) an ACK outside any transaction."""
         if transaction is None:
             return
-        response = self.answer(request)
+        response = self.answer(request, transaction.flow)
         if response is not None:
             transaction.respond(response)
 
     def response_received(self, response: Response, transaction: ClientTransaction | None) -> None:
-        """The core sends no requests yet; a stray response is only logged."""
+        """Answers to the registrar's keep-alives; anything else is only logged."""
+        registrar = self.registrar
+        if transaction and registrar and registrar.keepalive_answered(transaction):
+            return
         log.debug("ignored response %d %s", response.status, response.reason)
 
     def transaction_timed_out(self, transaction: ClientTransaction) -> None:
-        """The core sends no requests yet."""
+        """An unanswered keep-alive removes the registrar's binding."""
+        if self.registrar is not None and self.registrar.keepalive_timed_out(transaction):
+            return
         log.debug("client transaction %s timed out", transaction.branch)
 
-    def answer(self, request: Request) -> Response | None:
-        """The response for ``request`` (None for ACK)."""
+    def answer(self, request: Request, flow: Flow | None = None) -> Response | None:
+        """The response for ``request`` that came over ``flow`` (None for ACK)."""
         method = request.method
         if method == "ACK":
             return None
@@ -80,6 +89,10 @@ class UserAgentCore:
             return rejection
         if method == "CANCEL":
             return self._cancel(request)
+        if method == "REGISTER" and self.registrar is not None and flow is not None:
+            response = self.registrar.register(request, flow)
+            response.headers.add("Server", SERVER)
+            return response
         if request.to.tag is not None:
             # RFC 3261 12.2.2: a request inside a dialog we do not have.
             return self._reply(request, 481, "Call/Transaction Does Not Exist")
@@ -130,7 +143,7 @@ class UserAgentCore:
 
     def _reply(self, request: Request, status: int, reason: str) -> Response:
         response = request.response(status, reason, to_tag=secrets.token_hex(8))
-        response.headers.add("Allow", ", ".join(ALLOW))
+        response.headers.add("Allow", ", ".join(self.allow))
         response.headers.add("Server", SERVER)
         return response
 
@@ -143,8 +156,10 @@ class SipStack:
         limits: TransportLimits | None = None,
         clock: Clock | None = None,
         timers: Timers | None = None,
+        registrar: Registrar | None = None,
     ) -> None:
-        self.core = UserAgentCore()
+        self.core = UserAgentCore(registrar)
+        self.registrar = registrar
         self._limits = limits
         self._clock = clock
         self._timers = timers
@@ -155,11 +170,15 @@ class SipStack:
         transport = SipTransport(lambda m, f: layer.receive(m, f), self._limits)
         layer = TransactionLayer(self.core, transport.send_response, self._clock, self._timers)
         self.core.layer = layer
+        if self.registrar is not None:
+            self.registrar.send_request = layer.send_request
         await transport.start(host, port)
         self.transport = transport
 
     async def close(self) -> None:
         """Stop listening and cancel every transaction timer."""
+        if self.registrar is not None:
+            self.registrar.close()
         if self.core.layer is not None:
             self.core.layer.close()
         if self.transport is not None:

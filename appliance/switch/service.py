@@ -13,12 +13,14 @@ from typing import Any
 
 import core
 from appliance import __version__
-from appliance.config.records import Agent, Queue
+from appliance.config.records import Agent, Extension, Queue
 from appliance.media import MediaEvents
 from appliance.service import StartupError
 from appliance.settings import Settings
+from appliance.sip.registrar import Registrar
 from appliance.sip.ua import SipStack
 from appliance.store import Store
+from appliance.store.keys import name_key
 
 
 class Switch:
@@ -29,9 +31,17 @@ class Switch:
         self.store = store
         self.started_monotonic = time.monotonic()
         self.started_at = time.time()
-        self.sip = SipStack()
+        self.registrar = Registrar(
+            settings.sip.realm, self.extension, algorithms=settings.sip.digest.algorithms
+        )
+        self.sip = SipStack(registrar=self.registrar)
         self.engine: core.Engine | None = None
         self.media_events: MediaEvents | None = None
+
+    def extension(self, number: str) -> Extension | None:
+        """The configured extension ``number``, read now (an import may have changed it)."""
+        # An LMDB read is a few microseconds and takes no lock: fine on the loop.
+        return self.store.read_sync(lambda txn: txn.get(Extension, name_key(number)))
 
     def start_media(self) -> None:
         """Start the media engine's workers on the configured RTP port range (on the loop)."""
@@ -89,6 +99,7 @@ class Switch:
                     lambda txn: {k: txn.count(c) for k, c in self.store.kinds.items()}
                 ),
             },
+            "registrations": self.registrar.status(),
             "calls": [],
             "agents": [
                 {"number": a.number, "name": a.name, "group": a.group, "state": "logged_out"}

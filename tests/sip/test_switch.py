@@ -19,6 +19,7 @@ from tests.sip.net import free_port
 
 SCENARIOS = Path(__file__).parent / "sipp"
 WAIT = 20.0
+PASSWORD = "phone-1001-secret"
 
 pytestmark = pytest.mark.slow
 
@@ -28,6 +29,7 @@ class RunningSwitch:
     process: subprocess.Popen[str]
     port: int
     workdir: Path
+    env: dict[str, str]
 
 
 @pytest.fixture
@@ -41,6 +43,16 @@ def switch(tmp_path: Path) -> Iterator[RunningSwitch]:
     )
     env.pop("LD_PRELOAD", None)
     env.pop("NOTIFY_SOCKET", None)
+    config = tmp_path / "extensions.yaml"
+    config.write_text(f'extensions:\n  - number: "1001"\n    password: {PASSWORD}\n')
+    imported = subprocess.run(
+        [sys.executable, "-m", "appliance", "config", "import", str(config)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert imported.returncode == 0, imported.stderr
     process = subprocess.Popen(
         [sys.executable, "-m", "appliance", "switch"],
         env=env,
@@ -57,7 +69,7 @@ def switch(tmp_path: Path) -> Iterator[RunningSwitch]:
             out, _ = process.communicate()
             pytest.fail(f"switch did not start:\n{out}")
         time.sleep(0.05)
-    yield RunningSwitch(process, port, tmp_path)
+    yield RunningSwitch(process, port, tmp_path, env)
     process.send_signal(signal.SIGINT)
     out, _ = process.communicate(timeout=30)
     assert process.returncode == 0, out
@@ -98,7 +110,7 @@ def test_sipsak_options_gets_200_with_allow_accept_supported(switch: RunningSwit
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SIP/2.0 200 OK" in result.stdout
-    assert "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS" in result.stdout
+    assert "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER" in result.stdout
     assert "Accept: application/sdp" in result.stdout
     assert "Supported:" in result.stdout
 
@@ -171,3 +183,24 @@ def test_switch_retransmits_480_until_acked_and_answers_a_repeated_invite_from_i
         ack = ack.replace(b"To: <sip:4000@127.0.0.1>", f"To: {first.headers.get('To')}".encode())
         sock.sendto(ack, target)
     assert switch.process.poll() is None
+
+
+def test_extension_registered_with_sipsak_shows_in_callbox_status(switch: RunningSwitch) -> None:
+    result = run_peer(
+        ["sipsak", "-U", "-vv", "-x", "600", "-u", "1001", "-a", PASSWORD,
+         "-s", f"sip:1001@127.0.0.1:{switch.port}"],
+        switch.workdir,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    status = subprocess.run(
+        [sys.executable, "-m", "appliance", "status"],
+        env=switch.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert status.returncode == 0, status.stderr
+    assert "registered    1 extensions, 1 contacts" in status.stdout
+    assert "extension     1001: sip:1001@127.0.0.1:" in status.stdout
+    assert "from udp 127.0.0.1:" in status.stdout
