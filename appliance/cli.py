@@ -109,6 +109,8 @@ def format_status(status: dict[str, Any]) -> str:
             f"extension     {r['extension']}: {r['contact']} from {r['source']}{nat}, "
             f"expires in {r['expires_in']} s"
         )
+    for source, seconds in status["banned"].items():
+        lines.append(f"banned        {source} for {seconds} s more")
     lines.append(f"calls         {len(status['calls'])} live")
     agents = status["agents"]
     logged_in = sum(1 for a in agents if a["state"] != "logged_out")

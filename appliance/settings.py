@@ -79,6 +79,24 @@ class SipSettings:
 
 
 @dataclass(frozen=True)
+class SecuritySettings:
+    """Slowing and banning sources that fail authentication; dropping SIP scanners."""
+
+    slow_after: Annotated[int, Range(1, 1000)] = 3
+    """Failed authentications (within ``window_s``) before refusals to that address wait."""
+    slow_s: Annotated[float, Range(0, 30)] = 2.0
+    """How long each refusal to a slowed address waits."""
+    ban_after: Annotated[int, Range(1, 1000)] = 10
+    """Failed authentications (within ``window_s``) that ban the address."""
+    window_s: Annotated[float, Range(1, 86400)] = 300.0
+    """How far back failures count."""
+    ban_s: Annotated[float, Range(1, 30 * 86400)] = 3600.0
+    """How long a ban lasts."""
+    drop_scanners: bool = True
+    """Drop requests whose User-Agent is a known scanner's, without an answer."""
+
+
+@dataclass(frozen=True)
 class WebSettings:
     """Where the admin UI, agent desktop and public API listen."""
 
@@ -133,6 +151,7 @@ class Settings:
 
     data_dir: str = "./var"
     sip: SipSettings = field(default_factory=SipSettings)
+    security: SecuritySettings = field(default_factory=SecuritySettings)
     web: WebSettings = field(default_factory=WebSettings)
     rtp: RtpSettings = field(default_factory=RtpSettings)
     media: MediaSettings = field(default_factory=MediaSettings)

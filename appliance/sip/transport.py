@@ -38,6 +38,7 @@ from appliance.sip.message import (
     error_response,
     parse_message,
 )
+from appliance.sip.security import SourceGuard
 
 log = logging.getLogger(__name__)
 
@@ -210,8 +211,10 @@ class SipTransport:
         handler: MessageHandler,
         limits: TransportLimits | None = None,
         clock: Callable[[], float] = time.monotonic,
+        guard: SourceGuard | None = None,
     ) -> None:
         self.handler = handler
+        self.guard = guard
         self.limits = limits or TransportLimits()
         self.limiter = SourceLimiter(self.limits, clock)
         self._udp: asyncio.DatagramTransport | None = None
@@ -292,6 +295,9 @@ class SipTransport:
 
     def receive(self, data: bytes, flow: Flow, framing: Transport) -> None:
         """Parse one message and pass it up; answer or drop it if malformed."""
+        guard = self.guard
+        if guard is not None and guard.banned(flow.remote[0]):
+            return
         if not self.limiter.allow(flow.remote[0]):
             log.debug("dropped message from %s: over the rate limit", flow.remote)
             return
@@ -301,6 +307,9 @@ class SipTransport:
             self._reject(error, flow)
             return
         if isinstance(message, Request):
+            if guard is not None and guard.is_scanner(message):
+                log.debug("dropped request from scanner at %s", flow.remote)
+                return
             try:
                 message.headers.replace_first_value(
                     "Via", str(received_via(message.top_via, flow.remote))
@@ -324,6 +333,8 @@ class SipTransport:
 
     def _register(self, connection: StreamConnection) -> bool:
         source = connection.flow.remote[0]
+        if self.guard is not None and self.guard.banned(source):
+            return False
         if self._per_source.get(source, 0) >= self.limits.connections_per_source:
             log.debug("refused connection from %s: too many from this source", source)
             return False

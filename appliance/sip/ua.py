@@ -21,6 +21,7 @@ import secrets
 from appliance import __version__
 from appliance.sip.message import Request, Response
 from appliance.sip.registrar import Registrar
+from appliance.sip.security import SourceGuard
 from appliance.sip.transaction import (
     ClientTransaction,
     Clock,
@@ -53,9 +54,12 @@ WARNING_NO_CALLS = '399 callbox "Calls are not routed in this build yet"'
 class UserAgentCore:
     """Answers out-of-dialog requests on behalf of the switch."""
 
-    def __init__(self, registrar: Registrar | None = None) -> None:
+    def __init__(
+        self, registrar: Registrar | None = None, guard: SourceGuard | None = None
+    ) -> None:
         self.layer: TransactionLayer | None = None
         self.registrar = registrar
+        self.guard = guard
         self.allow = (*ALLOW, "REGISTER") if registrar is not None else ALLOW
 
     def request_received(self, request: Request, transaction: ServerTransaction | None) -> None:
@@ -63,7 +67,14 @@ class UserAgentCore:
         if transaction is None:
             return
         response = self.answer(request, transaction.flow)
-        if response is not None:
+        if response is None:
+            return
+        layer, guard = self.layer, self.guard
+        delay = guard.delay(transaction.flow.remote[0], response) if guard is not None else 0.0
+        if layer is not None and delay:
+            # A slowed source waits for each refusal: guessing costs it time, not us.
+            layer.clock.call_later(delay, lambda: transaction.respond(response))
+        else:
             transaction.respond(response)
 
     def response_received(self, response: Response, transaction: ClientTransaction | None) -> None:
@@ -157,9 +168,13 @@ class SipStack:
         clock: Clock | None = None,
         timers: Timers | None = None,
         registrar: Registrar | None = None,
+        guard: SourceGuard | None = None,
     ) -> None:
-        self.core = UserAgentCore(registrar)
+        self.core = UserAgentCore(registrar, guard)
         self.registrar = registrar
+        self.guard = guard
+        if registrar is not None and guard is not None:
+            registrar.auth_failed = guard.failed
         self._limits = limits
         self._clock = clock
         self._timers = timers
@@ -167,7 +182,7 @@ class SipStack:
 
     async def start(self, host: str, port: int) -> None:
         """Listen on UDP and TCP at ``host``:``port``."""
-        transport = SipTransport(lambda m, f: layer.receive(m, f), self._limits)
+        transport = SipTransport(lambda m, f: layer.receive(m, f), self._limits, guard=self.guard)
         layer = TransactionLayer(self.core, transport.send_response, self._clock, self._timers)
         self.core.layer = layer
         if self.registrar is not None:

@@ -18,6 +18,7 @@ from appliance.media import MediaEvents
 from appliance.service import StartupError
 from appliance.settings import Settings
 from appliance.sip.registrar import Registrar
+from appliance.sip.security import SourceGuard
 from appliance.sip.ua import SipStack
 from appliance.store import Store
 from appliance.store.keys import name_key
@@ -34,7 +35,8 @@ class Switch:
         self.registrar = Registrar(
             settings.sip.realm, self.extension, algorithms=settings.sip.digest.algorithms
         )
-        self.sip = SipStack(registrar=self.registrar)
+        self.guard = SourceGuard(settings.security)
+        self.sip = SipStack(registrar=self.registrar, guard=self.guard)
         self.engine: core.Engine | None = None
         self.media_events: MediaEvents | None = None
 
@@ -100,6 +102,7 @@ class Switch:
                 ),
             },
             "registrations": self.registrar.status(),
+            "banned": self.guard.bans(),
             "calls": [],
             "agents": [
                 {"number": a.number, "name": a.name, "group": a.group, "state": "logged_out"}

@@ -27,7 +27,7 @@ EXTENSIONS = {
 
 @dataclass
 class WallClock:
-    """Seconds since the epoch for nonces, moved by the test."""
+    """A time source the test moves (seconds since the epoch by default)."""
 
     now: float = 1_800_000_000.0
 
