@@ -76,6 +76,23 @@ class SipSettings:
     )
     """The digest realm phones authenticate in; changing it makes them ask for credentials."""
     digest: DigestOffer = DigestOffer.MD5
+    tls_port: Port = 5061
+    tls_certificate: str = ""
+    """PEM certificate (chain) file for the TLS listener; empty: no TLS listener."""
+    tls_key: str = ""
+    """PEM private key file of ``tls_certificate``."""
+
+    def __post_init__(self) -> None:
+        if bool(self.tls_certificate) != bool(self.tls_key):
+            missing = "tls_key" if self.tls_certificate else "tls_certificate"
+            raise ConfigError("TLS needs both tls_certificate and tls_key", missing)
+        if self.tls_certificate and self.tls_port == self.port:
+            raise ConfigError(f"must differ from port ({self.port})", "tls_port")
+
+    @property
+    def tls_enabled(self) -> bool:
+        """True when a certificate is configured, so the TLS listener runs."""
+        return bool(self.tls_certificate)
 
 
 @dataclass(frozen=True)

@@ -99,7 +99,8 @@ class Binding:
         """True when the contact is not where the REGISTER came from (RFC 3581)."""
         uri = self.contact.uri
         host, port = self.flow.remote
-        return uri.host.strip("[]") != host or (uri.port or 5060) != port
+        default = 5061 if self.flow.transport == "TLS" else 5060
+        return uri.host.strip("[]") != host or (uri.port or default) != port
 
     @property
     def source(self) -> str:

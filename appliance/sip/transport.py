@@ -1,4 +1,4 @@
-"""SIP transport layer (RFC 3261 section 18) on asyncio: UDP and TCP.
+"""SIP transport layer (RFC 3261 section 18) on asyncio: UDP, TCP and TLS.
 
 ``SipTransport`` listens on one host and port for both UDP and TCP, cuts
 TCP streams into messages by Content-Length (``StreamFramer``), answers RFC
@@ -12,9 +12,10 @@ way the connection and the listener carry on. Only a stream whose framing
 is lost (no usable Content-Length) is closed after its 400, because the
 start of the next message can no longer be found.
 
-TLS is a later listener on the same stream code: ``StreamConnection`` only
-needs an ``asyncio.Transport``, so ``loop.create_server(..., ssl=context)``
-plugs in without changes here.
+TLS (RFC 3261 26.3.1, port 5061 by default) is one more stream listener
+(``start_tls``) on the same code: ``StreamConnection`` only needs an
+``asyncio.Transport``, and asyncio's SSL transport gives it decrypted
+bytes. TLS connections are kept and reused exactly like TCP ones.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import asyncio
 import ipaddress
 import logging
 import re
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,7 +44,7 @@ from appliance.sip.security import SourceGuard
 
 log = logging.getLogger(__name__)
 
-TransportName = Literal["UDP", "TCP"]
+TransportName = Literal["UDP", "TCP", "TLS"]
 
 PING = b"\r\n\r\n"
 """RFC 5626 3.5.1: a client's keep-alive ping on a stream."""
@@ -219,10 +221,12 @@ class SipTransport:
         self.limiter = SourceLimiter(self.limits, clock)
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
+        self._tls: asyncio.Server | None = None
         self._connections: dict[tuple[str, int], StreamConnection] = {}
         self._per_source: dict[str, int] = {}
         self.udp_address: tuple[str, int] = ("", 0)
         self.tcp_address: tuple[str, int] = ("", 0)
+        self.tls_address: tuple[str, int] | None = None
 
     async def start(self, host: str, port: int) -> None:
         """Bind UDP and TCP on ``host``:``port`` (port 0: one free port for both)."""
@@ -241,15 +245,24 @@ class SipTransport:
             raise
         self.tcp_address = _address(self._tcp.sockets[0].getsockname())
 
+    async def start_tls(self, host: str, port: int, context: ssl.SSLContext) -> None:
+        """Listen for TLS on ``host``:``port`` (port 0: a free one) with a server ``context``."""
+        loop = asyncio.get_running_loop()
+        self._tls = await loop.create_server(
+            lambda: StreamConnection(self, "TLS"), host, port, ssl=context
+        )
+        self.tls_address = _address(self._tls.sockets[0].getsockname())
+
     async def close(self) -> None:
         """Stop listening and close every connection."""
         if self._udp is not None:
             self._udp.close()
         for connection in list(self._connections.values()):
             connection.close()
-        if self._tcp is not None:
-            self._tcp.close()
-            await self._tcp.wait_closed()
+        for server in (self._tcp, self._tls):
+            if server is not None:
+                server.close()
+                await server.wait_closed()
 
     @property
     def connection_count(self) -> int:
@@ -264,13 +277,32 @@ class SipTransport:
         self._udp.sendto(data, destination)
 
     async def connect_tcp(self, destination: tuple[str, int]) -> Flow:
-        """A flow to ``destination``, reusing an open connection (RFC 3261 18.1.1)."""
+        """A TCP flow to ``destination``, reusing an open connection (RFC 3261 18.1.1)."""
+        return await self._connect(destination, "TCP", None)
+
+    async def connect_tls(
+        self, destination: tuple[str, int], context: ssl.SSLContext, server_hostname: str
+    ) -> Flow:
+        """A TLS flow to ``destination``, reusing an open TLS connection."""
+        return await self._connect(destination, "TLS", context, server_hostname)
+
+    async def _connect(
+        self,
+        destination: tuple[str, int],
+        name: TransportName,
+        context: ssl.SSLContext | None,
+        server_hostname: str | None = None,
+    ) -> Flow:
         existing = self._connections.get(destination)
-        if existing is not None:
+        if existing is not None and existing.transport_name == name:
             return existing.flow
         loop = asyncio.get_running_loop()
         _, connection = await loop.create_connection(
-            lambda: StreamConnection(self, "TCP"), destination[0], destination[1]
+            lambda: StreamConnection(self, name),
+            destination[0],
+            destination[1],
+            ssl=context,
+            server_hostname=server_hostname,
         )
         return connection.flow
 
@@ -381,7 +413,7 @@ class _DatagramProtocol(asyncio.DatagramProtocol):
 
 
 class StreamConnection(asyncio.Protocol):
-    """One TCP (later TLS) connection: framing, keep-alive pongs, limits."""
+    """One TCP or TLS connection: framing, keep-alive pongs, limits."""
 
     def __init__(self, owner: SipTransport, transport_name: TransportName) -> None:
         self.owner = owner

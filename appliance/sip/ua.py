@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import ssl
 
 from appliance import __version__
 from appliance.sip.message import Request, Response
@@ -180,8 +181,14 @@ class SipStack:
         self._timers = timers
         self.transport: SipTransport | None = None
 
-    async def start(self, host: str, port: int) -> None:
-        """Listen on UDP and TCP at ``host``:``port``."""
+    async def start(
+        self,
+        host: str,
+        port: int,
+        tls: ssl.SSLContext | None = None,
+        tls_port: int = 5061,
+    ) -> None:
+        """Listen on UDP and TCP at ``host``:``port``, and TLS on ``tls_port`` given a context."""
         transport = SipTransport(lambda m, f: layer.receive(m, f), self._limits, guard=self.guard)
         layer = TransactionLayer(self.core, transport.send_response, self._clock, self._timers)
         self.core.layer = layer
@@ -189,6 +196,8 @@ class SipStack:
             self.registrar.send_request = layer.send_request
         await transport.start(host, port)
         self.transport = transport
+        if tls is not None:
+            await transport.start_tls(host, tls_port, tls)
 
     async def close(self) -> None:
         """Stop listening and cancel every transaction timer."""
@@ -204,4 +213,6 @@ class SipStack:
         if self.transport is None:
             return "not started"
         host, port = self.transport.udp_address
-        return f"udp/tcp {host}:{port}"
+        tls = self.transport.tls_address
+        secure = f"tls {tls[0]}:{tls[1]}" if tls else "tls off (no certificate configured)"
+        return f"udp/tcp {host}:{port}, {secure}"

@@ -8,6 +8,7 @@ engine, whose events come onto the loop through ``appliance.media``.
 from __future__ import annotations
 
 import os
+import ssl
 import time
 from typing import Any
 
@@ -44,6 +45,21 @@ class Switch:
         """The configured extension ``number``, read now (an import may have changed it)."""
         # An LMDB read is a few microseconds and takes no lock: fine on the loop.
         return self.store.read_sync(lambda txn: txn.get(Extension, name_key(number)))
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The TLS listener's server context, or None when no certificate is configured."""
+        sip = self.settings.sip
+        if not sip.tls_enabled:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            context.load_cert_chain(sip.tls_certificate, sip.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            raise StartupError(
+                f"cannot load the SIP TLS certificate {sip.tls_certificate} "
+                f"with key {sip.tls_key}: {exc}"
+            ) from None
+        return context
 
     def start_media(self) -> None:
         """Start the media engine's workers on the configured RTP port range (on the loop)."""

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -34,12 +36,20 @@ class RunningSwitch:
 
 @pytest.fixture
 def switch(tmp_path: Path) -> Iterator[RunningSwitch]:
+    with running_switch(tmp_path) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def running_switch(tmp_path: Path, **settings: str) -> Iterator[RunningSwitch]:
+    """The switch process with extension 1001 configured and ``CALLBOX_*`` ``settings``."""
     port = free_port()
     env = dict(
         os.environ,
         CALLBOX_DATA_DIR=str(tmp_path / "var"),
         CALLBOX_SIP_HOST="127.0.0.1",
         CALLBOX_SIP_PORT=str(port),
+        **settings,
     )
     env.pop("LD_PRELOAD", None)
     env.pop("NOTIFY_SOCKET", None)
@@ -201,6 +211,38 @@ def test_extension_registered_with_sipsak_shows_in_callbox_status(switch: Runnin
         check=False,
     )
     assert status.returncode == 0, status.stderr
+    assert f"udp/tcp 127.0.0.1:{switch.port}, tls off (no certificate configured)" in status.stdout
     assert "registered    1 extensions, 1 contacts" in status.stdout
     assert "extension     1001: sip:1001@127.0.0.1:" in status.stdout
     assert "from udp 127.0.0.1:" in status.stdout
+
+
+def test_switch_with_a_certificate_answers_options_over_tls(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    tls_port = free_port()
+    with running_switch(
+        tmp_path,
+        CALLBOX_SIP_TLS_PORT=str(tls_port),
+        CALLBOX_SIP_TLS_CERTIFICATE=str(cert),
+        CALLBOX_SIP_TLS_KEY=str(key),
+    ) as switch:
+        context = ssl.create_default_context(cafile=str(cert))
+        context.check_hostname = False
+        with (
+            socket.create_connection(("127.0.0.1", tls_port), timeout=WAIT) as raw,
+            context.wrap_socket(raw) as tls,
+        ):
+            tls.sendall(
+                b"OPTIONS sip:callbox@127.0.0.1 SIP/2.0\r\n"
+                b"Via: SIP/2.0/TLS 127.0.0.1:5999;branch=z9hG4bKswtls\r\n"
+                b"Max-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=w1\r\n"
+                b"To: <sip:callbox@127.0.0.1>\r\nCall-ID: switch-tls@probe\r\n"
+                b"CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+            )
+            assert tls.recv(65535).startswith(b"SIP/2.0 200 OK\r\n")
+        assert switch.process.poll() is None
