@@ -21,6 +21,7 @@ bytes. TLS connections are kept and reused exactly like TCP ones.
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import logging
 import re
@@ -230,6 +231,18 @@ class SipTransport:
 
     async def start(self, host: str, port: int) -> None:
         """Bind UDP and TCP on ``host``:``port`` (port 0: one free port for both)."""
+        # With port 0 the UDP port the kernel picks may be taken for TCP (by any
+        # connection's ephemeral port), so a few other ports are tried then.
+        attempts = 20 if port == 0 else 1
+        for attempt in range(attempts):
+            try:
+                await self._bind(host, port)
+                return
+            except OSError as error:
+                if attempt == attempts - 1 or error.errno != errno.EADDRINUSE:
+                    raise
+
+    async def _bind(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
         udp, _ = await loop.create_datagram_endpoint(
             lambda: _DatagramProtocol(self), local_addr=(host, port)
@@ -242,6 +255,7 @@ class SipTransport:
             )
         except OSError:
             udp.close()
+            self._udp = None
             raise
         self.tcp_address = _address(self._tcp.sockets[0].getsockname())
 
