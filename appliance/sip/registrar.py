@@ -10,7 +10,8 @@ re-registers within its interval).
 
 For phones behind NAT the binding also keeps the flow the REGISTER came
 on (source address and port, or the TCP/TLS connection), because the
-address in Contact is often a private one that cannot be reached. Those
+address in Contact is often a private one that cannot be reached; a binding
+made over a connection goes when the connection closes. Those
 bindings get an OPTIONS every ``keepalive_interval`` seconds, which keeps
 the NAT mapping open and notices a phone that is gone.
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import ipaddress
 import logging
 import secrets
 import time
@@ -92,6 +94,8 @@ class Binding:
     flow: Flow
     path: tuple[str, ...] = ()
     user_agent: str = ""
+    registrar_host: str = ""
+    """The host the phone registered to (its Request-URI): where it expects us to be."""
     timer: TimerHandle | None = field(default=None, repr=False)
 
     @property
@@ -275,6 +279,7 @@ class Registrar:
             flow,
             tuple(request.headers.values("Path")),
             request.headers.get("User-Agent") or "",
+            request.uri.host,
         )
         if old is not None:
             if old.timer is not None:
@@ -357,10 +362,16 @@ class Registrar:
         natted = [b for bs in self.bindings.values() for b in bs if b.behind_nat]
         for binding in natted:
             if binding not in self._keepalives.values():
-                request = _options(binding)
+                request = keepalive_request(binding)
                 self._keepalives[self.send_request(request, binding.flow)] = binding
         if natted:
             self._schedule_keepalives()
+
+    def flow_closed(self, flow: Flow) -> None:
+        """A TCP or TLS connection closed: bindings that came over it cannot be reached."""
+        for bindings in list(self.bindings.values()):
+            for binding in [b for b in bindings if b.flow is flow]:
+                self._remove(binding, RegistrationChange.UNREACHABLE)
 
     def keepalive_answered(self, transaction: ClientTransaction) -> bool:
         """A response to one of our keep-alives (any response: the phone is there)."""
@@ -388,9 +399,16 @@ def _find(bindings: list[Binding], uri: Uri) -> Binding | None:
     return next((b for b in bindings if b.contact.uri == uri), None)
 
 
-def _options(binding: Binding) -> Request:
-    """An OPTIONS to a binding's contact, sent along the flow it registered on."""
+def keepalive_request(binding: Binding) -> Request:
+    """An OPTIONS to a binding's contact, sent along the flow it registered on.
+
+    The Via names the address the phone registered to when the listener is
+    bound to a wildcard (0.0.0.0 is no address to answer to, and a phone
+    without RFC 3581 answers to the Via).
+    """
     host, port = binding.flow.local
+    if _is_wildcard(host) and _is_ip(binding.registrar_host):
+        host = binding.registrar_host
     branch = f"z9hG4bK{secrets.token_hex(8)}"
     headers = Headers(
         [
@@ -405,3 +423,15 @@ def _options(binding: Binding) -> Request:
     for path in binding.path:
         headers.add("Route", path)
     return Request(headers, b"", "OPTIONS", binding.contact.uri)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def _is_wildcard(host: str) -> bool:
+    return host in ("0.0.0.0", "::")

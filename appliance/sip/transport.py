@@ -217,6 +217,8 @@ class SipTransport:
         guard: SourceGuard | None = None,
     ) -> None:
         self.handler = handler
+        self.flow_closed: Callable[[Flow], None] = lambda flow: None
+        """Told when a TCP or TLS connection (a flow) has closed."""
         self.guard = guard
         self.limits = limits or TransportLimits()
         self.limiter = SourceLimiter(self.limits, clock)
@@ -489,3 +491,4 @@ class StreamConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.owner._unregister(self)
         self._transport = None
+        self.owner.flow_closed(self.flow)

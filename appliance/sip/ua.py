@@ -194,6 +194,7 @@ class SipStack:
         self.core.layer = layer
         if self.registrar is not None:
             self.registrar.send_request = layer.send_request
+            transport.flow_closed = self.registrar.flow_closed
         await transport.start(host, port)
         self.transport = transport
         if tls is not None:

@@ -15,6 +15,7 @@ from appliance.sip.registrar import (
     RegistrarLimits,
     RegistrationChange,
     RegistrationEvent,
+    keepalive_request,
 )
 from appliance.sip.transport import Flow
 from tests.sip.test_transaction import ManualClock
@@ -71,9 +72,14 @@ class Phone:
     """Builds a phone's REGISTERs, answering the registrar's last challenge."""
 
     def __init__(
-        self, registrar: Registrar, number: str = "1001", password: str = "phone-1001-secret"
+        self,
+        registrar: Registrar,
+        number: str = "1001",
+        password: str = "phone-1001-secret",
+        request_uri: str = "sip:callbox",
     ) -> None:
         self.registrar = registrar
+        self.request_uri = request_uri
         self.number = number
         self.password = password
         self.call_id = f"reg-{number}@192.0.2.7"
@@ -88,7 +94,7 @@ class Phone:
             value = authorization(
                 self.challenge,
                 method="REGISTER",
-                uri="sip:callbox",
+                uri=self.request_uri,
                 username=self.number,
                 password=self.password,
                 nc=self.nc,
@@ -97,7 +103,7 @@ class Phone:
         cseq = next(self.cseq)
         request = parse_message(
             (
-                "REGISTER sip:callbox SIP/2.0\r\n"
+                f"REGISTER {self.request_uri} SIP/2.0\r\n"
                 f"Via: SIP/2.0/UDP 192.0.2.7;branch=z9hG4bK{cseq}x\r\n"
                 f"Max-Forwards: 70\r\nFrom: <sip:{self.number}@callbox>;tag=p1\r\n"
                 f"To: <sip:{self.number}@callbox>\r\nCall-ID: {self.call_id}\r\n"
@@ -110,11 +116,15 @@ class Phone:
 
     def send(self, *headers: str, remote: tuple[str, int] = ("192.0.2.7", 5060)) -> Response:
         """One REGISTER; a 401 is answered once with credentials, as phones do."""
-        response = self.registrar.register(self.request(*headers), flow(remote))
+        return self.send_on(flow(remote), *headers)
+
+    def send_on(self, over: Flow, *headers: str) -> Response:
+        """``send`` over a given flow."""
+        response = self.registrar.register(self.request(*headers), over)
         if response.status == 401:
             self.challenge = response.headers.values("WWW-Authenticate")[0]
             self.nc = 0
-            response = self.registrar.register(self.request(*headers), flow(remote))
+            response = self.registrar.register(self.request(*headers), over)
         return response
 
 
@@ -285,3 +295,15 @@ def test_binding_keeps_the_source_flow_of_a_phone_behind_nat(setup: Setup) -> No
             "user_agent": "",
         }
     ]
+
+
+def test_keepalive_via_names_the_address_the_phone_registered_to_behind_a_wildcard(
+    setup: Setup,
+) -> None:
+    phone = Phone(setup.registrar, request_uri="sip:192.0.2.1")
+    wildcard = Flow("UDP", ("198.51.100.4", 40712), ("0.0.0.0", 5060), lambda data: None)
+    assert phone.send_on(wildcard, "Contact: <sip:1001@10.0.0.5:5062>").status == 200
+    options = keepalive_request(setup.registrar.contacts("1001")[0])
+    assert options.method == "OPTIONS"
+    assert str(options.uri) == "sip:1001@10.0.0.5:5062"
+    assert options.top_via.sent_by == ("192.0.2.1", 5060)

@@ -132,12 +132,12 @@ async def test_options_over_tls_gets_200_with_the_tls_via(
     assert tls_stack.stack.where().endswith(f"tls 127.0.0.1:{tls_stack.address[1]}")
 
 
-async def test_phone_registered_over_tls_is_reached_on_its_connection(
+async def test_phone_registered_over_tls_is_reached_on_its_connection_until_it_closes(
     tls_stack: TlsStack, certificate: Certificate
 ) -> None:
     phone = await TlsPhone.connect(tls_stack.address, certificate)
-    events: list[RegistrationEvent] = []
-    tls_stack.registrar.add_listener(events.append)
+    events: asyncio.Queue[RegistrationEvent] = asyncio.Queue()
+    tls_stack.registrar.add_listener(events.put_nowait)
     try:
         contact = "Contact: <sip:1001@10.0.0.5:5061;transport=tls>"
         challenge = await phone.ask("REGISTER", 1, contact)
@@ -161,7 +161,11 @@ async def test_phone_registered_over_tls_is_reached_on_its_connection(
         assert options.top_via.transport == "TLS"
     finally:
         await phone.close()
-    assert [e.change for e in events] == [RegistrationChange.REGISTERED]
+    assert (await events.get()).change is RegistrationChange.REGISTERED
+    # The connection was the only way to the phone: the binding goes with it.
+    gone = await asyncio.wait_for(events.get(), WAIT)
+    assert gone.change is RegistrationChange.UNREACHABLE
+    assert tls_stack.registrar.bindings == {}
 
 
 async def test_openssl_s_client_gets_200_to_options_over_tls(
