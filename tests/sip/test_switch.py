@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import ssl
@@ -246,3 +247,26 @@ def test_switch_with_a_certificate_answers_options_over_tls(tmp_path: Path) -> N
             )
             assert tls.recv(65535).startswith(b"SIP/2.0 200 OK\r\n")
         assert switch.process.poll() is None
+
+
+def test_switch_bans_a_password_guesser_and_shows_the_ban_in_status(tmp_path: Path) -> None:
+    with running_switch(tmp_path, CALLBOX_SECURITY_BAN_AFTER="2") as switch:
+        for _ in range(2):
+            guess = run_peer(
+                ["sipsak", "-U", "-vv", "-u", "1001", "-a", "wrong-guess",
+                 "-s", f"sip:1001@127.0.0.1:{switch.port}"],
+                switch.workdir,
+            )  # fmt: skip
+            assert "403 Forbidden" in guess.stdout + guess.stderr
+        status = subprocess.run(
+            [sys.executable, "-m", "appliance", "status"],
+            env=switch.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert status.returncode == 0, status.stderr
+        banned = re.search(r"banned        127\.0\.0\.1 for (\d+) s more", status.stdout)
+        assert banned is not None, status.stdout
+        assert 3000 < int(banned.group(1)) <= 3600
