@@ -195,10 +195,11 @@ class Registrar:
             expires_header = request.headers.get("Expires")
         except SipParseError as error:
             return self._reply(request, 400, error.reason)
-        denied = self._authenticate(request, flow, number)
+        # One read of the extension serves the digest check and the rules below.
+        extension = self.lookup(number)
+        denied = self._authenticate(request, flow, number, extension)
         if denied is not None:
             return denied
-        extension = self.lookup(number)
         assert extension is not None  # authentication found its password
         if contacts == ["*"]:
             if expires_header is None or expires_header.strip() != "0":
@@ -229,9 +230,17 @@ class Registrar:
         self._trim(number, extension.max_contacts)
         return self._ok(request, number)
 
-    def _authenticate(self, request: Request, flow: Flow, number: str) -> Response | None:
+    def _authenticate(
+        self, request: Request, flow: Flow, number: str, extension: Extension | None
+    ) -> Response | None:
         """None when the request carries valid credentials for its To user."""
-        verification = self.challenger.verify(request)
+
+        def password(username: str) -> str | None:
+            if username == number:
+                return extension.password if extension is not None else None
+            return self._password(username)
+
+        verification = self.challenger.verify(request, lookup=password)
         if verification.verdict in (Verdict.MISSING, Verdict.STALE):
             response = self._reply(request, 401, "Unauthorized")
             stale = verification.verdict is Verdict.STALE
@@ -245,7 +254,6 @@ class Registrar:
         if verification.username != number:
             self.auth_failed(source, "username does not match To")
             return self._reply(request, 403, "Username does not match the To user")
-        extension = self.lookup(number)
         if extension is None or not extension.allows(source):
             self.auth_failed(source, "outside the extension's networks")
             return self._reply(request, 403, "Not allowed from this network")
