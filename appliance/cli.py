@@ -100,6 +100,17 @@ def format_status(status: dict[str, Any]) -> str:
     lines.append(f"media engine  {media['workers']} workers, RTP ports {media['rtp_ports']}")
     records = status["store"]["records"]
     lines.append("configured    " + ", ".join(f"{n} {k}" for k, n in records.items()))
+    registrations = status["registrations"]
+    extensions = len({r["extension"] for r in registrations})
+    lines.append(f"registered    {extensions} extensions, {len(registrations)} contacts")
+    for r in registrations:
+        nat = ", behind NAT" if r["nat"] else ""
+        lines.append(
+            f"extension     {r['extension']}: {r['contact']} from {r['source']}{nat}, "
+            f"expires in {r['expires_in']} s"
+        )
+    for source, seconds in status["banned"].items():
+        lines.append(f"banned        {source} for {seconds} s more")
     lines.append(f"calls         {len(status['calls'])} live")
     agents = status["agents"]
     logged_in = sum(1 for a in agents if a["state"] != "logged_out")

@@ -68,13 +68,19 @@ def media_workers(settings: Settings) -> int:
 def banner(settings: Settings) -> str:
     """The lines ``callbox run`` prints once both processes are ready."""
     rtp = settings.rtp
+    sip = settings.sip
+    tls = (
+        f"tls {sip.host}:{sip.tls_port}"
+        if sip.tls_enabled
+        else "tls off (no [sip] tls_certificate)"
+    )
     return "\n".join(
         [
             f"Callbox {__version__} is running; data in {settings.data_path}",
             f"  web admin     http://{settings.web.host}:{settings.web.port}/",
             f"  control API   unix:{settings.control_socket}",
-            f"  SIP           udp/tcp {settings.sip.host}:{settings.sip.port}"
-            " (answers OPTIONS; calls not routed yet)",
+            f"  SIP           udp/tcp {settings.sip.host}:{settings.sip.port}, {tls}"
+            f" (registrar, realm {settings.sip.realm}; calls not routed yet)",
             f"  RTP ports     {rtp.port_min}-{rtp.port_max}"
             f" (media engine, {media_workers(settings)} workers;"
             " relay bridges, no call routing yet)",

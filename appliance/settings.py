@@ -46,12 +46,71 @@ class LogLevel(StrEnum):
     ERROR = "error"
 
 
+class DigestOffer(StrEnum):
+    """Digest algorithms the registrar offers, in order of preference.
+
+    MD5 alone is the default because the phones we test with (baresip 1.0)
+    refuse a challenge set that includes SHA-256 at all, and sipsak and
+    SIPp answer only the first challenge and know only MD5.
+    """
+
+    MD5 = "md5"
+    MD5_SHA256 = "md5,sha-256"
+    SHA256_MD5 = "sha-256,md5"
+    SHA256 = "sha-256"
+
+    @property
+    def algorithms(self) -> tuple[str, ...]:
+        """The RFC 7616 algorithm names, in order."""
+        return tuple(name.upper() for name in self.value.split(","))
+
+
 @dataclass(frozen=True)
 class SipSettings:
-    """Where the SIP stack listens (UDP and TCP share the port)."""
+    """Where the SIP stack listens (UDP and TCP share the port) and the digest realm."""
 
     host: Host = "0.0.0.0"
     port: Port = 5060
+    realm: Annotated[str, Pattern(r"[0-9A-Za-z.:_-]{1,64}", "1-64 letters, digits, '.:_-'")] = (
+        "callbox"
+    )
+    """The digest realm phones authenticate in; changing it makes them ask for credentials."""
+    digest: DigestOffer = DigestOffer.MD5
+    tls_port: Port = 5061
+    tls_certificate: str = ""
+    """PEM certificate (chain) file for the TLS listener; empty: no TLS listener."""
+    tls_key: str = ""
+    """PEM private key file of ``tls_certificate``."""
+
+    def __post_init__(self) -> None:
+        if bool(self.tls_certificate) != bool(self.tls_key):
+            missing = "tls_key" if self.tls_certificate else "tls_certificate"
+            raise ConfigError("TLS needs both tls_certificate and tls_key", missing)
+        if self.tls_certificate and self.tls_port == self.port:
+            raise ConfigError(f"must differ from port ({self.port})", "tls_port")
+
+    @property
+    def tls_enabled(self) -> bool:
+        """True when a certificate is configured, so the TLS listener runs."""
+        return bool(self.tls_certificate)
+
+
+@dataclass(frozen=True)
+class SecuritySettings:
+    """Slowing and banning sources that fail authentication; dropping SIP scanners."""
+
+    slow_after: Annotated[int, Range(1, 1000)] = 3
+    """Failed authentications (within ``window_s``) before refusals to that address wait."""
+    slow_s: Annotated[float, Range(0, 30)] = 2.0
+    """How long each refusal to a slowed address waits."""
+    ban_after: Annotated[int, Range(1, 1000)] = 10
+    """Failed authentications (within ``window_s``) that ban the address."""
+    window_s: Annotated[float, Range(1, 86400)] = 300.0
+    """How far back failures count."""
+    ban_s: Annotated[float, Range(1, 30 * 86400)] = 3600.0
+    """How long a ban lasts."""
+    drop_scanners: bool = True
+    """Drop requests whose User-Agent is a known scanner's, without an answer."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +168,7 @@ class Settings:
 
     data_dir: str = "./var"
     sip: SipSettings = field(default_factory=SipSettings)
+    security: SecuritySettings = field(default_factory=SecuritySettings)
     web: WebSettings = field(default_factory=WebSettings)
     rtp: RtpSettings = field(default_factory=RtpSettings)
     media: MediaSettings = field(default_factory=MediaSettings)

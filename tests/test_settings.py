@@ -79,6 +79,22 @@ def test_rtp_range_must_start_even_and_hold_two_pairs(tmp_path: Path) -> None:
         load_settings(_toml(tmp_path, "[rtp]\nport_min = 20000\nport_max = 20001\n"), environ={})
 
 
+def test_sip_tls_needs_certificate_and_key_and_is_off_without_them(tmp_path: Path) -> None:
+    assert not load_settings(None, environ={}).sip.tls_enabled
+    with pytest.raises(ConfigError, match=r"sip.tls_key: TLS needs both"):
+        load_settings(_toml(tmp_path, '[sip]\ntls_certificate = "/etc/c.pem"\n'), environ={})
+    with pytest.raises(ConfigError, match=r"CALLBOX_SIP_DIGEST: must be one of 'md5'"):
+        load_settings(None, environ={"CALLBOX_SIP_DIGEST": "sha1"})
+    settings = load_settings(
+        _toml(tmp_path, '[sip]\ntls_certificate = "/etc/c.pem"\ntls_key = "/etc/k.pem"\n'),
+        environ={"CALLBOX_SIP_DIGEST": "sha-256,md5", "CALLBOX_SECURITY_BAN_AFTER": "5"},
+    )
+    assert settings.sip.tls_enabled
+    assert settings.sip.tls_port == 5061
+    assert settings.sip.digest.algorithms == ("SHA-256", "MD5")
+    assert settings.security.ban_after == 5
+
+
 def test_unreadable_or_invalid_toml_is_reported(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read the settings file"):
         load_settings(tmp_path / "missing.toml", environ={})

@@ -87,13 +87,60 @@ class Trunk(NamedRecord):
             raise ConfigError(
                 "a trunk with mode 'ip' needs 'allow': the addresses (IP or CIDR) it calls from"
             )
-        for i, network in enumerate(self.allow):
-            try:
-                ipaddress.ip_network(network, strict=False)
-            except ValueError:
-                raise ConfigError(
-                    f"must be an IP address or network (CIDR), got {network!r}", join("allow", i)
-                ) from None
+        _check_networks(self.allow, "allow")
+
+
+def _check_networks(networks: list[str], key: str) -> None:
+    """Fail unless every entry of ``networks`` is an IP address or CIDR network."""
+    for i, network in enumerate(networks):
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"must be an IP address or network (CIDR), got {network!r}", join(key, i)
+            ) from None
+
+
+ExtensionNumber = Annotated[str, Pattern(r"[0-9]{2,16}", "2-16 digits")]
+
+
+@dataclass(frozen=True)
+class Extension:
+    """A phone's SIP account (分机): it registers with ``number`` and ``password`` (digest).
+
+    The password is kept as given, because digest authentication needs the
+    shared secret (or a hash bound to the realm, which is a setting that
+    may change). ``networks`` limits where the phone may register from;
+    ``max_contacts`` how many devices may register at once.
+    """
+
+    KIND: ClassVar[str] = "extensions"
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    number: ExtensionNumber
+    password: Annotated[str, Length(8, 128)]
+    display_name: Annotated[str, Length(0, 64)] = ""
+    networks: list[str] = field(default_factory=list)
+    max_contacts: Annotated[int, Range(1, 10)] = 3
+    codecs: Annotated[list[Codec], Length(1)] = field(
+        default_factory=lambda: [Codec.PCMA, Codec.PCMU]
+    )
+
+    def __post_init__(self) -> None:
+        _check_networks(self.networks, "networks")
+        if not self.password.isprintable():
+            raise ConfigError("must be printable text (no control characters)", "password")
+
+    def allows(self, address: str) -> bool:
+        """Whether a phone at ``address`` (an IP address) may use this extension."""
+        if not self.networks:
+            return True
+        ip = ipaddress.ip_address(address)
+        return any(ip in ipaddress.ip_network(n, strict=False) for n in self.networks)
+
+    def key(self) -> bytes:
+        """The record's key: the extension number."""
+        return name_key(self.number)
 
 
 @dataclass(frozen=True)
@@ -356,10 +403,11 @@ class User:
         return name_key(self.username)
 
 
-ConfigRecord = Trunk | InboundNumber | IvrFlow | Queue | Skill | Agent | Schedule | User
+ConfigRecord = Trunk | Extension | InboundNumber | IvrFlow | Queue | Skill | Agent | Schedule | User
 
 CONFIG_RECORDS: tuple[type[ConfigRecord], ...] = (
     Trunk,
+    Extension,
     InboundNumber,
     IvrFlow,
     Queue,
@@ -386,6 +434,7 @@ class Configuration:
     """The whole call-center configuration, as ``callbox config export`` writes it."""
 
     trunks: list[Trunk] = field(default_factory=list)
+    extensions: list[Extension] = field(default_factory=list)
     numbers: list[InboundNumber] = field(default_factory=list)
     flows: list[IvrFlow] = field(default_factory=list)
     queues: list[Queue] = field(default_factory=list)
@@ -421,6 +470,7 @@ class Configuration:
         skills = names("skills", "name")
         schedules = names("schedules", "name")
         agents = names("agents", "number")
+        extensions = names("extensions", "number")
 
         for i, number in enumerate(self.numbers):
             _require(number.flow, flows, "flow", join(join("numbers", i), "flow"))
@@ -430,6 +480,7 @@ class Configuration:
         for i, agent in enumerate(self.agents):
             path = join("agents", i)
             _require(agent.group, skills, "skill group", join(path, "group"))
+            _require(agent.extension, extensions, "extension", join(path, "extension"))
             for skill in agent.skills:
                 _require(skill, skills, "skill", join(join(path, "skills"), skill))
         for i, user in enumerate(self.users):

@@ -226,18 +226,29 @@ class DigestChallenger:
             for algorithm in self.algorithms
         ]
 
-    def verify(self, request: Request, header: str = "Authorization") -> Verification:
-        """Check ``request``'s credentials for this realm (RFC 3261 22.4)."""
+    def verify(
+        self,
+        request: Request,
+        header: str = "Authorization",
+        lookup: Callable[[str], str | None] | None = None,
+    ) -> Verification:
+        """Check ``request``'s credentials for this realm (RFC 3261 22.4).
+
+        ``lookup`` replaces the challenger's own for this request (a caller
+        that has already read the user's record passes it on).
+        """
         for value in request.headers.lines(header):
             try:
                 scheme, params = parse_auth(value)
             except AuthError:
                 continue
             if scheme.lower() == "digest" and params.get("realm") == self.realm:
-                return self._verify(request, params)
+                return self._verify(request, params, lookup or self.lookup)
         return Verification(Verdict.MISSING)
 
-    def _verify(self, request: Request, params: dict[str, str]) -> Verification:
+    def _verify(
+        self, request: Request, params: dict[str, str], lookup: Callable[[str], str | None]
+    ) -> Verification:
         username = params.get("username")
 
         def invalid(reason: str) -> Verification:
@@ -265,7 +276,7 @@ class DigestChallenger:
         age = self._nonce_age(params["nonce"])
         if age is None or age < -60:
             return invalid("nonce not issued here")
-        password = self.lookup(username)
+        password = lookup(username)
         if password is None:
             return invalid("unknown user")
         expected = digest_response(

@@ -1,4 +1,4 @@
-"""SIP transport layer (RFC 3261 section 18) on asyncio: UDP and TCP.
+"""SIP transport layer (RFC 3261 section 18) on asyncio: UDP, TCP and TLS.
 
 ``SipTransport`` listens on one host and port for both UDP and TCP, cuts
 TCP streams into messages by Content-Length (``StreamFramer``), answers RFC
@@ -12,17 +12,20 @@ way the connection and the listener carry on. Only a stream whose framing
 is lost (no usable Content-Length) is closed after its 400, because the
 start of the next message can no longer be found.
 
-TLS is a later listener on the same stream code: ``StreamConnection`` only
-needs an ``asyncio.Transport``, so ``loop.create_server(..., ssl=context)``
-plugs in without changes here.
+TLS (RFC 3261 26.3.1, port 5061 by default) is one more stream listener
+(``start_tls``) on the same code: ``StreamConnection`` only needs an
+``asyncio.Transport``, and asyncio's SSL transport gives it decrypted
+bytes. TLS connections are kept and reused exactly like TCP ones.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import logging
 import re
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,10 +41,11 @@ from appliance.sip.message import (
     error_response,
     parse_message,
 )
+from appliance.sip.security import SourceGuard
 
 log = logging.getLogger(__name__)
 
-TransportName = Literal["UDP", "TCP"]
+TransportName = Literal["UDP", "TCP", "TLS"]
 
 PING = b"\r\n\r\n"
 """RFC 5626 3.5.1: a client's keep-alive ping on a stream."""
@@ -210,19 +214,37 @@ class SipTransport:
         handler: MessageHandler,
         limits: TransportLimits | None = None,
         clock: Callable[[], float] = time.monotonic,
+        guard: SourceGuard | None = None,
     ) -> None:
         self.handler = handler
+        self.flow_closed: Callable[[Flow], None] = lambda flow: None
+        """Told when a TCP or TLS connection (a flow) has closed."""
+        self.guard = guard
         self.limits = limits or TransportLimits()
         self.limiter = SourceLimiter(self.limits, clock)
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
+        self._tls: asyncio.Server | None = None
         self._connections: dict[tuple[str, int], StreamConnection] = {}
         self._per_source: dict[str, int] = {}
         self.udp_address: tuple[str, int] = ("", 0)
         self.tcp_address: tuple[str, int] = ("", 0)
+        self.tls_address: tuple[str, int] | None = None
 
     async def start(self, host: str, port: int) -> None:
         """Bind UDP and TCP on ``host``:``port`` (port 0: one free port for both)."""
+        # With port 0 the UDP port the kernel picks may be taken for TCP (by any
+        # connection's ephemeral port), so a few other ports are tried then.
+        attempts = 20 if port == 0 else 1
+        for attempt in range(attempts):
+            try:
+                await self._bind(host, port)
+                return
+            except OSError as error:
+                if attempt == attempts - 1 or error.errno != errno.EADDRINUSE:
+                    raise
+
+    async def _bind(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
         udp, _ = await loop.create_datagram_endpoint(
             lambda: _DatagramProtocol(self), local_addr=(host, port)
@@ -235,8 +257,17 @@ class SipTransport:
             )
         except OSError:
             udp.close()
+            self._udp = None
             raise
         self.tcp_address = _address(self._tcp.sockets[0].getsockname())
+
+    async def start_tls(self, host: str, port: int, context: ssl.SSLContext) -> None:
+        """Listen for TLS on ``host``:``port`` (port 0: a free one) with a server ``context``."""
+        loop = asyncio.get_running_loop()
+        self._tls = await loop.create_server(
+            lambda: StreamConnection(self, "TLS"), host, port, ssl=context
+        )
+        self.tls_address = _address(self._tls.sockets[0].getsockname())
 
     async def close(self) -> None:
         """Stop listening and close every connection."""
@@ -244,9 +275,10 @@ class SipTransport:
             self._udp.close()
         for connection in list(self._connections.values()):
             connection.close()
-        if self._tcp is not None:
-            self._tcp.close()
-            await self._tcp.wait_closed()
+        for server in (self._tcp, self._tls):
+            if server is not None:
+                server.close()
+                await server.wait_closed()
 
     @property
     def connection_count(self) -> int:
@@ -261,13 +293,32 @@ class SipTransport:
         self._udp.sendto(data, destination)
 
     async def connect_tcp(self, destination: tuple[str, int]) -> Flow:
-        """A flow to ``destination``, reusing an open connection (RFC 3261 18.1.1)."""
+        """A TCP flow to ``destination``, reusing an open connection (RFC 3261 18.1.1)."""
+        return await self._connect(destination, "TCP", None)
+
+    async def connect_tls(
+        self, destination: tuple[str, int], context: ssl.SSLContext, server_hostname: str
+    ) -> Flow:
+        """A TLS flow to ``destination``, reusing an open TLS connection."""
+        return await self._connect(destination, "TLS", context, server_hostname)
+
+    async def _connect(
+        self,
+        destination: tuple[str, int],
+        name: TransportName,
+        context: ssl.SSLContext | None,
+        server_hostname: str | None = None,
+    ) -> Flow:
         existing = self._connections.get(destination)
-        if existing is not None:
+        if existing is not None and existing.transport_name == name:
             return existing.flow
         loop = asyncio.get_running_loop()
         _, connection = await loop.create_connection(
-            lambda: StreamConnection(self, "TCP"), destination[0], destination[1]
+            lambda: StreamConnection(self, name),
+            destination[0],
+            destination[1],
+            ssl=context,
+            server_hostname=server_hostname,
         )
         return connection.flow
 
@@ -292,6 +343,9 @@ class SipTransport:
 
     def receive(self, data: bytes, flow: Flow, framing: Transport) -> None:
         """Parse one message and pass it up; answer or drop it if malformed."""
+        guard = self.guard
+        if guard is not None and guard.banned(flow.remote[0]):
+            return
         if not self.limiter.allow(flow.remote[0]):
             log.debug("dropped message from %s: over the rate limit", flow.remote)
             return
@@ -301,6 +355,9 @@ class SipTransport:
             self._reject(error, flow)
             return
         if isinstance(message, Request):
+            if guard is not None and guard.is_scanner(message):
+                log.debug("dropped request from scanner at %s", flow.remote)
+                return
             try:
                 message.headers.replace_first_value(
                     "Via", str(received_via(message.top_via, flow.remote))
@@ -324,6 +381,8 @@ class SipTransport:
 
     def _register(self, connection: StreamConnection) -> bool:
         source = connection.flow.remote[0]
+        if self.guard is not None and self.guard.banned(source):
+            return False
         if self._per_source.get(source, 0) >= self.limits.connections_per_source:
             log.debug("refused connection from %s: too many from this source", source)
             return False
@@ -370,7 +429,7 @@ class _DatagramProtocol(asyncio.DatagramProtocol):
 
 
 class StreamConnection(asyncio.Protocol):
-    """One TCP (later TLS) connection: framing, keep-alive pongs, limits."""
+    """One TCP or TLS connection: framing, keep-alive pongs, limits."""
 
     def __init__(self, owner: SipTransport, transport_name: TransportName) -> None:
         self.owner = owner
@@ -432,3 +491,4 @@ class StreamConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.owner._unregister(self)
         self._transport = None
+        self.owner.flow_closed(self.flow)

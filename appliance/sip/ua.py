@@ -3,7 +3,8 @@
 Until call control lands, the core answers what it can: OPTIONS with 200
 and its capabilities (RFC 3261 11.2), INVITE with 480 and a Warning saying
 why, CANCEL per RFC 3261 9.2, BYE and other in-dialog requests with 481
-(there are no dialogs yet), methods it knows but does not serve with 405,
+(there are no dialogs yet), REGISTER through the registrar when the switch
+has one (``registrar.py``), methods it knows but does not serve with 405,
 unknown methods with 501. The RFC 3261 8.2.2 and 8.2.3 checks come first:
 unsupported URI scheme 416, unknown Require 420, unknown body type 415.
 ACK is never answered.
@@ -16,9 +17,12 @@ from __future__ import annotations
 
 import logging
 import secrets
+import ssl
 
 from appliance import __version__
 from appliance.sip.message import Request, Response
+from appliance.sip.registrar import Registrar
+from appliance.sip.security import SourceGuard
 from appliance.sip.transaction import (
     ClientTransaction,
     Clock,
@@ -26,7 +30,7 @@ from appliance.sip.transaction import (
     Timers,
     TransactionLayer,
 )
-from appliance.sip.transport import SipTransport, TransportLimits
+from appliance.sip.transport import Flow, SipTransport, TransportLimits
 
 log = logging.getLogger(__name__)
 
@@ -51,27 +55,44 @@ WARNING_NO_CALLS = '399 callbox "Calls are not routed in this build yet"'
 class UserAgentCore:
     """Answers out-of-dialog requests on behalf of the switch."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, registrar: Registrar | None = None, guard: SourceGuard | None = None
+    ) -> None:
         self.layer: TransactionLayer | None = None
+        self.registrar = registrar
+        self.guard = guard
+        self.allow = (*ALLOW, "REGISTER") if registrar is not None else ALLOW
 
     def request_received(self, request: Request, transaction: ServerTransaction | None) -> None:
         """A new request, or (transaction None) an ACK outside any transaction."""
         if transaction is None:
             return
-        response = self.answer(request)
-        if response is not None:
+        response = self.answer(request, transaction.flow)
+        if response is None:
+            return
+        layer, guard = self.layer, self.guard
+        delay = guard.delay(transaction.flow.remote[0], response) if guard is not None else 0.0
+        if layer is not None and delay:
+            # A slowed source waits for each refusal: guessing costs it time, not us.
+            layer.clock.call_later(delay, lambda: transaction.respond(response))
+        else:
             transaction.respond(response)
 
     def response_received(self, response: Response, transaction: ClientTransaction | None) -> None:
-        """The core sends no requests yet; a stray response is only logged."""
+        """Answers to the registrar's keep-alives; anything else is only logged."""
+        registrar = self.registrar
+        if transaction and registrar and registrar.keepalive_answered(transaction):
+            return
         log.debug("ignored response %d %s", response.status, response.reason)
 
     def transaction_timed_out(self, transaction: ClientTransaction) -> None:
-        """The core sends no requests yet."""
+        """An unanswered keep-alive removes the registrar's binding."""
+        if self.registrar is not None and self.registrar.keepalive_timed_out(transaction):
+            return
         log.debug("client transaction %s timed out", transaction.branch)
 
-    def answer(self, request: Request) -> Response | None:
-        """The response for ``request`` (None for ACK)."""
+    def answer(self, request: Request, flow: Flow | None = None) -> Response | None:
+        """The response for ``request`` that came over ``flow`` (None for ACK)."""
         method = request.method
         if method == "ACK":
             return None
@@ -80,6 +101,10 @@ class UserAgentCore:
             return rejection
         if method == "CANCEL":
             return self._cancel(request)
+        if method == "REGISTER" and self.registrar is not None and flow is not None:
+            response = self.registrar.register(request, flow)
+            response.headers.add("Server", SERVER)
+            return response
         if request.to.tag is not None:
             # RFC 3261 12.2.2: a request inside a dialog we do not have.
             return self._reply(request, 481, "Call/Transaction Does Not Exist")
@@ -130,7 +155,7 @@ class UserAgentCore:
 
     def _reply(self, request: Request, status: int, reason: str) -> Response:
         response = request.response(status, reason, to_tag=secrets.token_hex(8))
-        response.headers.add("Allow", ", ".join(ALLOW))
+        response.headers.add("Allow", ", ".join(self.allow))
         response.headers.add("Server", SERVER)
         return response
 
@@ -143,23 +168,42 @@ class SipStack:
         limits: TransportLimits | None = None,
         clock: Clock | None = None,
         timers: Timers | None = None,
+        registrar: Registrar | None = None,
+        guard: SourceGuard | None = None,
     ) -> None:
-        self.core = UserAgentCore()
+        self.core = UserAgentCore(registrar, guard)
+        self.registrar = registrar
+        self.guard = guard
+        if registrar is not None and guard is not None:
+            registrar.auth_failed = guard.failed
         self._limits = limits
         self._clock = clock
         self._timers = timers
         self.transport: SipTransport | None = None
 
-    async def start(self, host: str, port: int) -> None:
-        """Listen on UDP and TCP at ``host``:``port``."""
-        transport = SipTransport(lambda m, f: layer.receive(m, f), self._limits)
+    async def start(
+        self,
+        host: str,
+        port: int,
+        tls: ssl.SSLContext | None = None,
+        tls_port: int = 5061,
+    ) -> None:
+        """Listen on UDP and TCP at ``host``:``port``, and TLS on ``tls_port`` given a context."""
+        transport = SipTransport(lambda m, f: layer.receive(m, f), self._limits, guard=self.guard)
         layer = TransactionLayer(self.core, transport.send_response, self._clock, self._timers)
         self.core.layer = layer
+        if self.registrar is not None:
+            self.registrar.send_request = layer.send_request
+            transport.flow_closed = self.registrar.flow_closed
         await transport.start(host, port)
         self.transport = transport
+        if tls is not None:
+            await transport.start_tls(host, tls_port, tls)
 
     async def close(self) -> None:
         """Stop listening and cancel every transaction timer."""
+        if self.registrar is not None:
+            self.registrar.close()
         if self.core.layer is not None:
             self.core.layer.close()
         if self.transport is not None:
@@ -170,4 +214,6 @@ class SipStack:
         if self.transport is None:
             return "not started"
         host, port = self.transport.udp_address
-        return f"udp/tcp {host}:{port}"
+        tls = self.transport.tls_address
+        secure = f"tls {tls[0]}:{tls[1]}" if tls else "tls off (no certificate configured)"
+        return f"udp/tcp {host}:{port}, {secure}"

@@ -28,7 +28,12 @@ async def serve(settings: Settings) -> None:
     async def start() -> str:
         switch.start_media()
         # SIP before the control socket: once that exists, SIP is listening too.
-        await switch.sip.start(settings.sip.host, settings.sip.port)
+        await switch.sip.start(
+            settings.sip.host,
+            settings.sip.port,
+            tls=switch.tls_context(),
+            tls_port=settings.sip.tls_port,
+        )
         await runner.setup()
         site = web.UnixSite(runner, str(socket_path))
         await site.start()

@@ -8,17 +8,21 @@ engine, whose events come onto the loop through ``appliance.media``.
 from __future__ import annotations
 
 import os
+import ssl
 import time
 from typing import Any
 
 import core
 from appliance import __version__
-from appliance.config.records import Agent, Queue
+from appliance.config.records import Agent, Extension, Queue
 from appliance.media import MediaEvents
 from appliance.service import StartupError
 from appliance.settings import Settings
+from appliance.sip.registrar import Registrar
+from appliance.sip.security import SourceGuard
 from appliance.sip.ua import SipStack
 from appliance.store import Store
+from appliance.store.keys import name_key
 
 
 class Switch:
@@ -29,9 +33,33 @@ class Switch:
         self.store = store
         self.started_monotonic = time.monotonic()
         self.started_at = time.time()
-        self.sip = SipStack()
+        self.registrar = Registrar(
+            settings.sip.realm, self.extension, algorithms=settings.sip.digest.algorithms
+        )
+        self.guard = SourceGuard(settings.security)
+        self.sip = SipStack(registrar=self.registrar, guard=self.guard)
         self.engine: core.Engine | None = None
         self.media_events: MediaEvents | None = None
+
+    def extension(self, number: str) -> Extension | None:
+        """The configured extension ``number``, read now (an import may have changed it)."""
+        # An LMDB read is a few microseconds and takes no lock: fine on the loop.
+        return self.store.read_sync(lambda txn: txn.get(Extension, name_key(number)))
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The TLS listener's server context, or None when no certificate is configured."""
+        sip = self.settings.sip
+        if not sip.tls_enabled:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            context.load_cert_chain(sip.tls_certificate, sip.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            raise StartupError(
+                f"cannot load the SIP TLS certificate {sip.tls_certificate} "
+                f"with key {sip.tls_key}: {exc}"
+            ) from None
+        return context
 
     def start_media(self) -> None:
         """Start the media engine's workers on the configured RTP port range (on the loop)."""
@@ -89,6 +117,8 @@ class Switch:
                     lambda txn: {k: txn.count(c) for k, c in self.store.kinds.items()}
                 ),
             },
+            "registrations": self.registrar.status(),
+            "banned": self.guard.bans(),
             "calls": [],
             "agents": [
                 {"number": a.number, "name": a.name, "group": a.group, "state": "logged_out"}

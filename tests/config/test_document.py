@@ -16,7 +16,7 @@ from appliance.config import (
     import_configuration,
     load_document,
 )
-from appliance.config.records import MenuNode, QueueNode, Strategy
+from appliance.config.records import Codec, MenuNode, QueueNode, Strategy
 from appliance.schema import ConfigError
 from appliance.store import Store
 
@@ -117,6 +117,42 @@ def test_trunk_rules_are_checked(demo_text: str) -> None:
     assert "must be an IP address or network" in error.message
 
 
+def test_extensions_load_with_defaults_and_their_limits(demo_text: str) -> None:
+    config = load_document(demo_text, "demo.yaml")
+    assert [e.number for e in config.extensions] == ["1001", "1002", "1003"]
+    first, _, third = config.extensions
+    assert first.password == "phone-1001-secret"
+    assert first.max_contacts == 3
+    assert first.codecs == [Codec.PCMA, Codec.PCMU]
+    assert first.allows("203.0.113.9")
+    assert third.allows("192.168.1.20")
+    assert not third.allows("203.0.113.9")
+    assert third.codecs == [Codec.G722, Codec.PCMA]
+
+
+def test_agent_extension_must_be_a_configured_extension(demo_text: str) -> None:
+    text = demo_text.replace('    extension: "1002"\n', '    extension: "1009"\n')
+    error = _error(text)
+    assert error.path == "agents[1].extension"
+    assert "no extension named '1009' (defined: 1001, 1002, 1003)" in error.message
+    assert error.line == _line_of(text, 'extension: "1009"')
+
+
+def test_extension_rules_name_the_field(demo_text: str) -> None:
+    text = demo_text.replace("password: phone-1002-secret", "password: short")
+    error = _error(text)
+    assert error.path == "extensions[1].password"
+    assert "must have 8..128 items" in error.message
+    text = demo_text.replace("networks: [192.168.0.0/16, 10.0.0.0/8]", "networks: [10.0.0.0/33]")
+    error = _error(text)
+    assert error.path == "extensions[2].networks[0]"
+    assert "must be an IP address or network" in error.message
+    text = demo_text.replace("    max_contacts: 2\n", "    max_contacts: 0\n")
+    assert _error(text).path == "extensions[2].max_contacts"
+    text = demo_text.replace('  - number: "1002"\n    display_name: 李娜', '  - number: "1001"\n')
+    assert "duplicate '1001': extensions[0] already has it" in _error(text).message
+
+
 def test_invalid_yaml_gives_the_line() -> None:
     error = _error("queues:\n  - name: a\n   bad: [\n")
     assert error.message.startswith("not valid YAML")
@@ -132,11 +168,13 @@ def test_import_then_export_round_trips(store: Store, demo_text: str) -> None:
     written = import_configuration(store, config)
     assert written["queues"] == 2
     assert written["agents"] == 3
+    assert written["extensions"] == 3
     exported = export_configuration(store)
     again = load_document(dump_document(exported), "export.yaml")
     assert again == exported
     assert exported.queues == config.queues
     assert exported.flows == config.flows
+    assert exported.extensions == config.extensions
 
 
 def test_passwords_are_stored_only_as_argon2_hashes(store: Store, demo_text: str) -> None:

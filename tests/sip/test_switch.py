@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -19,6 +22,7 @@ from tests.sip.net import free_port
 
 SCENARIOS = Path(__file__).parent / "sipp"
 WAIT = 20.0
+PASSWORD = "phone-1001-secret"
 
 pytestmark = pytest.mark.slow
 
@@ -28,19 +32,38 @@ class RunningSwitch:
     process: subprocess.Popen[str]
     port: int
     workdir: Path
+    env: dict[str, str]
 
 
 @pytest.fixture
 def switch(tmp_path: Path) -> Iterator[RunningSwitch]:
+    with running_switch(tmp_path) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def running_switch(tmp_path: Path, **settings: str) -> Iterator[RunningSwitch]:
+    """The switch process with extension 1001 configured and ``CALLBOX_*`` ``settings``."""
     port = free_port()
     env = dict(
         os.environ,
         CALLBOX_DATA_DIR=str(tmp_path / "var"),
         CALLBOX_SIP_HOST="127.0.0.1",
         CALLBOX_SIP_PORT=str(port),
+        **settings,
     )
     env.pop("LD_PRELOAD", None)
     env.pop("NOTIFY_SOCKET", None)
+    config = tmp_path / "extensions.yaml"
+    config.write_text(f'extensions:\n  - number: "1001"\n    password: {PASSWORD}\n')
+    imported = subprocess.run(
+        [sys.executable, "-m", "appliance", "config", "import", str(config)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert imported.returncode == 0, imported.stderr
     process = subprocess.Popen(
         [sys.executable, "-m", "appliance", "switch"],
         env=env,
@@ -57,7 +80,7 @@ def switch(tmp_path: Path) -> Iterator[RunningSwitch]:
             out, _ = process.communicate()
             pytest.fail(f"switch did not start:\n{out}")
         time.sleep(0.05)
-    yield RunningSwitch(process, port, tmp_path)
+    yield RunningSwitch(process, port, tmp_path, env)
     process.send_signal(signal.SIGINT)
     out, _ = process.communicate(timeout=30)
     assert process.returncode == 0, out
@@ -98,7 +121,7 @@ def test_sipsak_options_gets_200_with_allow_accept_supported(switch: RunningSwit
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SIP/2.0 200 OK" in result.stdout
-    assert "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS" in result.stdout
+    assert "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER" in result.stdout
     assert "Accept: application/sdp" in result.stdout
     assert "Supported:" in result.stdout
 
@@ -171,3 +194,79 @@ def test_switch_retransmits_480_until_acked_and_answers_a_repeated_invite_from_i
         ack = ack.replace(b"To: <sip:4000@127.0.0.1>", f"To: {first.headers.get('To')}".encode())
         sock.sendto(ack, target)
     assert switch.process.poll() is None
+
+
+def test_extension_registered_with_sipsak_shows_in_callbox_status(switch: RunningSwitch) -> None:
+    result = run_peer(
+        ["sipsak", "-U", "-vv", "-x", "600", "-u", "1001", "-a", PASSWORD,
+         "-s", f"sip:1001@127.0.0.1:{switch.port}"],
+        switch.workdir,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    status = subprocess.run(
+        [sys.executable, "-m", "appliance", "status"],
+        env=switch.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert status.returncode == 0, status.stderr
+    assert f"udp/tcp 127.0.0.1:{switch.port}, tls off (no certificate configured)" in status.stdout
+    assert "registered    1 extensions, 1 contacts" in status.stdout
+    assert "extension     1001: sip:1001@127.0.0.1:" in status.stdout
+    assert "from udp 127.0.0.1:" in status.stdout
+
+
+def test_switch_with_a_certificate_answers_options_over_tls(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    tls_port = free_port()
+    with running_switch(
+        tmp_path,
+        CALLBOX_SIP_TLS_PORT=str(tls_port),
+        CALLBOX_SIP_TLS_CERTIFICATE=str(cert),
+        CALLBOX_SIP_TLS_KEY=str(key),
+    ) as switch:
+        context = ssl.create_default_context(cafile=str(cert))
+        context.check_hostname = False
+        with (
+            socket.create_connection(("127.0.0.1", tls_port), timeout=WAIT) as raw,
+            context.wrap_socket(raw) as tls,
+        ):
+            tls.sendall(
+                b"OPTIONS sip:callbox@127.0.0.1 SIP/2.0\r\n"
+                b"Via: SIP/2.0/TLS 127.0.0.1:5999;branch=z9hG4bKswtls\r\n"
+                b"Max-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=w1\r\n"
+                b"To: <sip:callbox@127.0.0.1>\r\nCall-ID: switch-tls@probe\r\n"
+                b"CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+            )
+            assert tls.recv(65535).startswith(b"SIP/2.0 200 OK\r\n")
+        assert switch.process.poll() is None
+
+
+def test_switch_bans_a_password_guesser_and_shows_the_ban_in_status(tmp_path: Path) -> None:
+    with running_switch(tmp_path, CALLBOX_SECURITY_BAN_AFTER="2") as switch:
+        for _ in range(2):
+            guess = run_peer(
+                ["sipsak", "-U", "-vv", "-u", "1001", "-a", "wrong-guess",
+                 "-s", f"sip:1001@127.0.0.1:{switch.port}"],
+                switch.workdir,
+            )  # fmt: skip
+            assert "403 Forbidden" in guess.stdout + guess.stderr
+        status = subprocess.run(
+            [sys.executable, "-m", "appliance", "status"],
+            env=switch.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert status.returncode == 0, status.stderr
+        banned = re.search(r"banned        127\.0\.0\.1 for (\d+) s more", status.stdout)
+        assert banned is not None, status.stdout
+        assert 3000 < int(banned.group(1)) <= 3600
