@@ -250,6 +250,20 @@ def test_joint_stereo_mp3_keeps_the_sides_apart(
     assert goertzel_peak(right, 16000, CALLER_HZ) < PRESENT / 10
 
 
+def test_mp3_of_a_cut_short_wav_converts_what_the_file_holds(
+    service: core.RecorderService, tmp_path: Path
+) -> None:
+    wav = tmp_path / "call.wav"
+    record_tones(service, wav, 8000, "stereo")
+    # A crash can leave a header that promises more data than reached the disk.
+    with wav.open("r+b") as f:
+        f.truncate(44 + 4 * 4000)
+    core.wav_to_mp3(wav, tmp_path / "call.mp3")
+    _, count, (mixed,) = decoded_by_sox(tmp_path / "call.mp3", tmp_path)
+    assert 4000 <= count < 8000
+    assert goertzel_peak(mixed[:8000], 8000, CALLER_HZ) > PRESENT / 2
+
+
 def test_mp3_errors_name_the_problem_and_leave_no_file(
     service: core.RecorderService, tmp_path: Path
 ) -> None:
