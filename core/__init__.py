@@ -63,6 +63,15 @@ from core._jitter import (
 from core._loader import (
     IMPLEMENTATION,
 )
+from core._record import (
+    FRAME_MS,
+    MP3_BITRATES,
+    RecordError,
+    RecorderService,
+    Recording,
+    RecordingInfo,
+    wav_to_mp3,
+)
 from core._rtp import (
     Disposition,
     Quality,
@@ -80,7 +89,9 @@ from core._rtp import (
 )
 
 __all__ = [
+    "FRAME_MS",
     "IMPLEMENTATION",
+    "MP3_BITRATES",
     "CodecError",
     "CodecInfo",
     "Decoder",
@@ -100,6 +111,10 @@ __all__ = [
     "ReceiveSnapshot",
     "ReceiveStats",
     "ReceivedEvent",
+    "RecordError",
+    "RecorderService",
+    "Recording",
+    "RecordingInfo",
     "ReportBlock",
     "Resampler",
     "RtcpReport",
@@ -131,4 +146,5 @@ __all__ = [
     "tone_spec",
     "ulaw_decode",
     "ulaw_encode",
+    "wav_to_mp3",
 ]

@@ -1,0 +1,277 @@
+#include "record/recorder.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <limits>
+
+namespace callbox::record {
+
+namespace {
+
+constexpr std::size_t kHeaderBytes = 44;
+
+void put_u16(std::uint8_t* p, std::uint32_t v) {
+    p[0] = static_cast<std::uint8_t>(v);
+    p[1] = static_cast<std::uint8_t>(v >> 8);
+}
+
+void put_u32(std::uint8_t* p, std::uint32_t v) {
+    put_u16(p, v & 0xFFFF);
+    put_u16(p + 2, v >> 16);
+}
+
+std::string errno_text(const std::string& what, const std::string& path) {
+    return what + " '" + path + "': " + std::strerror(errno);
+}
+
+}  // namespace
+
+Recording::Recording(RecordingSettings settings)
+    : settings_(std::move(settings)),
+      frame_samples_(static_cast<std::size_t>(settings_.sample_rate) * kFrameMs / 1000),
+      channels_(settings_.layout == Layout::stereo ? 2 : 1),
+      capacity_(settings_.ring_frames) {
+    if (settings_.sample_rate != 8000 && settings_.sample_rate != 16000) {
+        throw RecordError("sample_rate must be 8000 or 16000: got " + std::to_string(settings_.sample_rate));
+    }
+    if (capacity_ < 1 || capacity_ > 100000) {
+        throw RecordError("ring_frames must be 1..100000: got " + std::to_string(capacity_));
+    }
+    fd_ = ::open(settings_.path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    if (fd_ < 0) throw RecordError(errno_text("cannot open the recording", settings_.path));
+    // One slot stays free so that head == tail means empty without a shared counter.
+    ring_ = std::make_unique<Frame[]>(capacity_ + 1);
+    out_.resize(frame_samples_ * static_cast<std::size_t>(channels_));
+    try {
+        write_header();
+    } catch (...) {
+        ::close(fd_);
+        throw;
+    }
+}
+
+Recording::~Recording() {
+    if (fd_ >= 0) ::close(fd_);
+}
+
+bool Recording::push(const std::int16_t* left, const std::int16_t* right) {
+    const std::size_t head = head_.load(std::memory_order_relaxed);
+    const std::size_t next = head == capacity_ ? 0 : head + 1;
+    if (next == tail_.load(std::memory_order_acquire)) {
+        dropped_.fetch_add(1, std::memory_order_relaxed);
+        return false;
+    }
+    Frame& slot = ring_[head];
+    const bool silent = paused_.load(std::memory_order_relaxed);
+    slot.silent = silent;
+    // A paused frame's audio (a card number, say) never enters the ring.
+    if (!silent) {
+        std::memcpy(slot.left, left, frame_samples_ * sizeof(std::int16_t));
+        std::memcpy(slot.right, right, frame_samples_ * sizeof(std::int16_t));
+    }
+    head_.store(next, std::memory_order_release);
+    return true;
+}
+
+void Recording::pause() {
+    if (!paused_.exchange(true, std::memory_order_relaxed)) pauses_.fetch_add(1, std::memory_order_relaxed);
+}
+
+void Recording::resume() { paused_.store(false, std::memory_order_relaxed); }
+
+void Recording::drain(std::chrono::steady_clock::time_point now) {
+    if (failure_) return;
+    std::size_t tail = tail_.load(std::memory_order_relaxed);
+    const std::size_t head = head_.load(std::memory_order_acquire);
+    while (tail != head) {
+        write_frame(ring_[tail]);
+        tail = tail == capacity_ ? 0 : tail + 1;
+        tail_.store(tail, std::memory_order_release);
+    }
+    if (frames_written_ != frames_in_header_ && now - last_header_ >= kHeaderInterval) {
+        write_header();
+        last_header_ = now;
+    }
+    if (now - last_sync_ >= kSyncInterval) {
+        ::fdatasync(fd_);
+        last_sync_ = now;
+    }
+}
+
+RecordingInfo Recording::finish() {
+    if (!failure_) {
+        try {
+            drain(std::chrono::steady_clock::now());
+            write_header();
+        } catch (const RecordError&) {
+            failure_ = std::current_exception();
+        }
+    }
+    if (failure_) {
+        ::close(fd_);
+        fd_ = -1;
+        std::rethrow_exception(failure_);
+    }
+    const int synced = ::fsync(fd_);
+    const int closed = ::close(fd_);
+    fd_ = -1;
+    if (synced != 0 || closed != 0) throw RecordError(errno_text("cannot finish the recording", settings_.path));
+    return {settings_.path,
+            settings_.sample_rate,
+            channels_,
+            frames_written_,
+            dropped_.load(std::memory_order_relaxed),
+            frames_paused_,
+            pauses_.load(std::memory_order_relaxed)};
+}
+
+void Recording::write_frame(const Frame& frame) {
+    std::fill(out_.begin(), out_.end(), std::int16_t{0});
+    if (!frame.silent) {
+        for (std::size_t i = 0; i < frame_samples_; ++i) {
+            if (channels_ == 2) {
+                out_[2 * i] = frame.left[i];
+                out_[2 * i + 1] = frame.right[i];
+            } else {
+                const int sum = frame.left[i] + frame.right[i];
+                out_[i] = static_cast<std::int16_t>(std::clamp(sum, -32768, 32767));
+            }
+        }
+    }
+    const std::size_t bytes = out_.size() * sizeof(std::int16_t);
+    write_all(out_.data(), bytes, static_cast<off_t>(kHeaderBytes + frames_written_ * bytes));
+    ++frames_written_;
+    if (frame.silent) ++frames_paused_;
+}
+
+void Recording::write_header() {
+    const std::uint32_t block = static_cast<std::uint32_t>(channels_) * 2;
+    const std::uint64_t data = frames_written_ * frame_samples_ * block;
+    // A WAV cannot say more than 4 GiB; past that the sizes stay at the maximum
+    // (about 37 hours of 16 kHz stereo) and players read to the end of the file.
+    const auto data32 = static_cast<std::uint32_t>(
+        std::min<std::uint64_t>(data, std::numeric_limits<std::uint32_t>::max() - kHeaderBytes));
+    std::uint8_t h[kHeaderBytes];
+    std::memcpy(h, "RIFF", 4);
+    put_u32(h + 4, static_cast<std::uint32_t>(data32 + kHeaderBytes - 8));
+    std::memcpy(h + 8, "WAVEfmt ", 8);
+    put_u32(h + 16, 16);
+    put_u16(h + 20, 1);  // PCM
+    put_u16(h + 22, static_cast<std::uint32_t>(channels_));
+    put_u32(h + 24, static_cast<std::uint32_t>(settings_.sample_rate));
+    put_u32(h + 28, static_cast<std::uint32_t>(settings_.sample_rate) * block);
+    put_u16(h + 32, block);
+    put_u16(h + 34, 16);
+    std::memcpy(h + 36, "data", 4);
+    put_u32(h + 40, data32);
+    write_all(h, sizeof h, 0);
+    frames_in_header_ = frames_written_;
+}
+
+void Recording::write_all(const void* data, std::size_t size, off_t offset) {
+    const auto* p = static_cast<const std::uint8_t*>(data);
+    while (size > 0) {
+        const ssize_t n = ::pwrite(fd_, p, size, offset);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) throw RecordError(errno_text("cannot write the recording", settings_.path));
+        p += n;
+        size -= static_cast<std::size_t>(n);
+        offset += n;
+    }
+}
+
+RecorderService::RecorderService(std::chrono::milliseconds drain_interval) : drain_interval_(drain_interval) {
+    if (drain_interval_.count() < 1 || drain_interval_ > kHeaderInterval) {
+        throw RecordError("drain_interval_ms must be 1.." + std::to_string(kHeaderInterval.count()) +
+                          ": got " + std::to_string(drain_interval_.count()));
+    }
+    writer_ = std::thread([this] { run(); });
+}
+
+RecorderService::~RecorderService() { stop(); }
+
+void RecorderService::stop() {
+    {
+        std::lock_guard lock(mutex_);
+        stopping_ = true;
+    }
+    wake_.notify_one();
+    if (writer_.joinable()) writer_.join();
+}
+
+std::shared_ptr<Recording> RecorderService::start(RecordingSettings settings) {
+    auto recording = std::make_shared<Recording>(std::move(settings));
+    std::lock_guard lock(mutex_);
+    if (stopping_) throw RecordError("the recorder service is closed");
+    recordings_.push_back(recording);
+    return recording;
+}
+
+RecordingInfo RecorderService::close(const std::shared_ptr<Recording>& recording) {
+    std::future<RecordingInfo> done;
+    {
+        std::lock_guard lock(mutex_);
+        if (stopping_) throw RecordError("the recorder service is closed; its recordings were finished");
+        auto it = std::find(recordings_.begin(), recordings_.end(), recording);
+        if (it == recordings_.end()) throw RecordError("the recording is already closed");
+        recordings_.erase(it);
+        closing_.push_back({recording, {}});
+        done = closing_.back().done.get_future();
+    }
+    wake_.notify_one();
+    return done.get();
+}
+
+std::size_t RecorderService::active() const {
+    std::lock_guard lock(mutex_);
+    return recordings_.size();
+}
+
+void RecorderService::run() {
+    std::vector<std::shared_ptr<Recording>> recordings;
+    std::vector<Closing> closing;
+    for (;;) {
+        {
+            std::unique_lock lock(mutex_);
+            wake_.wait_for(lock, drain_interval_, [this] { return stopping_ || !closing_.empty(); });
+            recordings = recordings_;
+            closing.swap(closing_);
+        }
+        const auto now = std::chrono::steady_clock::now();
+        for (auto& recording : recordings) {
+            // A failing disk stops this file, not the writer: finish() reports it at close.
+            try {
+                recording->drain(now);
+            } catch (const RecordError&) {
+                recording->fail(std::current_exception());
+            }
+        }
+        for (auto& c : closing) {
+            try {
+                c.done.set_value(c.recording->finish());
+            } catch (...) {
+                c.done.set_exception(std::current_exception());
+            }
+        }
+        closing.clear();
+        std::lock_guard lock(mutex_);
+        // Recordings still open at shutdown are finished so their files are exact.
+        if (stopping_ && closing_.empty()) {
+            for (auto& recording : recordings_) {
+                try {
+                    recording->finish();
+                } catch (const RecordError&) {
+                    // Nobody is left to tell; the header written last still holds.
+                }
+            }
+            recordings_.clear();
+            return;
+        }
+    }
+}
+
+}  // namespace callbox::record
