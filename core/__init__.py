@@ -63,6 +63,12 @@ from core._jitter import (
 from core._loader import (
     IMPLEMENTATION,
 )
+from core._mixer import (
+    MixedTick,
+    Mixer,
+    SupervisorMode,
+    TalkerEvent,
+)
 from core._rtp import (
     Disposition,
     Quality,
@@ -95,6 +101,8 @@ __all__ = [
     "JitterStats",
     "LegStats",
     "MediaEvent",
+    "MixedTick",
+    "Mixer",
     "Playout",
     "Quality",
     "ReceiveSnapshot",
@@ -106,6 +114,8 @@ __all__ = [
     "RtpLeg",
     "RtpPacket",
     "SenderInfo",
+    "SupervisorMode",
+    "TalkerEvent",
     "TelephoneEvent",
     "TelephoneEventPacket",
     "TelephoneEventReceiver",
