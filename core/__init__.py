@@ -63,6 +63,12 @@ from core._jitter import (
 from core._loader import (
     IMPLEMENTATION,
 )
+from core._mixer import (
+    MixedTick,
+    Mixer,
+    SupervisorMode,
+    TalkerEvent,
+)
 from core._record import (
     FRAME_MS,
     MP3_BITRATES,
@@ -106,6 +112,8 @@ __all__ = [
     "JitterStats",
     "LegStats",
     "MediaEvent",
+    "MixedTick",
+    "Mixer",
     "Playout",
     "Quality",
     "ReceiveSnapshot",
@@ -121,6 +129,8 @@ __all__ = [
     "RtpLeg",
     "RtpPacket",
     "SenderInfo",
+    "SupervisorMode",
+    "TalkerEvent",
     "TelephoneEvent",
     "TelephoneEventPacket",
     "TelephoneEventReceiver",

@@ -718,3 +718,173 @@ def _cdiv(a: int, b: int) -> int:
     """Integer division truncating toward zero, as C++ does."""
     q = abs(a) // abs(b)
     return q if (a >= 0) == (b > 0) else -q
+
+
+# --- Conference mixer (core/mixer/) ---------------------------------------------------
+
+_UNITY_GAIN_Q12 = 4096
+_MAX_GAIN_Q12 = 40960
+_MAX_PARTICIPANTS = 1024
+_UNITY_GAIN_Q15 = 1 << 15
+_LIMIT_TARGET = 29491
+_LIMIT_KNEE = 32767 - _LIMIT_TARGET
+
+
+def _soft_knee(sample: int) -> int:
+    magnitude = abs(sample)
+    if magnitude <= _LIMIT_TARGET:
+        return sample
+    excess = magnitude - _LIMIT_TARGET
+    bent = _LIMIT_TARGET + excess * _LIMIT_KNEE // (excess + _LIMIT_KNEE)
+    return -bent if sample < 0 else bent
+
+
+def _next_limiter_gain(gain: int, peak: int) -> int:
+    wanted = (_LIMIT_TARGET << 15) // peak if peak > _LIMIT_TARGET else _UNITY_GAIN_Q15
+    if wanted < gain:
+        return wanted
+    return min(wanted, gain + (gain >> 4) + 1)
+
+
+class _Participant:
+    def __init__(self, participant: int) -> None:
+        self.id = participant
+        self.gain_q12 = _UNITY_GAIN_Q12
+        self.muted = False
+        self.talking = False
+        self.quiet_frames = 0
+        self.frame: array[int] | None = None
+        self.contribution: list[int] = []
+        self.deaf_to: set[int] = set()
+
+
+class Mixer:
+    """N-1 conference mixer, step by step as core/mixer/mixer.cpp does it."""
+
+    def __init__(self, sample_rate: int, talk_threshold: int, hangover_frames: int) -> None:
+        if sample_rate not in (8000, 16000, 32000, 48000):
+            raise ValueError(f"sample_rate must be 8000, 16000, 32000 or 48000: got {sample_rate}")
+        if talk_threshold < 0:
+            raise ValueError("talk_threshold must not be negative")
+        if hangover_frames < 1:
+            raise ValueError("hangover_frames must be at least 1")
+        self._frame_samples = sample_rate // 50
+        self._attack_samples = sample_rate // 1000
+        self._talk_threshold = talk_threshold
+        self._hangover_frames = hangover_frames
+        self._participants: dict[int, _Participant] = {}
+        self._gain = _UNITY_GAIN_Q15
+
+    def frame_samples(self) -> int:
+        return self._frame_samples
+
+    def _find(self, participant: int) -> _Participant:
+        found = self._participants.get(participant)
+        if found is None:
+            raise ValueError(f"no participant {participant} in the mixer")
+        return found
+
+    def add(self, participant: int) -> None:
+        if participant in self._participants:
+            raise ValueError(f"participant {participant} is already in the mixer")
+        if len(self._participants) == _MAX_PARTICIPANTS:
+            raise ValueError(f"the mixer is full ({_MAX_PARTICIPANTS} participants)")
+        self._participants[participant] = _Participant(participant)
+
+    def remove(self, participant: int) -> None:
+        self._find(participant)
+        del self._participants[participant]
+        for p in self._participants.values():
+            p.deaf_to.discard(participant)
+
+    def set_gain(self, participant: int, gain_q12: int) -> None:
+        if not 0 <= gain_q12 <= _MAX_GAIN_Q12:
+            raise ValueError(f"gain_q12 must be in 0..{_MAX_GAIN_Q12}: got {gain_q12}")
+        self._find(participant).gain_q12 = gain_q12
+
+    def set_muted(self, participant: int, muted: bool) -> None:
+        self._find(participant).muted = muted
+
+    def set_hears(self, listener: int, talker: int, hears: bool) -> None:
+        self._find(talker)
+        deaf_to = self._find(listener).deaf_to
+        deaf_to.discard(talker)
+        if not hears:
+            deaf_to.add(talker)
+
+    def hears(self, listener: int, talker: int) -> bool:
+        self._find(talker)
+        return listener != talker and talker not in self._find(listener).deaf_to
+
+    def talking(self, participant: int) -> bool:
+        return self._find(participant).talking
+
+    def participants(self) -> list[int]:
+        return list(self._participants)
+
+    def limiter_gain_q15(self) -> int:
+        return self._gain
+
+    def put(self, participant: int, pcm: Buffer) -> None:
+        samples = _samples(pcm)
+        if len(samples) != self._frame_samples:
+            raise ValueError(f"a frame must be {self._frame_samples} samples: got {len(samples)}")
+        self._find(participant).frame = samples
+
+    def _detect_talk(self, p: _Participant, events: list[tuple[int, bool]]) -> None:
+        energy = sum(s * s for s in p.frame) if p.frame is not None else 0
+        if energy > self._talk_threshold * self._frame_samples:
+            p.quiet_frames = 0
+            if not p.talking:
+                p.talking = True
+                events.append((p.id, True))
+        elif p.talking:
+            p.quiet_frames += 1
+            if p.quiet_frames >= self._hangover_frames:
+                p.talking = False
+                events.append((p.id, False))
+
+    def _limit(self, mixed: list[int], gain_to: int) -> bytes:
+        gain_from = self._gain
+        out = array("h")
+        for n, sample in enumerate(mixed):
+            gain = gain_to
+            if gain_to < gain_from and n < self._attack_samples:
+                gain = gain_from - (gain_from - gain_to) * (n + 1) // self._attack_samples
+            elif gain_to > gain_from:
+                gain = gain_from + (gain_to - gain_from) * (n + 1) // self._frame_samples
+            out.append(_soft_knee((sample * gain) >> 15))
+        return out.tobytes()
+
+    def mix(self) -> tuple[bytes, list[int], list[tuple[int, bytes]], list[tuple[int, bool]]]:
+        events: list[tuple[int, bool]] = []
+        contributors: list[_Participant] = []
+        total = [0] * self._frame_samples
+        for p in self._participants.values():
+            self._detect_talk(p, events)
+            if p.frame is None or p.muted:
+                continue
+            p.contribution = [(s * p.gain_q12) >> 12 for s in p.frame]
+            total = [t + c for t, c in zip(total, p.contribution, strict=True)]
+            contributors.append(p)
+
+        shared: list[int] = []
+        own_sums: list[tuple[int, list[int]]] = []
+        for listener in self._participants.values():
+            unheard = [t for t in contributors if t is listener or t.id in listener.deaf_to]
+            if not unheard:
+                shared.append(listener.id)
+                continue
+            own = total
+            for talker in unheard:
+                own = [s - c for s, c in zip(own, talker.contribution, strict=True)]
+            own_sums.append((listener.id, own))
+
+        peak = max(abs(s) for mixed in [total, *(own for _, own in own_sums)] for s in mixed)
+        gain_to = _next_limiter_gain(self._gain, peak)
+        common = self._limit(total, gain_to)
+        own_out = [(participant, self._limit(own, gain_to)) for participant, own in own_sums]
+        self._gain = gain_to
+        for p in self._participants.values():
+            p.frame = None
+        return common, shared, own_out, events

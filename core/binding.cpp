@@ -36,5 +36,6 @@ PYBIND11_MODULE(CALLBOX_CORE_MODULE, m) {
     callbox::bindings::bind_engine(m);
     callbox::bindings::bind_jitter(m);
     callbox::bindings::bind_record(m);
+    callbox::bindings::bind_mixer(m);
     m.def("library_versions", &library_versions);
 }

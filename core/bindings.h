@@ -11,5 +11,6 @@ void bind_rtp(pybind11::module_& m);      // core/rtp/binding.cpp
 void bind_engine(pybind11::module_& m);   // core/engine/binding.cpp
 void bind_jitter(pybind11::module_& m);   // core/jitter/binding.cpp
 void bind_record(pybind11::module_& m);   // core/record/binding.cpp
+void bind_mixer(pybind11::module_& m);    // core/mixer/binding.cpp
 
 }  // namespace callbox::bindings

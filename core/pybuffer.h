@@ -5,6 +5,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
 
 namespace callbox {
 
@@ -24,5 +27,22 @@ public:
 private:
     Py_buffer view_{};
 };
+
+// The number of 16-bit samples in `in`; an odd length is a ValueError.
+inline std::size_t whole_samples(const ByteView& in) {
+    if (in.size() % 2 != 0) {
+        throw pybind11::value_error("PCM input must be whole 16-bit samples: got " + std::to_string(in.size()) +
+                                    " bytes (an odd length)");
+    }
+    return in.size() / 2;
+}
+
+// 16-bit PCM from any bytes-like object. The input may be unaligned, so it is copied.
+inline std::vector<std::int16_t> pcm_from(const pybind11::object& obj) {
+    ByteView in(obj);
+    std::vector<std::int16_t> pcm(whole_samples(in));
+    if (!pcm.empty()) std::memcpy(pcm.data(), in.data(), pcm.size() * 2);
+    return pcm;
+}
 
 }  // namespace callbox

@@ -21,24 +21,10 @@ namespace g711 = callbox::codec::g711;
 namespace codec = callbox::codec;
 
 using callbox::ByteView;
+using callbox::pcm_from;
+using callbox::whole_samples;
 
 namespace {
-
-std::size_t whole_samples(const ByteView& in) {
-    if (in.size() % 2 != 0) {
-        throw py::value_error("PCM input must be whole 16-bit samples: got " +
-                              std::to_string(in.size()) + " bytes (an odd length)");
-    }
-    return in.size() / 2;
-}
-
-// The input may be unaligned (any bytes-like object), so it is copied.
-codec::Pcm pcm_from(const py::object& obj) {
-    ByteView in(obj);
-    codec::Pcm pcm(whole_samples(in));
-    if (!pcm.empty()) std::memcpy(pcm.data(), in.data(), pcm.size() * 2);
-    return pcm;
-}
 
 codec::Payload payload_from(const py::object& obj) {
     ByteView in(obj);
