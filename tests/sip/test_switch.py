@@ -114,6 +114,18 @@ def sipp(switch: RunningSwitch, scenario: str, *transport: str) -> subprocess.Co
     )
 
 
+def callbox_status(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``callbox status`` against the switch that ``env`` points at."""
+    return subprocess.run(
+        [sys.executable, "-m", "appliance", "status"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def test_sipsak_options_gets_200_with_allow_accept_supported(switch: RunningSwitch) -> None:
     result = run_peer(
         ["sipsak", "-vv", "-H", "127.0.0.1", "-s", f"sip:callbox@127.0.0.1:{switch.port}"],
@@ -203,14 +215,7 @@ def test_extension_registered_with_sipsak_shows_in_callbox_status(switch: Runnin
         switch.workdir,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
-    status = subprocess.run(
-        [sys.executable, "-m", "appliance", "status"],
-        env=switch.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    status = callbox_status(switch.env)
     assert status.returncode == 0, status.stderr
     assert f"udp/tcp 127.0.0.1:{switch.port}, tls off (no certificate configured)" in status.stdout
     assert "registered    1 extensions, 1 contacts" in status.stdout
@@ -258,14 +263,7 @@ def test_switch_bans_a_password_guesser_and_shows_the_ban_in_status(tmp_path: Pa
                 switch.workdir,
             )  # fmt: skip
             assert "403 Forbidden" in guess.stdout + guess.stderr
-        status = subprocess.run(
-            [sys.executable, "-m", "appliance", "status"],
-            env=switch.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        status = callbox_status(switch.env)
         assert status.returncode == 0, status.stderr
         banned = re.search(r"banned        127\.0\.0\.1 for (\d+) s more", status.stdout)
         assert banned is not None, status.stdout
