@@ -136,17 +136,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _open_store(settings: Settings) -> Any:
-    from appliance.config import CONFIG_RECORDS
-    from appliance.store import Store
-
-    return Store.open(settings.db_path, CONFIG_RECORDS, map_size=settings.store.map_size_mb << 20)
-
-
 def cmd_config_export(args: argparse.Namespace) -> int:
-    from appliance.config import dump_document, export_configuration
+    from appliance.config import dump_document, export_configuration, open_store
 
-    store = _open_store(_settings(args))
+    store = open_store(_settings(args))
     try:
         text = dump_document(export_configuration(store))
     finally:
@@ -160,7 +153,7 @@ def cmd_config_export(args: argparse.Namespace) -> int:
 
 
 def cmd_config_import(args: argparse.Namespace) -> int:
-    from appliance.config import import_configuration, load_document
+    from appliance.config import import_configuration, load_document, open_store
 
     source = "<stdin>" if args.file == "-" else args.file
     try:
@@ -173,7 +166,7 @@ def cmd_config_import(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     # Validate everything before the store is touched, so a bad file changes nothing.
     configuration = load_document(text, source)
-    store = _open_store(_settings(args))
+    store = open_store(_settings(args))
     try:
         written = import_configuration(store, configuration)
     finally:
@@ -184,7 +177,9 @@ def cmd_config_import(args: argparse.Namespace) -> int:
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
-    store = _open_store(_settings(args))
+    from appliance.config import open_store
+
+    store = open_store(_settings(args))
     try:
         store.backup(Path(args.file))
     finally:

@@ -32,6 +32,9 @@ class Notifier:
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         environ = os.environ if environ is None else environ
         self.socket = environ.get("NOTIFY_SOCKET") or None
+        if self.socket is not None:
+            # sd_notify reads NOTIFY_SOCKET itself; make sure it sees the socket we were given.
+            os.environ["NOTIFY_SOCKET"] = self.socket
         self.watchdog_interval = _watchdog_interval(environ)
         self._watchdog_task: asyncio.Task[None] | None = None
 
@@ -43,8 +46,6 @@ class Notifier:
     def _send(self, message: str) -> None:
         if self.socket is None:
             return
-        # sd_notify reads NOTIFY_SOCKET itself; make sure it sees the socket we were given.
-        os.environ["NOTIFY_SOCKET"] = self.socket
         if not daemon.notify(message):
             log.warning("sd_notify to %s failed: %s", self.socket, message)
 

@@ -1,7 +1,7 @@
 """The call center's configuration: records, the YAML document, import and export."""
 
 from appliance.config.records import CONFIG_RECORDS, Configuration
-from appliance.config.service import export_configuration, import_configuration
+from appliance.config.service import export_configuration, import_configuration, open_store
 from appliance.config.yamldoc import dump_document, load_document
 
 __all__ = [
@@ -11,4 +11,5 @@ __all__ = [
     "export_configuration",
     "import_configuration",
     "load_document",
+    "open_store",
 ]

@@ -7,6 +7,7 @@ import dataclasses
 from argon2 import PasswordHasher
 
 from appliance.config.records import CONFIG_RECORDS, Configuration, User
+from appliance.settings import Settings
 from appliance.store import Store, Txn
 
 
@@ -38,6 +39,11 @@ def import_configuration(store: Store, configuration: Configuration) -> dict[str
         return written
 
     return store.write_sync(replace)
+
+
+def open_store(settings: Settings) -> Store:
+    """The store holding the call-center configuration, at the settings' path and size."""
+    return Store.open(settings.db_path, CONFIG_RECORDS, map_size=settings.store.map_size_mb << 20)
 
 
 def export_configuration(store: Store) -> Configuration:

@@ -94,6 +94,10 @@ class Txn:
         """How many records of ``cls`` there are."""
         return int(self._txn.stat(self._db(cls.KIND))["entries"])
 
+    def counts(self) -> dict[str, int]:
+        """How many records of each kind the store holds."""
+        return {kind: self.count(cls) for kind, cls in self._store.kinds.items()}
+
 
 class Store:
     """One LMDB environment holding every record kind in ``kinds``."""
@@ -216,7 +220,7 @@ class Store:
 
     def counts(self) -> dict[str, int]:
         """How many records of each kind the store holds."""
-        return self.read_sync(lambda txn: {k: txn.count(c) for k, c in self.kinds.items()})
+        return self.read_sync(Txn.counts)
 
     def backup(self, destination: Path) -> None:
         """Write a compacted, consistent copy of the live store to the file ``destination``.

@@ -7,10 +7,9 @@ import os
 
 from aiohttp import web
 
-from appliance.config import CONFIG_RECORDS
+from appliance.config import open_store
 from appliance.service import claim_unix_socket, run_until_signalled
 from appliance.settings import Settings
-from appliance.store import Store
 from appliance.switch.control import control_app
 from appliance.switch.service import Switch
 
@@ -21,7 +20,7 @@ async def serve(settings: Settings) -> None:
     """Run the switch until SIGINT or SIGTERM."""
     socket_path = settings.control_socket
     claim_unix_socket(socket_path, "Callbox switch")
-    store = Store.open(settings.db_path, CONFIG_RECORDS, map_size=settings.store.map_size_mb << 20)
+    store = open_store(settings)
     switch = Switch(settings, store)
     runner = web.AppRunner(control_app(switch), access_log=None)
 

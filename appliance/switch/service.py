@@ -21,7 +21,7 @@ from appliance.settings import Settings
 from appliance.sip.registrar import Registrar
 from appliance.sip.security import SourceGuard
 from appliance.sip.ua import SipStack
-from appliance.store import Store
+from appliance.store import Store, Txn
 from appliance.store.keys import name_key
 
 
@@ -94,10 +94,10 @@ class Switch:
     async def status(self) -> dict[str, Any]:
         """A snapshot for ``callbox status`` and the web UI."""
 
-        def configured(txn: Any) -> tuple[list[Agent], list[Queue]]:
-            return list(txn.scan(Agent)), list(txn.scan(Queue))
+        def configured(txn: Txn) -> tuple[list[Agent], list[Queue], dict[str, int]]:
+            return list(txn.scan(Agent)), list(txn.scan(Queue)), txn.counts()
 
-        agents, queues = await self.store.read(configured)
+        agents, queues, counts = await self.store.read(configured)
         return {
             "version": __version__,
             "pid": os.getpid(),
@@ -113,9 +113,7 @@ class Switch:
             },
             "store": {
                 "path": str(self.store.path),
-                "records": await self.store.read(
-                    lambda txn: {k: txn.count(c) for k, c in self.store.kinds.items()}
-                ),
+                "records": counts,
             },
             "registrations": self.registrar.status(),
             "banned": self.guard.bans(),
