@@ -45,8 +45,13 @@ $(CORE_EXT): $(VENV)/.installed $(CORE_SOURCES) setup.py
 
 
 ## bench: run the kernel benchmarks and write benchmarks/results/
-bench: $(VENV)/.installed $(CORE_EXT)
+bench: $(VENV)/.installed $(CORE_EXT) build/loadgen
 	$(PY) -m benchmarks.run
+
+# The capacity benchmark's RTP load generator and echo floor: a standalone program, not part of the core.
+build/loadgen: benchmarks/loadgen/loadgen.cpp
+	mkdir -p build
+	g++ -std=c++20 -O2 -Wall -Wextra -Werror -o $@ $<
 
 deps:
 	scripts/install-system-deps
