@@ -40,6 +40,17 @@ def machine() -> dict[str, Any]:
     }
 
 
+def commit() -> str:
+    """The commit measured (``git rev-parse HEAD``), marked ``-dirty`` when the tree has changes."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], capture_output=True, text=True, check=False)
+        return done.stdout.strip()
+
+    head = git("rev-parse", "HEAD")
+    return f"{head}-dirty" if git("status", "--porcelain", "--untracked-files=no") else head
+
+
 def summary(results: dict[str, Any], about: dict[str, Any]) -> str:
     """A Markdown table of the benchmark means, with the machine."""
     lines = [
