@@ -44,9 +44,13 @@ $(CORE_EXT): $(VENV)/.installed $(CORE_SOURCES) setup.py
 	touch $@
 
 
-## bench: run the kernel benchmarks and write benchmarks/results/
+## bench: kernels, capacity against the echo floor, jitter quality; results in benchmarks/results/
+## (CAPACITY_FLAGS=--quick for a smoke run, --realtime on a busy machine)
+CAPACITY_FLAGS ?=
 bench: $(VENV)/.installed $(CORE_EXT) build/loadgen
 	$(PY) -m benchmarks.run
+	$(PY) -m benchmarks.capacity --record $(CAPACITY_FLAGS)
+	$(PY) -m benchmarks.jitter_quality
 
 # The capacity benchmark's RTP load generator and echo floor: a standalone program, not part of the core.
 build/loadgen: benchmarks/loadgen/loadgen.cpp

@@ -155,7 +155,12 @@ def child(args: list[str], nice: int, realtime: bool) -> Iterator[subprocess.Pop
                 os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(REALTIME_PRIORITY))
 
     process = subprocess.Popen(
-        args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, preexec_fn=lift_priority
+        args,
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=lift_priority,
     )
     try:
         yield process

@@ -372,7 +372,7 @@ public:
                     receive(sockets_[index]);
                 }
             }
-            if (!sending && now_ns() >= drain_until) break;
+            if (!sending && (now_ns() >= drain_until || all_received())) break;
         }
         print_result(window_cpu, window_wall);
         return 0;
@@ -484,6 +484,11 @@ private:
             }
             if (static_cast<std::size_t>(got) < kBatch) break;
         }
+    }
+
+    bool all_received() const {
+        return std::all_of(directions_.begin(), directions_.end(),
+                           [](const Direction& d) { return d.received >= d.sent; });
     }
 
     // `arrived` is when the kernel queued the packet on the phone's socket: a busy generator

@@ -1,0 +1,153 @@
+"""The benchmark tools run end to end and say what they measured: behaviour, never speed.
+
+The capacity harness and the load generator run on a couple of calls for
+about a second; the jitter-quality benchmark on short traces. Timing figures
+(CPU, transit, lateness) are only checked to be present and well formed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import core
+from benchmarks import capacity, jitter_quality
+from benchmarks.speex_jitter import SpeexGet, SpeexJitterBuffer
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+needs_engine = pytest.mark.skipif(
+    core.IMPLEMENTATION == "python", reason="the Python twin has no media engine"
+)
+needs_two_cpus = pytest.mark.skipif(
+    len(os.sched_getaffinity(0)) < 2, reason="the box and the generator need a CPU each"
+)
+
+
+@pytest.fixture(scope="module")
+def loadgen() -> Path:
+    """build/loadgen, built by its Makefile rule if it is missing or stale."""
+    subprocess.run(["make", "-s", "build/loadgen"], cwd=ROOT, check=True)
+    return capacity.LOADGEN
+
+
+def run_through_echo(loadgen: Path, calls: int) -> dict[str, Any]:
+    """The generator's JSON result for ``calls`` calls through the echo floor."""
+    with (
+        subprocess.Popen([str(loadgen), "echo", "--legs", str(2 * calls)],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as echo,
+        subprocess.Popen([str(loadgen), "generate", "--calls", str(calls), "--warmup-ms", "100",
+                          "--duration-ms", "600", "--drain-ms", "10000"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as generator,
+    ):  # fmt: skip
+        assert echo.stdin
+        assert echo.stdout
+        assert generator.stdin
+        assert generator.stdout
+        phones = generator.stdout.readline().split()
+        legs = echo.stdout.readline().split()
+        assert phones[0] == "phones"
+        assert len(phones) == 1 + 2 * calls
+        assert legs[0] == "legs"
+        assert len(legs) == 1 + 2 * calls
+        generator.stdin.write(" ".join(legs) + "\n")
+        generator.stdin.flush()
+        lines = generator.stdout.read().splitlines()
+        echo.stdin.close()
+        assert echo.wait(timeout=30) == 0
+    assert generator.returncode == 0
+    assert lines[:2] == ["measuring", "done"]
+    result: dict[str, Any] = json.loads(lines[2])
+    return result
+
+
+def test_generator_sends_every_packet_through_the_echo_and_gets_each_back(loadgen: Path) -> None:
+    result = run_through_echo(loadgen, calls=3)
+    assert result["calls"] == 3
+    for direction in ("caller_to_agent", "agent_to_caller"):
+        counts = result[direction]
+        # 600 ms of 20 ms packets from each of 3 phones in this direction.
+        assert counts["sent"] == 3 * 30
+        assert counts["received"] == counts["sent"]  # loopback loses nothing; the drain waits
+        assert counts["lost"] == 0
+        assert 0 <= counts["late"] <= counts["received"]
+        transit = counts["transit_us"]
+        assert transit["p50"] <= transit["p99"] <= transit["max"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["generate"], "generate needs --calls"),
+        (["generate", "--calls", "0"], "--calls must be an integer in 1..100000: got '0'"),
+        (["echo", "--legs", "2", "--bogus", "1"], "unknown option --bogus"),
+        (["relay"], "unknown mode 'relay'"),
+    ],
+)
+def test_generator_rejects_bad_arguments_naming_them(
+    loadgen: Path, args: list[str], message: str
+) -> None:
+    done = subprocess.run([str(loadgen), *args], capture_output=True, text=True, timeout=10)
+    assert done.returncode == 2
+    assert message in done.stderr
+
+
+@needs_engine
+@needs_two_cpus
+def test_capacity_harness_writes_summary_steps_machine_and_commit(
+    loadgen: Path, tmp_path: Path
+) -> None:
+    output = tmp_path / "core-capacity.json"
+    args = ["--steps", "2,4", "--hold", "0.6", "--warmup", "0.2", "--record", "--nice", "0"]
+    assert capacity.main([*args, "--output", str(output)]) == 0
+    result = json.loads(output.read_text(encoding="utf-8"))
+
+    summary = result["summary"]
+    assert set(summary) >= {"calls_per_core", "cpu_us_per_call_second",
+                            "floor_cpu_us_per_call_second", "ratio_to_floor"}  # fmt: skip
+    assert summary["calls_per_core"] in (0, 2, 4)
+    assert [step["calls"] for step in result["steps"]][:1] == [2]
+    for step in result["steps"]:
+        for box in ("engine", "echo"):
+            row = step[box]
+            assert row["box_cpu_s"] > 0  # the box did relay
+            assert row["generator"]["calls"] == step["calls"]
+            assert row["generator"]["caller_to_agent"]["sent"] > 0
+    # Recording is measured only where the engine can record, and the JSON says which.
+    expected = "on" if hasattr(core.Engine, "record") else "not measured: no Engine.record()"
+    assert result["recording"] == expected
+    assert {"cpu_model", "cores", "kernel", "compiler"} <= set(result["machine"])
+    assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?", result["commit"])
+
+
+def test_speexdsp_buffer_plays_frames_put_in_order() -> None:
+    with SpeexJitterBuffer(160) as jb:
+        played = []
+        for frame in range(10):
+            jb.put(bytes([frame]), frame * 160, 160, frame)
+            result, got = jb.get(160)
+            jb.tick()
+            assert result == SpeexGet.OK
+            played.append(got)
+    assert played == list(range(10))
+
+
+def test_jitter_quality_reports_both_buffers_on_every_trace(tmp_path: Path) -> None:
+    output = tmp_path / "jitter-quality.json"
+    assert jitter_quality.main(["--seconds", "10", "--output", str(output)]) == 0
+    result = json.loads(output.read_text(encoding="utf-8"))
+    assert [row["trace"] for row in result["traces"]] == list(jitter_quality.NETWORKS)
+    for row in result["traces"]:
+        for buffer in ("ours", "speexdsp"):
+            figures = row[buffer]
+            assert 0 <= figures["late_loss_pct"] <= 100
+            assert figures["mean_delay_ms"] > 0
+        assert row["verdict"] in ("better", "equal", "worse", "mixed")
+    assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?", result["commit"])
