@@ -71,6 +71,17 @@ def summary(results: dict[str, Any], about: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def without_raw_timings(results: dict[str, Any]) -> dict[str, Any]:
+    """pytest-benchmark's JSON less each round's raw timing (``stats.data``).
+
+    The raw rounds made one run's file 164 MB; the summary statistics are what
+    a reader compares, and they stay.
+    """
+    for bench in results["benchmarks"]:
+        bench["stats"].pop("data", None)
+    return results
+
+
 def main() -> int:
     """Run the benchmarks, write the results, print the summary."""
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -91,7 +102,8 @@ def main() -> int:
     )
     if status != 0:
         return status
-    results = json.loads(out.read_text(encoding="utf-8"))
+    results = without_raw_timings(json.loads(out.read_text(encoding="utf-8")))
+    out.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
     (RESULTS / "machine.json").write_text(json.dumps(about, indent=2) + "\n", encoding="utf-8")
     text = summary(results, about)
     (RESULTS / "latest.md").write_text(text, encoding="utf-8")
