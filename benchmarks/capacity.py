@@ -265,26 +265,40 @@ def ramp(settings: Settings, steps: tuple[int, ...]) -> list[dict[str, Any]]:
             f"({echo['lost_or_late_pct']:.3f}% lost or late)",
             flush=True,
         )
-        if engine["lost_or_late_pct"] >= MAX_BAD_PCT:
+        if failed(engine):
             break
     return rows
 
 
+def failed(row: dict[str, Any]) -> bool:
+    """Whether a step's engine or echo row lost or delayed too many packets."""
+    return bool(row["lost_or_late_pct"] >= MAX_BAD_PCT)
+
+
+def limit(rows: list[dict[str, Any]]) -> str:
+    """What stopped the ramp: the engine, or the machine (generator or echo failing too)."""
+    last = rows[-1]
+    if not failed(last["engine"]):
+        return "none: every step passed"
+    if last["engine"]["generator_busy"] or last["echo"]["generator_busy"]:
+        return f"the generator (over 90% of its CPU at {last['calls']} calls)"
+    if failed(last["echo"]):
+        return f"the machine (the echo floor failed too at {last['calls']} calls)"
+    return f"the engine (at {last['calls']} calls)"
+
+
 def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Calls per core (the largest step under the bar) and the costs measured at that step."""
-    passed = [row for row in rows if row["engine"]["lost_or_late_pct"] < MAX_BAD_PCT]
-    if not passed:
-        return {"calls_per_core": 0, "cpu_us_per_call_second": None,
-                "floor_cpu_us_per_call_second": None, "ratio_to_floor": None}  # fmt: skip
-    best = passed[-1]
-    cost = best["engine"]["cpu_us_per_call_second"]
-    floor = best["echo"]["cpu_us_per_call_second"]
+    passed = [row for row in rows if not failed(row["engine"])]
+    best = passed[-1] if passed else None
+    cost = best["engine"]["cpu_us_per_call_second"] if best else None
+    floor = best["echo"]["cpu_us_per_call_second"] if best else None
     return {
-        "calls_per_core": best["calls"],
+        "calls_per_core": best["calls"] if best else 0,
         "cpu_us_per_call_second": cost,
         "floor_cpu_us_per_call_second": floor,
-        "ratio_to_floor": round(cost / floor, 2) if floor else None,
-        "last_step_reached": rows[-1]["calls"] == best["calls"],
+        "ratio_to_floor": round(cost / floor, 2) if cost and floor else None,
+        "limited_by": limit(rows),
     }
 
 
@@ -304,9 +318,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--late-ms", type=int, default=20, help="transit above this is late")
     parser.add_argument(
         "--phone-sockets",
-        choices=("shared", "per-call"),
-        default="shared",
-        help="the generator's sockets: one per caller side and agent side (default), or per phone",
+        choices=("per-call", "shared"),
+        default="per-call",
+        help="the generator's sockets: one per phone (default), or one for all callers and "
+        "one for all agents (cheaper for the generator; on loopback also for the box)",
     )
     parser.add_argument(
         "--nice",
