@@ -114,18 +114,25 @@ class Outcome:
         }
 
 
-def play_ours(arrivals: list[tuple[int, int]], end_ms: int) -> Outcome:
+def ticks(arrivals: list[tuple[int, int]]) -> range:
+    """Playout tick times: until the buffer is empty, or two seconds after the last arrival."""
+    return range(0, arrivals[-1][0] + 2000, FRAME_MS)
+
+
+def play_ours(arrivals: list[tuple[int, int]]) -> Outcome:
     """Play a trace through ``core.JitterBuffer`` with its defaults."""
     jb = core.JitterBuffer(clock_rate=8000)
     arrival_of = dict((frame, at) for at, frame in arrivals)
     outcome = Outcome(arrived=len(arrivals))
     k = 0
-    for now in range(0, end_ms, FRAME_MS):
+    for now in ticks(arrivals):
         while k < len(arrivals) and arrivals[k][0] <= now:
             at, frame = arrivals[k]
             put = jb.put(frame.to_bytes(4, "big"), frame * SAMPLES, frame & 0xFFFF, SAMPLES, at)
             outcome.late += put == core.JitterPut.LATE
             k += 1
+        if k == len(arrivals) and jb.stats().buffered_frames == 0:
+            break  # the stream is over: no concealment after its end
         playout = jb.get(now)
         if playout.decision == core.JitterDecision.BUFFERING:
             continue
@@ -141,14 +148,14 @@ def play_ours(arrivals: list[tuple[int, int]], end_ms: int) -> Outcome:
     return outcome
 
 
-def play_speex(arrivals: list[tuple[int, int]], end_ms: int) -> Outcome:
+def play_speex(arrivals: list[tuple[int, int]]) -> Outcome:
     """Play a trace through speexdsp's jitter buffer with its defaults and a 20 ms step."""
     arrival_of = dict((frame, at) for at, frame in arrivals)
     outcome = Outcome(arrived=len(arrivals))
     started = False
     k = 0
     with SpeexJitterBuffer(SAMPLES) as jb:
-        for now in range(0, end_ms, FRAME_MS):
+        for now in ticks(arrivals):
             while k < len(arrivals) and arrivals[k][0] <= now:
                 frame = arrivals[k][1]
                 # Too late to play: its whole span is behind the playout pointer.
@@ -156,6 +163,8 @@ def play_speex(arrivals: list[tuple[int, int]], end_ms: int) -> Outcome:
                 outcome.late += started and behind < 1 << 31
                 jb.put(frame.to_bytes(4, "big"), frame * SAMPLES, SAMPLES, frame)
                 k += 1
+            if k == len(arrivals) and jb.held_frames == 0:
+                break
             result, played = jb.get(SAMPLES)
             jb.tick()
             started = started or played is not None
@@ -187,9 +196,8 @@ def run(seconds: int, seed: int) -> list[dict[str, Any]]:
     rows = []
     for number, (name, network) in enumerate(NETWORKS.items()):
         arrivals = trace(network, seconds * 1000 // FRAME_MS, seed + number)
-        end_ms = arrivals[-1][0] + 2000
-        ours = play_ours(arrivals, end_ms).report()
-        speex = play_speex(arrivals, end_ms).report()
+        ours = play_ours(arrivals).report()
+        speex = play_speex(arrivals).report()
         rows.append(
             {
                 "trace": name,

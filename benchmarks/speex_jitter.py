@@ -14,6 +14,7 @@ from enum import IntEnum
 from typing import Any
 
 _MAX_PAYLOAD = 1500
+_GET_AVAILABLE_COUNT = 3  # jitter_buffer_ctl request, speex_jitter.h
 
 
 class SpeexGet(IntEnum):
@@ -59,6 +60,8 @@ def _library() -> Any:
         ctypes.POINTER(ctypes.c_int32),
     )
     lib.jitter_buffer_tick.argtypes = (ctypes.c_void_p,)
+    lib.jitter_buffer_ctl.restype = ctypes.c_int
+    lib.jitter_buffer_ctl.argtypes = (ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p)
     lib.jitter_buffer_get_pointer_timestamp.restype = ctypes.c_int
     lib.jitter_buffer_get_pointer_timestamp.argtypes = (ctypes.c_void_p,)
     return lib
@@ -108,6 +111,13 @@ class SpeexJitterBuffer:
     def tick(self) -> None:
         """The end of a playout tick: the buffer adapts its delay here."""
         self._lib.jitter_buffer_tick(self._state)
+
+    @property
+    def held_frames(self) -> int:
+        """Frames held that are not behind the playout pointer."""
+        count = ctypes.c_int32()
+        self._lib.jitter_buffer_ctl(self._state, _GET_AVAILABLE_COUNT, ctypes.byref(count))
+        return count.value
 
     @property
     def pointer_timestamp(self) -> int:
