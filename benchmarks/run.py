@@ -41,14 +41,21 @@ def machine() -> dict[str, Any]:
 
 
 def commit() -> str:
-    """The commit measured (``git rev-parse HEAD``), marked ``-dirty`` when the tree has changes."""
+    """The commit measured (``git rev-parse HEAD``), marked ``-dirty`` when the code has changes.
+
+    Results being rewritten (``benchmarks/results/``) do not count as changes.
+    """
 
     def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], capture_output=True, text=True, check=False)
+        root = RESULTS.parent.parent
+        done = subprocess.run(
+            ["git", "-C", str(root), *args], capture_output=True, text=True, check=False
+        )
         return done.stdout.strip()
 
     head = git("rev-parse", "HEAD")
-    return f"{head}-dirty" if git("status", "--porcelain", "--untracked-files=no") else head
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", ":!benchmarks/results")
+    return f"{head}-dirty" if changed else head
 
 
 def summary(results: dict[str, Any], about: dict[str, Any]) -> str:
