@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,7 @@ def format_status(status: dict[str, Any]) -> str:
             f"extension     {r['extension']}: {r['contact']} from {r['source']}{nat}, "
             f"expires in {r['expires_in']} s"
         )
+    lines.extend(_trunk_line(trunk) for trunk in status.get("trunks", []))
     for source, seconds in status["banned"].items():
         lines.append(f"banned        {source} for {seconds} s more")
     lines.append(f"calls         {len(status['calls'])} live")
@@ -121,6 +123,27 @@ def format_status(status: dict[str, Any]) -> str:
             f"({queue['strategy']}, skill {queue['skill']})"
         )
     return "\n".join(lines)
+
+
+def _trunk_line(trunk: dict[str, Any]) -> str:
+    """One trunk in ``callbox status``: registration, OPTIONS, calls, last change."""
+    parts = []
+    registration = trunk["registration"]
+    if registration is not None:
+        text = f"registration {registration['state']}"
+        if registration["expires_in"] is not None:
+            text += f", expires in {registration['expires_in']} s"
+        if registration["retry_in"] is not None:
+            text += f", retry in {registration['retry_in']} s ({registration['reason']})"
+        parts.append(text)
+    options = trunk["options"]
+    if options is not None:
+        parts.append(f"OPTIONS {options['state']} (every {options['interval_s']} s)")
+    parts.append(f"{trunk['calls_in']} calls in, {trunk['calls_out']} out")
+    if trunk["last_change"] is not None:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(trunk["last_change"]))
+        parts.append(f"last change {when}: {trunk['last_change_reason']}")
+    return f"trunk         {trunk['name']} ({trunk['mode']}, {trunk['peer']}): " + "; ".join(parts)
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Annotated, ClassVar
 
+from appliance.numbers import SUPPORTED_REGIONS
 from appliance.schema import ConfigError, Length, Name, Pattern, Range, Tagged, join
 from appliance.store.keys import name_key
 
@@ -61,9 +62,28 @@ class TrunkMode(StrEnum):
     IP = "ip"
 
 
+class DialledFrom(StrEnum):
+    """Where an inbound call from a trunk names the number the caller dialled."""
+
+    REQUEST_URI = "request_uri"
+    """The Request-URI's user part (gateways and most IP trunks)."""
+    TO = "to"
+    """The To header (providers that send calls to the registered Contact)."""
+
+
 @dataclass(frozen=True)
 class Trunk(NamedRecord):
-    """A SIP trunk to a provider or an E1/FXO gateway."""
+    """A SIP trunk to a provider or an E1/FXO gateway.
+
+    ``host`` is where requests go (and an address calls may come from, like
+    those in ``allow``); ``domain`` is the provider's SIP domain when it is
+    not the host. ``username`` and ``password`` register a ``register``
+    trunk and answer challenges to calls on any trunk. ``caller_id`` is the
+    number presented on outbound calls; inbound numbers are normalised as
+    dialled in ``region``. ``options_interval`` seconds between OPTIONS
+    pings (0: none); ``options_down_after`` unanswered pings in a row mark
+    the trunk down.
+    """
 
     KIND: ClassVar[str] = "trunks"
     SCHEMA_VERSION: ClassVar[int] = 1
@@ -73,12 +93,19 @@ class Trunk(NamedRecord):
     host: Annotated[str, Pattern(r"[0-9A-Za-z.:_\[\]-]+", "an IP address or host name")]
     port: Annotated[int, Range(1, 65535)] = 5060
     transport: Transport = Transport.UDP
+    domain: Annotated[str, Pattern(r"[0-9A-Za-z.:_\[\]-]*", "a SIP domain (host name)")] = ""
     username: str = ""
     password: str = ""
     allow: list[str] = field(default_factory=list)
     codecs: Annotated[list[Codec], Length(1)] = field(
         default_factory=lambda: [Codec.PCMA, Codec.PCMU]
     )
+    register_expires: Annotated[int, Range(60, 86400)] = 3600
+    caller_id: PhoneNumber | None = None
+    dialled_from: DialledFrom = DialledFrom.REQUEST_URI
+    region: Annotated[str, Pattern(r"[A-Z]{2}", "a two-letter region code such as CN")] = "CN"
+    options_interval: Annotated[int, Range(0, 3600)] = 30
+    options_down_after: Annotated[int, Range(1, 100)] = 2
 
     def __post_init__(self) -> None:
         if self.mode is TrunkMode.REGISTER and not (self.username and self.password):
@@ -88,6 +115,16 @@ class Trunk(NamedRecord):
                 "a trunk with mode 'ip' needs 'allow': the addresses (IP or CIDR) it calls from"
             )
         _check_networks(self.allow, "allow")
+        if self.region not in SUPPORTED_REGIONS:
+            raise ConfigError(f"is not a region libphonenumber knows: {self.region!r}", "region")
+        for key in ("username", "password"):
+            if not getattr(self, key).isprintable():
+                raise ConfigError("must be printable text (no control characters)", key)
+
+    @property
+    def sip_domain(self) -> str:
+        """The domain of the trunk's URIs: ``domain``, else ``host``."""
+        return self.domain or self.host
 
 
 def _check_networks(networks: list[str], key: str) -> None:

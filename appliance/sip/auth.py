@@ -9,7 +9,8 @@ with ``qop=auth``. A nonce past its lifetime but correctly signed is
 counts must grow, so a captured Authorization cannot be replayed.
 
 The client's side, for trunks that challenge the switch, is
-``authorization``.
+``authorization`` (one answer) and ``ClientCredentials`` (which challenges
+to answer, nonce counts, wrong-password detection).
 """
 
 from __future__ import annotations
@@ -25,7 +26,15 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from appliance.sip.message import Request, SipParseError, parse_uri, quote, split_list, unquote
+from appliance.sip.message import (
+    Request,
+    Response,
+    SipParseError,
+    parse_uri,
+    quote,
+    split_list,
+    unquote,
+)
 
 ALGORITHMS = {
     "MD5": hashlib.md5,
@@ -142,6 +151,100 @@ def authorization(
     if "opaque" in params:
         fields.append(f"opaque={quote(params['opaque'])}")
     return "Digest " + ", ".join(fields)
+
+
+CREDENTIALS_FOR = {"WWW-Authenticate": "Authorization", "Proxy-Authenticate": "Proxy-Authorization"}
+"""Each challenge header (401, 407) and the header that answers it (RFC 3261 22.2, 22.3)."""
+
+
+class ClientCredentials:
+    """A username and password answering a server's 401 and 407 challenges.
+
+    ``take`` reads a challenging response and keeps the challenges to
+    answer; ``apply`` puts credentials for them on a request. They stay
+    kept, so later requests (a registration's refreshes) carry credentials
+    at once, each with the next nonce count, instead of costing a round
+    trip each.
+    """
+
+    def __init__(self, username: str, password: str) -> None:
+        self.username = username
+        self.password = password
+        self._challenges: list[tuple[str, str]] = []
+        self._counts: OrderedDict[str, int] = OrderedDict()
+
+    @property
+    def challenged(self) -> bool:
+        """True once a challenge has been taken."""
+        return bool(self._challenges)
+
+    def take(self, request: Request, response: Response) -> bool:
+        """Keep ``response``'s challenges to ``request``; False when they cannot be answered.
+
+        They cannot be without a username, with only unsupported schemes or
+        algorithms, or when a challenge repeats a nonce that ``request``
+        already answered and is not ``stale=true``: the password is wrong.
+        """
+        if not self.username:
+            return False
+        answered = {
+            _nonce(v) for name in CREDENTIALS_FOR.values() for v in request.headers.lines(name)
+        }
+        challenges: list[tuple[str, str]] = []
+        for challenge_header, credentials_header in CREDENTIALS_FOR.items():
+            realms: set[str] = set()
+            for value in response.headers.lines(challenge_header):
+                try:
+                    scheme, params = parse_auth(value)
+                except AuthError:
+                    continue
+                if scheme.lower() != "digest" or not _answerable(params):
+                    continue
+                if params.get("nonce") in answered and params.get("stale", "").lower() != "true":
+                    return False
+                realm = params.get("realm", "")
+                # RFC 8760 2.4: the first challenge we support in each realm is the one to answer.
+                if realm not in realms:
+                    realms.add(realm)
+                    challenges.append((credentials_header, value))
+        if not challenges:
+            return False
+        self._challenges = challenges
+        return True
+
+    def apply(self, request: Request) -> Request:
+        """Put credentials for the kept challenges on ``request`` (in place, replacing any)."""
+        for name in CREDENTIALS_FOR.values():
+            request.headers.remove(name)
+        for name, challenge in self._challenges:
+            nonce = _nonce(challenge)
+            count = self._counts.pop(nonce, 0) + 1
+            self._counts[nonce] = count
+            while len(self._counts) > 64:
+                self._counts.popitem(last=False)
+            value = authorization(
+                challenge,
+                method=request.method,
+                uri=str(request.uri),
+                username=self.username,
+                password=self.password,
+                nc=count,
+            )
+            request.headers.add(name, value)
+        return request
+
+
+def _nonce(value: str) -> str:
+    try:
+        return parse_auth(value)[1].get("nonce", "")
+    except AuthError:
+        return ""
+
+
+def _answerable(params: dict[str, str]) -> bool:
+    algorithm = _CANONICAL_ALGORITHM.get(params.get("algorithm", "MD5").lower())
+    qop = [q.strip(" \t") for q in params.get("qop", "").split(",") if q.strip(" \t")]
+    return algorithm is not None and (not qop or "auth" in qop)
 
 
 class Verdict(enum.Enum):

@@ -22,7 +22,6 @@ unreachable.
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import ipaddress
 import logging
@@ -33,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from appliance.config.records import Extension
+from appliance.events import Listeners
 from appliance.sip.auth import DigestChallenger, Verdict
 from appliance.sip.message import (
     Address,
@@ -150,7 +150,7 @@ class Registrar:
         self.bindings: dict[str, list[Binding]] = {}
         self.auth_failed: Callable[[str, str], None] = lambda source, reason: None
         """Told the source IP and reason of each failed authentication (for bans)."""
-        self._listeners: list[Callable[[RegistrationEvent], None]] = []
+        self._listeners: Listeners[RegistrationEvent] = Listeners()
         self._keepalives: dict[ClientTransaction, Binding] = {}
         self._keepalive_timer: TimerHandle | None = None
 
@@ -162,18 +162,11 @@ class Registrar:
 
     def add_listener(self, listener: Callable[[RegistrationEvent], None]) -> Callable[[], None]:
         """Call ``listener`` on every event; returns the function that stops it."""
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener)
+        return self._listeners.add(listener)
 
-    async def events(self) -> AsyncIterator[RegistrationEvent]:
+    def events(self) -> AsyncIterator[RegistrationEvent]:
         """Every event from now on, as an async iterator."""
-        queue: asyncio.Queue[RegistrationEvent] = asyncio.Queue()
-        remove = self.add_listener(queue.put_nowait)
-        try:
-            while True:
-                yield await queue.get()
-        finally:
-            remove()
+        return self._listeners.stream()
 
     def _emit(self, change: RegistrationChange, binding: Binding) -> None:
         event = RegistrationEvent(
@@ -182,8 +175,7 @@ class Registrar:
         log.info(
             "extension %s %s: %s from %s", event.extension, change, event.contact, binding.source
         )
-        for listener in list(self._listeners):
-            listener(event)
+        self._listeners.emit(event)
 
     # REGISTER
 
@@ -339,6 +331,10 @@ class Registrar:
     def contacts(self, number: str) -> list[Binding]:
         """The live bindings of an extension, newest last."""
         return list(self.bindings.get(number, []))
+
+    def registered_from(self, address: str) -> bool:
+        """True when a live binding was registered from ``address`` (an IP address)."""
+        return any(b.flow.remote[0] == address for bs in self.bindings.values() for b in bs)
 
     def status(self) -> list[dict[str, Any]]:
         """Every binding, for ``callbox status``."""

@@ -7,7 +7,10 @@ why, CANCEL per RFC 3261 9.2, BYE and other in-dialog requests with 481
 has one (``registrar.py``), methods it knows but does not serve with 405,
 unknown methods with 501. The RFC 3261 8.2.2 and 8.2.3 checks come first:
 unsupported URI scheme 416, unknown Require 420, unknown body type 415.
-ACK is never answered.
+ACK is never answered. With trunks (``trunk.py``), an out-of-dialog request
+other than REGISTER and OPTIONS must come from a trunk's address or a
+registered phone's; anything else is refused with 403 and counts against
+its source in ``SourceGuard``.
 
 ``SipStack`` puts transport, transaction layer and core together on one
 address; the switch process owns one.
@@ -31,6 +34,7 @@ from appliance.sip.transaction import (
     TransactionLayer,
 )
 from appliance.sip.transport import Flow, SipTransport, TransportLimits
+from appliance.sip.trunk import TrunkLink, Trunks
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +60,15 @@ class UserAgentCore:
     """Answers out-of-dialog requests on behalf of the switch."""
 
     def __init__(
-        self, registrar: Registrar | None = None, guard: SourceGuard | None = None
+        self,
+        registrar: Registrar | None = None,
+        guard: SourceGuard | None = None,
+        trunks: Trunks | None = None,
     ) -> None:
         self.layer: TransactionLayer | None = None
         self.registrar = registrar
         self.guard = guard
+        self.trunks = trunks
         self.allow = (*ALLOW, "REGISTER") if registrar is not None else ALLOW
 
     def request_received(self, request: Request, transaction: ServerTransaction | None) -> None:
@@ -79,15 +87,19 @@ class UserAgentCore:
             transaction.respond(response)
 
     def response_received(self, response: Response, transaction: ClientTransaction | None) -> None:
-        """Answers to the registrar's keep-alives; anything else is only logged."""
-        registrar = self.registrar
+        """Answers to the registrar's keep-alives and the trunks' requests; others are logged."""
+        registrar, trunks = self.registrar, self.trunks
         if transaction and registrar and registrar.keepalive_answered(transaction):
+            return
+        if transaction and trunks and trunks.response_received(response, transaction):
             return
         log.debug("ignored response %d %s", response.status, response.reason)
 
     def transaction_timed_out(self, transaction: ClientTransaction) -> None:
-        """An unanswered keep-alive removes the registrar's binding."""
+        """An unanswered keep-alive removes the registrar's binding; trunks hear theirs."""
         if self.registrar is not None and self.registrar.keepalive_timed_out(transaction):
+            return
+        if self.trunks is not None and self.trunks.transaction_timed_out(transaction):
             return
         log.debug("client transaction %s timed out", transaction.branch)
 
@@ -115,6 +127,8 @@ class UserAgentCore:
             response.headers.add("Accept-Language", "en")
             response.headers.add("Supported", ", ".join(SUPPORTED))
             return response
+        if flow is not None and not self._trusted(request, flow.remote[0]):
+            return self._reply(request, 403, "Forbidden")
         if method == "INVITE":
             response = self._reply(request, 480, "Temporarily Unavailable")
             response.headers.add("Warning", WARNING_NO_CALLS)
@@ -144,6 +158,26 @@ class UserAgentCore:
                 return response
         return None
 
+    def _trusted(self, request: Request, source: str) -> bool:
+        """Whether an out-of-dialog request from ``source`` may be served (with trunks only).
+
+        A trunk's address (an INVITE's call data is read and counted) or a
+        registered phone's may; any other source is refused and counts as a
+        failed attempt, so scanners probing for open routes get banned.
+        """
+        trunks = self.trunks
+        if trunks is None:
+            return True
+        if request.method == "INVITE":
+            trusted = trunks.inbound_call(request, source) is not None
+        else:
+            trusted = trunks.match(source, request) is not None
+        if trusted or (self.registrar is not None and self.registrar.registered_from(source)):
+            return True
+        if self.guard is not None:
+            self.guard.failed(source, f"{request.method} from an address that is no trunk or phone")
+        return False
+
     def _cancel(self, cancel: Request) -> Response:
         """RFC 3261 9.2: 200 if the INVITE is known (and 487 to it if unanswered)."""
         invite = self.layer.invite_for_cancel(cancel) if self.layer is not None else None
@@ -170,10 +204,12 @@ class SipStack:
         timers: Timers | None = None,
         registrar: Registrar | None = None,
         guard: SourceGuard | None = None,
+        trunks: Trunks | None = None,
     ) -> None:
-        self.core = UserAgentCore(registrar, guard)
+        self.core = UserAgentCore(registrar, guard, trunks)
         self.registrar = registrar
         self.guard = guard
+        self.trunks = trunks
         if registrar is not None and guard is not None:
             registrar.auth_failed = guard.failed
         self._limits = limits
@@ -199,9 +235,13 @@ class SipStack:
         self.transport = transport
         if tls is not None:
             await transport.start_tls(host, tls_port, tls)
+        if self.trunks is not None:
+            self.trunks.attach(TrunkLink(transport), layer.send_request)
 
     async def close(self) -> None:
-        """Stop listening and cancel every transaction timer."""
+        """De-register trunks, stop listening and cancel every transaction timer."""
+        if self.trunks is not None:
+            await self.trunks.stop()
         if self.registrar is not None:
             self.registrar.close()
         if self.core.layer is not None:

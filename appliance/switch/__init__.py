@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 
@@ -15,6 +17,15 @@ from appliance.switch.service import Switch
 
 log = logging.getLogger(__name__)
 
+TRUNK_RELOAD_S = 10.0
+"""How often the switch re-reads the trunks, so a ``config import`` takes effect while it runs."""
+
+
+async def _reload_trunks(switch: Switch) -> None:
+    while True:
+        await asyncio.sleep(TRUNK_RELOAD_S)
+        await switch.load_trunks()
+
 
 async def serve(settings: Settings) -> None:
     """Run the switch until SIGINT or SIGTERM."""
@@ -23,6 +34,7 @@ async def serve(settings: Settings) -> None:
     store = open_store(settings)
     switch = Switch(settings, store)
     runner = web.AppRunner(control_app(switch), access_log=None)
+    reloading: list[asyncio.Task[None]] = []
 
     async def start() -> str:
         switch.start_media()
@@ -33,6 +45,8 @@ async def serve(settings: Settings) -> None:
             tls=switch.tls_context(),
             tls_port=settings.sip.tls_port,
         )
+        await switch.load_trunks()
+        reloading.append(asyncio.create_task(_reload_trunks(switch)))
         await runner.setup()
         site = web.UnixSite(runner, str(socket_path))
         await site.start()
@@ -40,6 +54,10 @@ async def serve(settings: Settings) -> None:
         return f"control API on unix:{socket_path}, SIP on {switch.sip.where()}"
 
     async def stop() -> None:
+        for task in reloading:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await switch.sip.close()
         switch.stop_media()
         await runner.cleanup()

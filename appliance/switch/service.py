@@ -14,12 +14,13 @@ from typing import Any
 
 import core
 from appliance import __version__
-from appliance.config.records import Agent, Extension, Queue
+from appliance.config.records import Agent, Extension, Queue, Trunk
 from appliance.media import MediaEvents
 from appliance.service import StartupError
 from appliance.settings import Settings
 from appliance.sip.registrar import Registrar
 from appliance.sip.security import SourceGuard
+from appliance.sip.trunk import Trunks
 from appliance.sip.ua import SipStack
 from appliance.store import Store, Txn
 from appliance.store.keys import name_key
@@ -37,7 +38,8 @@ class Switch:
             settings.sip.realm, self.extension, algorithms=settings.sip.digest.algorithms
         )
         self.guard = SourceGuard(settings.security)
-        self.sip = SipStack(registrar=self.registrar, guard=self.guard)
+        self.trunks = Trunks()
+        self.sip = SipStack(registrar=self.registrar, guard=self.guard, trunks=self.trunks)
         self.engine: core.Engine | None = None
         self.media_events: MediaEvents | None = None
 
@@ -45,6 +47,10 @@ class Switch:
         """The configured extension ``number``, read now (an import may have changed it)."""
         # An LMDB read is a few microseconds and takes no lock: fine on the loop.
         return self.store.read_sync(lambda txn: txn.get(Extension, name_key(number)))
+
+    async def load_trunks(self) -> None:
+        """Apply the configured trunks (new ones start, removed or changed ones stop)."""
+        self.trunks.configure(await self.store.read(lambda txn: list(txn.scan(Trunk))))
 
     def tls_context(self) -> ssl.SSLContext | None:
         """The TLS listener's server context, or None when no certificate is configured."""
@@ -116,6 +122,7 @@ class Switch:
                 "records": counts,
             },
             "registrations": self.registrar.status(),
+            "trunks": self.trunks.status(),
             "banned": self.guard.bans(),
             "calls": [],
             "agents": [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -14,6 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,7 +45,10 @@ def switch(tmp_path: Path) -> Iterator[RunningSwitch]:
 
 @contextlib.contextmanager
 def running_switch(tmp_path: Path, **settings: str) -> Iterator[RunningSwitch]:
-    """The switch process with extension 1001 configured and ``CALLBOX_*`` ``settings``."""
+    """The switch process with extension 1001 and trunk ``gateway`` (127.0.0.1) configured.
+
+    ``settings`` are ``CALLBOX_*`` variables.
+    """
     port = free_port()
     env = dict(
         os.environ,
@@ -55,7 +60,11 @@ def running_switch(tmp_path: Path, **settings: str) -> Iterator[RunningSwitch]:
     env.pop("LD_PRELOAD", None)
     env.pop("NOTIFY_SOCKET", None)
     config = tmp_path / "extensions.yaml"
-    config.write_text(f'extensions:\n  - number: "1001"\n    password: {PASSWORD}\n')
+    config.write_text(
+        "trunks:\n  - {name: gateway, mode: ip, host: 127.0.0.1, allow: [127.0.0.1/32],"
+        " options_interval: 0}\n"
+        f'extensions:\n  - number: "1001"\n    password: {PASSWORD}\n'
+    )
     imported = subprocess.run(
         [sys.executable, "-m", "appliance", "config", "import", str(config)],
         env=env,
@@ -90,7 +99,9 @@ def run_peer(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=60, check=False)
 
 
-def sipp(switch: RunningSwitch, scenario: str, *transport: str) -> subprocess.CompletedProcess[str]:
+def sipp(
+    switch: RunningSwitch, scenario: str, *transport: str, local: str = "127.0.0.1"
+) -> subprocess.CompletedProcess[str]:
     return run_peer(
         [
             "sipp",
@@ -101,7 +112,7 @@ def sipp(switch: RunningSwitch, scenario: str, *transport: str) -> subprocess.Co
             "-m",
             "1",
             "-i",
-            "127.0.0.1",
+            local,
             "-p",
             str(free_port()),
             "-nostdin",
@@ -268,3 +279,40 @@ def test_switch_bans_a_password_guesser_and_shows_the_ban_in_status(tmp_path: Pa
         banned = re.search(r"banned        127\.0\.0\.1 for (\d+) s more", status.stdout)
         assert banned is not None, status.stdout
         assert 3000 < int(banned.group(1)) <= 3600
+
+
+def status_json(env: dict[str, str]) -> dict[str, Any]:
+    """``callbox status --json`` against the switch that ``env`` points at."""
+    result = subprocess.run(
+        [sys.executable, "-m", "appliance", "status", "--json"],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    status: dict[str, Any] = json.loads(result.stdout)
+    return status
+
+
+def test_invite_from_a_trunk_address_is_recognised_as_the_trunks_call(
+    switch: RunningSwitch,
+) -> None:
+    result = sipp(switch, "invite_480.xml", local="127.0.0.1")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr
+    (gateway,) = status_json(switch.env)["trunks"]
+    assert (gateway["name"], gateway["mode"], gateway["calls_in"]) == ("gateway", "ip", 1)
+    human = callbox_status(switch.env).stdout
+    assert "trunk         gateway (ip, udp 127.0.0.1:5060): 1 calls in, 0 out" in human
+
+
+def test_invite_from_an_unknown_address_is_refused_and_repeated_ones_are_banned(
+    tmp_path: Path,
+) -> None:
+    with running_switch(tmp_path, CALLBOX_SECURITY_BAN_AFTER="2") as switch:
+        for _ in range(2):
+            refused = sipp(switch, "invite_refused.xml", local="127.0.0.2")
+            assert refused.returncode == 0, refused.stdout[-2000:] + refused.stderr
+        status = status_json(switch.env)
+        assert "127.0.0.2" in status["banned"]
+        assert status["trunks"][0]["calls_in"] == 0
+        # The trunk's own address is still served.
+        served = sipp(switch, "invite_480.xml", local="127.0.0.1")
+        assert served.returncode == 0, served.stdout[-2000:] + served.stderr

@@ -1,0 +1,309 @@
+"""Trunk rules on messages: numbers, caller ID, trust, challenges, routes, outbound INVITEs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from appliance.config import load_document
+from appliance.config.records import Codec, DialledFrom, Transport, Trunk, TrunkMode
+from appliance.numbers import normalise_number
+from appliance.schema import ConfigError
+from appliance.sip.auth import ClientCredentials, DigestChallenger, Verdict
+from appliance.sip.identity import CallerId, caller_id
+from appliance.sip.message import Request, Response, parse_message
+from appliance.sip.sdp import parse_sdp
+from appliance.sip.trunk import NoRoute, Trunks
+from appliance.sip.ua import SipStack
+
+GATEWAY = Trunk(
+    name="gateway", mode=TrunkMode.IP, host="192.0.2.10", allow=["198.51.100.0/24"],
+    options_interval=0,
+)  # fmt: skip
+PROVIDER = Trunk(
+    name="provider", mode=TrunkMode.REGISTER, host="203.0.113.5", domain="voip.example.cn",
+    username="02150001234", password="provider-secret", options_interval=0,
+    dialled_from=DialledFrom.TO, caller_id="02150001234", codecs=[Codec.G729, Codec.PCMA],
+)  # fmt: skip
+
+
+def invite(
+    *headers: str, uri: str = "sip:4008001234@192.0.2.1", to: str = "<sip:4008001234@192.0.2.1>"
+) -> Request:
+    text = (
+        f"INVITE {uri} SIP/2.0\r\n"
+        "Via: SIP/2.0/UDP 192.0.2.10;branch=z9hG4bKtrunk1\r\n"
+        'Max-Forwards: 70\r\nFrom: "Gateway" <sip:013812345678@192.0.2.10>;tag=f1\r\n'
+        f"To: {to}\r\nCall-ID: trunk-call-1\r\nCSeq: 1 INVITE\r\n"
+        + "".join(h + "\r\n" for h in headers)
+        + "Content-Length: 0\r\n\r\n"
+    )
+    request = parse_message(text.encode())
+    assert isinstance(request, Request)
+    return request
+
+
+@pytest.mark.parametrize(
+    ("dialled", "normal"),
+    [
+        ("013812345678", "+8613812345678"),
+        ("13812345678", "+8613812345678"),
+        ("+86 138-1234-5678", "+8613812345678"),
+        ("008613812345678", "+8613812345678"),
+        ("01088886666", "+861088886666"),
+        ("4008001234", "4008001234"),
+        ("8008101234", "8008101234"),
+        ("+864008001234", "4008001234"),
+        ("95588", "95588"),
+        ("955881", "955881"),
+        ("10086", "10086"),
+        ("8001", "8001"),
+        ("anonymous", "anonymous"),
+        ("+14155550100", "+14155550100"),
+    ],
+)
+def test_numbers_are_normalised_to_e164_except_service_and_short_numbers(
+    dialled: str, normal: str
+) -> None:
+    assert normalise_number(dialled) == normal
+
+
+def test_caller_id_comes_from_p_asserted_identity_before_rpid_and_from() -> None:
+    request = invite(
+        'P-Asserted-Identity: "Li Na" <sip:+8613900001111@192.0.2.10>, <tel:+8613900001111>',
+        "Remote-Party-ID: <sip:13700002222@192.0.2.10>;party=calling",
+    )
+    assert caller_id(request) == CallerId("+8613900001111", "Li Na", False, "P-Asserted-Identity")
+
+
+def test_caller_id_comes_from_remote_party_id_when_there_is_no_pai() -> None:
+    request = invite(
+        "Remote-Party-ID: <sip:13700003333@192.0.2.10>;party=called",
+        'Remote-Party-ID: "Wang" <sip:13700002222@192.0.2.10>;party=calling;screen=yes',
+    )
+    assert caller_id(request) == CallerId("+8613700002222", "Wang", False, "Remote-Party-ID")
+
+
+def test_caller_id_falls_back_to_from() -> None:
+    assert caller_id(invite()) == CallerId("+8613812345678", "Gateway", False, "From")
+
+
+@pytest.mark.parametrize(
+    "privacy",
+    [
+        ("Privacy: id", "P-Asserted-Identity: <sip:13900001111@192.0.2.10>"),
+        ("Privacy: user;critical", "P-Asserted-Identity: <sip:13900001111@192.0.2.10>"),
+        ("Remote-Party-ID: <sip:13900001111@192.0.2.10>;party=calling;privacy=full",),
+    ],
+)
+def test_privacy_keeps_the_number_for_records_but_presents_anonymous(
+    privacy: tuple[str, ...],
+) -> None:
+    caller = caller_id(invite(*privacy))
+    assert caller.number == "+8613900001111"
+    assert caller.restricted
+    assert caller.presentation == "anonymous"
+
+
+def test_anonymous_from_without_identity_is_restricted_and_has_no_number() -> None:
+    request = invite()
+    request.headers.set("From", '"Anonymous" <sip:anonymous@anonymous.invalid>;tag=a1')
+    assert caller_id(request) == CallerId("", "", True, "From")
+
+
+def test_rpid_name_privacy_hides_only_the_name() -> None:
+    caller = caller_id(invite('Remote-Party-ID: "Wang" <sip:13700002222@x.cn>;privacy=name'))
+    assert (caller.number, caller.name, caller.restricted) == ("+8613700002222", "", False)
+
+
+def test_dialled_number_comes_from_the_request_uri_or_to_per_trunk() -> None:
+    request = invite(uri="sip:02150001234@192.0.2.1", to="<sip:+86-10-8888-6666@voip.example.cn>")
+    trunks = Trunks()
+    trunks.configure([GATEWAY, PROVIDER])
+    from_gateway = trunks.inbound_call(request, "192.0.2.10")
+    from_provider = trunks.inbound_call(request, "203.0.113.5")
+    assert from_gateway is not None
+    assert from_provider is not None
+    assert from_gateway.dialled == "+862150001234"
+    assert from_provider.dialled == "+861088886666"
+
+
+def test_trunk_is_matched_by_allow_network_or_host_address() -> None:
+    trunks = Trunks()
+    trunks.configure([GATEWAY, PROVIDER])
+    assert trunks.match("198.51.100.77", invite()) == GATEWAY
+    assert trunks.match("192.0.2.10", invite()) == GATEWAY
+    assert trunks.match("203.0.113.5", invite()) == PROVIDER
+    assert trunks.match("192.0.2.99", invite()) is None
+    assert trunks.match("not-an-address", invite()) is None
+
+
+def test_two_trunks_on_one_address_are_told_apart_by_the_contact_user() -> None:
+    second = Trunk(
+        name="provider-2", mode=TrunkMode.REGISTER, host="203.0.113.5",
+        username="02150009999", password="other-secret", options_interval=0,
+    )  # fmt: skip
+    trunks = Trunks()
+    trunks.configure([PROVIDER, second])
+    assert trunks.match("203.0.113.5", invite(uri="sip:02150009999@192.0.2.1")) == second
+    assert trunks.match("203.0.113.5", invite(uri="sip:02150001234@192.0.2.1")) == PROVIDER
+
+
+def test_inbound_call_names_trunk_caller_and_dialled_number_and_counts_it() -> None:
+    trunks = Trunks()
+    trunks.configure([GATEWAY])
+    call = trunks.inbound_call(invite(), "198.51.100.77")
+    assert call is not None
+    assert (call.trunk, call.dialled, call.call_id) == ("gateway", "4008001234", "trunk-call-1")
+    assert call.caller.number == "+8613812345678"
+    assert trunks.status()[0]["calls_in"] == 1
+    assert trunks.inbound_call(invite(), "192.0.2.99") is None
+
+
+def test_without_trunks_there_is_no_outbound_route() -> None:
+    with pytest.raises(NoRoute, match="no trunk is configured"):
+        Trunks().route()
+    trunks = Trunks()
+    trunks.configure([GATEWAY])
+    with pytest.raises(NoRoute, match="no trunk named 'nowhere'"):
+        trunks.route("nowhere")
+    assert trunks.route() == GATEWAY
+
+
+def test_an_unregistered_trunk_is_no_route_until_it_registers() -> None:
+    trunks = Trunks()
+    trunks.configure([PROVIDER])
+    with pytest.raises(NoRoute, match="unregistered or down"):
+        trunks.route()
+    assert trunks.route("provider") == PROVIDER
+
+
+@pytest.mark.parametrize("algorithm", ["MD5", "SHA-256"])
+@pytest.mark.parametrize(
+    ("status", "header"), [(401, "WWW-Authenticate"), (407, "Proxy-Authenticate")]
+)
+def test_a_trunks_challenge_is_answered_with_credentials_the_challenger_accepts(
+    algorithm: str, status: int, header: str
+) -> None:
+    challenger = DigestChallenger(
+        "voip.example.cn", {"02150001234": "provider-secret"}.get, algorithms=(algorithm,)
+    )
+    trunks = Trunks()
+    trunks.configure([PROVIDER])
+    request = invite()
+    refusal = request.response(status, "Challenge")
+    refusal.headers.add(header, challenger.challenges()[0])
+    answered = trunks.authorize("provider", request, refusal)
+    assert answered is not None
+    # RFC 3261 22.2: a new transaction of the same call: CSeq up by one, a new branch.
+    assert (answered.call_id, answered.cseq.number) == (request.call_id, 2)
+    assert answered.top_via.branch != request.top_via.branch
+    credentials = "Authorization" if status == 401 else "Proxy-Authorization"
+    assert challenger.verify(answered, credentials).verdict is Verdict.OK
+
+
+def test_kept_credentials_answer_again_with_the_next_nonce_count() -> None:
+    challenger = DigestChallenger("voip.example.cn", {"u": "secret"}.get, algorithms=("MD5",))
+    refusal = invite().response(401, "Unauthorized")
+    refusal.headers.add("WWW-Authenticate", challenger.challenges()[0])
+    credentials = ClientCredentials("u", "secret")
+    assert credentials.take(invite(), refusal)
+    first, second = credentials.apply(invite()), credentials.apply(invite())
+    assert "nc=00000001" in (first.headers.get("Authorization") or "")
+    assert challenger.verify(first).verdict is Verdict.OK
+    assert challenger.verify(second).verdict is Verdict.OK  # nc 2: not a replay
+
+
+def test_a_second_challenge_for_the_nonce_already_answered_means_wrong_password() -> None:
+    challenger = DigestChallenger("voip.example.cn", {"u": "right"}.get, algorithms=("MD5",))
+    challenge = challenger.challenges()[0]
+    refusal = invite().response(401, "Unauthorized")
+    refusal.headers.add("WWW-Authenticate", challenge)
+    credentials = ClientCredentials("u", "wrong")
+    assert credentials.take(invite(), refusal)
+    answered = credentials.apply(invite())
+    assert not credentials.take(answered, refusal)
+    stale = invite().response(401, "Unauthorized")
+    stale.headers.add("WWW-Authenticate", challenge + ", stale=true")
+    assert credentials.take(answered, stale)
+
+
+def test_the_first_supported_challenge_of_a_realm_is_the_one_answered() -> None:
+    refusal = invite().response(401, "Unauthorized")
+    refusal.headers.add("WWW-Authenticate", 'Digest realm="r", nonce="a", algorithm=SHA-512-256')
+    refusal.headers.add("WWW-Authenticate", 'Digest realm="r", nonce="b", algorithm=SHA-256')
+    refusal.headers.add("WWW-Authenticate", 'Digest realm="r", nonce="c", algorithm=MD5')
+    credentials = ClientCredentials("u", "p")
+    assert credentials.take(invite(), refusal)
+    (value,) = credentials.apply(invite()).headers.lines("Authorization")
+    assert 'nonce="b"' in value
+    assert "algorithm=SHA-256" in value
+
+
+def test_challenges_without_credentials_or_digest_are_not_answered() -> None:
+    refusal = invite().response(401, "Unauthorized")
+    refusal.headers.add("WWW-Authenticate", 'Basic realm="x"')
+    assert not ClientCredentials("u", "p").take(invite(), refusal)
+    refusal.headers.add("WWW-Authenticate", 'Digest realm="x", nonce="n"')
+    assert not ClientCredentials("", "").take(invite(), refusal)
+
+
+@pytest.mark.parametrize(
+    ("yaml", "message"),
+    [
+        ("region: XX", "trunks[0].region: is not a region libphonenumber knows: 'XX'"),
+        ("dialled_from: from", "trunks[0].dialled_from: must be one of 'request_uri', 'to'"),
+        ("options_interval: -1", "trunks[0].options_interval: must be between 0 and 3600"),
+        ("register_expires: 30", "trunks[0].register_expires: must be between 60 and 86400"),
+        ("caller_id: abc", "trunks[0].caller_id: must be a phone number"),
+        ('password: "a\\tb"', "trunks[0].password: must be printable text"),
+    ],
+)
+def test_bad_trunk_settings_name_the_key(yaml: str, message: str) -> None:
+    document = (
+        "trunks:\n  - name: gw\n    mode: ip\n    host: 192.0.2.10\n"
+        f"    allow: [192.0.2.10]\n    {yaml}\n"
+    )
+    with pytest.raises(ConfigError) as error:
+        load_document(document, "trunks.yaml")
+    assert message in str(error.value)
+
+
+@pytest.fixture
+async def stack_with_trunks() -> AsyncIterator[tuple[SipStack, Trunks]]:
+    trunks = Trunks()
+    stack = SipStack(trunks=trunks)
+    await stack.start("127.0.0.1", 0)
+    yield stack, trunks
+    await stack.close()
+
+
+async def test_outbound_invite_names_the_number_at_the_trunk_with_caller_id_and_its_codecs(
+    stack_with_trunks: tuple[SipStack, Trunks],
+) -> None:
+    stack, trunks = stack_with_trunks
+    udp_gateway = Trunk(
+        name="provider", mode=TrunkMode.IP, host="127.0.0.1", port=5090, transport=Transport.UDP,
+        allow=["127.0.0.1"], caller_id="02150001234", codecs=[Codec.G729, Codec.PCMA],
+        options_interval=0,
+    )  # fmt: skip
+    trunks.configure([udp_gateway])
+    outbound = await trunks.outbound_invite("013812345678", ("127.0.0.1", 30000))
+    request = outbound.request
+    assert str(request.uri) == "sip:013812345678@127.0.0.1:5090"
+    assert request.from_.uri.user == "02150001234"
+    assert request.from_.tag
+    assert request.headers.get("P-Asserted-Identity") == "<sip:02150001234@127.0.0.1>"
+    assert stack.transport is not None
+    contact = request.headers.get("Contact")
+    assert contact == f"<sip:02150001234@127.0.0.1:{stack.transport.udp_address[1]}>"
+    offer = parse_sdp(request.body)
+    assert [c.name for c in offer.media[0].codecs] == ["G729", "PCMA", "telephone-event"]
+    assert outbound.flow.remote == ("127.0.0.1", 5090)
+    again = parse_message(request.to_bytes())
+    assert isinstance(again, Request)
+    challenge = DigestChallenger("p", {"u": "s"}.get, algorithms=("MD5",)).challenges()[0]
+    refusal: Response = request.response(407, "Proxy Authentication Required")
+    refusal.headers.add("Proxy-Authenticate", challenge)
+    assert trunks.authorize("provider", request, refusal) is None  # no credentials configured
