@@ -34,6 +34,7 @@ import contextlib
 import ipaddress
 import logging
 import random
+import re
 import secrets
 import socket
 import ssl
@@ -65,6 +66,9 @@ log = logging.getLogger(__name__)
 USER_AGENT = f"Callbox/{__version__}"
 
 SendRequest = Callable[[Request, Flow], ClientTransaction]
+
+_DIALLABLE = re.compile(r"\+?[0-9*]{1,32}")
+"""What may go into a Request-URI's user part as a number (no escaping needed)."""
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -243,6 +247,7 @@ class TrunkState:
     registration_reason: str = ""
     expires_at: float | None = None
     failures: int = 0
+    successes: int = 0
     retry_at: float | None = None
     reachability: Reachability | None = None
     reachability_reason: str = ""
@@ -268,6 +273,12 @@ class TrunkState:
     def trusts(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
         """True when ``address`` is one the trunk calls from."""
         return any(address in network for network in self.networks)
+
+    def trust(self, address: str) -> None:
+        """Trust ``address`` (where the trunk's host name resolved to) too."""
+        ip = ipaddress.ip_address(address)
+        if not self.trusts(ip):
+            self.networks.append(ipaddress.ip_network(ip))
 
     def next_cseq(self) -> int:
         """The next CSeq of the registration's Call-ID."""
@@ -433,7 +444,7 @@ class Trunks:
             future.set_result(None)
         return True
 
-    async def _ask(self, request: Request, flow: Flow) -> Response | None:
+    async def ask(self, request: Request, flow: Flow) -> Response | None:
         """Send ``request`` in a client transaction: its final response, None on timeout."""
         assert self._send is not None
         future: asyncio.Future[Response | None] = asyncio.get_running_loop().create_future()
@@ -443,6 +454,13 @@ class Trunks:
             return await future
         finally:
             del self._pending[transaction]
+
+    async def _flow(self, state: TrunkState) -> Flow:
+        """A flow to the trunk; the address its host resolved to is trusted from then on."""
+        assert self.link is not None
+        flow = await self.link.flow(state.trunk)
+        state.trust(flow.remote[0])
+        return flow
 
     # Registration
 
@@ -462,6 +480,7 @@ class Trunks:
                 self._set_registration(state, RegistrationState.FAILED, str(error))
             else:
                 state.failures = 0
+                state.successes += 1
                 state.retry_at = None
                 state.expires_at = self.now() + granted
                 self._set_registration(state, RegistrationState.REGISTERED, f"granted {granted} s")
@@ -471,15 +490,14 @@ class Trunks:
 
     async def _register_once(self, state: TrunkState, expires: int) -> int:
         """One REGISTER exchange, challenges and 423 included; returns the granted expiry."""
-        assert self.link is not None
         trunk = state.trunk
-        flow = await self.link.flow(trunk)
+        flow = await self._flow(state)
         contact = self._registration_contact(state, flow)
         request = self._register_request(state, flow, contact, expires)
         if state.credentials.challenged:
             state.credentials.apply(request)
         for _ in range(4):
-            response = await self._ask(request, flow)
+            response = await self.ask(request, flow)
             if response is None:
                 raise RegistrationFailed(f"no answer from {_host_port(*flow.remote)}")
             status = response.status
@@ -515,12 +533,7 @@ class Trunks:
     ) -> Request:
         trunk = state.trunk
         aor = f"<sip:{trunk.username}@{trunk.sip_domain}>"
-        uri = Uri(
-            "sip",
-            trunk.sip_domain,
-            port=None if trunk.domain else _port(trunk),
-            params=_uri_params(trunk),
-        )
+        uri = trunk_uri(trunk)
         request = self._request(
             "REGISTER",
             uri,
@@ -577,13 +590,8 @@ class Trunks:
     async def _ping(self, state: TrunkState) -> Response | None:
         assert self.link is not None
         trunk = state.trunk
-        flow = await self.link.flow(trunk)
-        uri = Uri(
-            "sip",
-            trunk.sip_domain,
-            port=None if trunk.domain else _port(trunk),
-            params=_uri_params(trunk),
-        )
+        flow = await self._flow(state)
+        uri = trunk_uri(trunk)
         host, port = self.link.sent_by(flow)
         request = self._request(
             "OPTIONS",
@@ -595,7 +603,7 @@ class Trunks:
             cseq=1,
         )
         request.headers.add("Accept", "application/sdp")
-        return await self._ask(request, flow)
+        return await self.ask(request, flow)
 
     # Inbound
 
@@ -672,15 +680,16 @@ class Trunks:
         ``caller_id``, else its username. Send it with a client transaction
         over the returned flow; answer a 401/407 with ``authorize``.
         """
+        for what, value in (("dialled number", dialled), ("caller", caller)):
+            if value is not None and not _DIALLABLE.fullmatch(value):
+                raise TrunkError(f"the {what} must be digits with an optional '+', got {value!r}")
         chosen = self.route(trunk)
         state = self.states[chosen.name]
         assert self.link is not None
-        flow = await self.link.flow(chosen)
+        flow = await self._flow(state)
         number = caller or chosen.caller_id or chosen.username or "callbox"
-        domain = chosen.sip_domain
-        port = None if chosen.domain else _port(chosen)
-        uri = Uri("sip", domain, dialled, port=port, params=_uri_params(chosen))
-        identity = f"<sip:{number}@{domain}>"
+        uri = trunk_uri(chosen, dialled)
+        identity = f"<sip:{number}@{chosen.sip_domain}>"
         request = self._request(
             "INVITE",
             uri,
@@ -728,6 +737,7 @@ class Trunks:
                     if state.expires_at is None
                     else max(0, round(state.expires_at - now)),
                     "failures": state.failures,
+                    "successes": state.successes,
                     "retry_in": None
                     if state.retry_at is None
                     else max(0, round(state.retry_at - now)),
@@ -760,6 +770,12 @@ def trunk_codecs(trunk: Trunk) -> tuple[Any, ...]:
     """The SDP codecs for the trunk's configured list, in its order."""
     by_name = {c.name.lower(): c for c in DEFAULT_PREFERENCE}
     return tuple(by_name[c.value.lower()] for c in trunk.codecs)
+
+
+def trunk_uri(trunk: Trunk, user: str | None = None) -> Uri:
+    """A URI at the trunk: its domain, else its host and port (a non-default one)."""
+    port = None if trunk.domain else _port(trunk)
+    return Uri("sip", trunk.sip_domain, user, port=port, params=_uri_params(trunk))
 
 
 def _port(trunk: Trunk) -> int | None:

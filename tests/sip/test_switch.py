@@ -316,3 +316,51 @@ def test_invite_from_an_unknown_address_is_refused_and_repeated_ones_are_banned(
         # The trunk's own address is still served.
         served = sipp(switch, "invite_480.xml", local="127.0.0.1")
         assert served.returncode == 0, served.stdout[-2000:] + served.stderr
+
+
+def test_trunk_imported_while_running_registers_shows_in_status_and_unregisters_at_stop(
+    tmp_path: Path,
+) -> None:
+    provider_port = free_port()
+    provider = subprocess.Popen(
+        ["sipp", "-sf", str(SCENARIOS / "provider_register.xml"), "-set", "grant", "60",
+         "-i", "127.0.0.1",
+         "-p", str(provider_port), "-m", "1", "-nostdin", "-timeout", "60", "-timeout_error",
+         "-trace_err"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        with running_switch(tmp_path) as switch:
+            config = tmp_path / "with-provider.yaml"
+            config.write_text(
+                "trunks:\n"
+                f"  - {{name: provider, mode: register, host: 127.0.0.1, port: {provider_port},"
+                " domain: provider.test, username: trunk-user, password: trunk-secret,"
+                " options_interval: 0}\n"
+                f'extensions:\n  - number: "1001"\n    password: {PASSWORD}\n'
+            )
+            imported = subprocess.run(
+                [sys.executable, "-m", "appliance", "config", "import", str(config)],
+                env=switch.env, capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            assert imported.returncode == 0, imported.stderr
+            # The switch re-reads trunks every 10 s.
+            deadline = time.monotonic() + 60
+            while True:
+                trunks = status_json(switch.env)["trunks"]
+                registration = trunks[0]["registration"] if trunks else None
+                if registration is not None and registration["state"] == "registered":
+                    break
+                assert time.monotonic() < deadline, trunks
+                time.sleep(0.2)
+            assert [t["name"] for t in trunks] == ["provider"]  # the gateway went
+            human = callbox_status(switch.env).stdout
+            assert "trunk         provider (register, udp 127.0.0.1:" in human
+            assert "registration registered, expires in" in human
+        # Stopping the switch sent Expires: 0, the scenario's last step.
+        out, _ = provider.communicate(timeout=60)
+        assert provider.returncode == 0, out[-3000:]
+    finally:
+        if provider.poll() is None:
+            provider.kill()
+            provider.communicate()

@@ -14,7 +14,7 @@ from appliance.sip.auth import ClientCredentials, DigestChallenger, Verdict
 from appliance.sip.identity import CallerId, caller_id
 from appliance.sip.message import Request, Response, parse_message
 from appliance.sip.sdp import parse_sdp
-from appliance.sip.trunk import NoRoute, Trunks
+from appliance.sip.trunk import NoRoute, TrunkError, Trunks
 from appliance.sip.ua import SipStack
 
 GATEWAY = Trunk(
@@ -289,6 +289,8 @@ async def test_outbound_invite_names_the_number_at_the_trunk_with_caller_id_and_
         options_interval=0,
     )  # fmt: skip
     trunks.configure([udp_gateway])
+    with pytest.raises(TrunkError, match="the dialled number must be digits"):
+        await trunks.outbound_invite("1000@evil.example", ("127.0.0.1", 30000))
     outbound = await trunks.outbound_invite("013812345678", ("127.0.0.1", 30000))
     request = outbound.request
     assert str(request.uri) == "sip:013812345678@127.0.0.1:5090"

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from appliance.config.records import Extension, Transport, Trunk, TrunkMode
+from appliance.config.records import Codec, Extension, Transport, Trunk, TrunkMode
 from appliance.sip.registrar import Registrar
 from appliance.sip.transaction import Timers
 from appliance.sip.trunk import (
-    RegistrationState,
     TrunkEvent,
     Trunks,
     TrunkTimers,
@@ -28,8 +27,6 @@ WAIT = 30.0
 # T1 of 50 ms: a request nobody answers times out after 64*T1 = 3.2 s.
 FAST = Timers(t1=0.05, t2=0.4, t4=0.5)
 FAST_RETRY = TrunkTimers(retry_min=0.2, retry_max=1.0, stop_wait=5.0)
-
-REGISTERED = RegistrationState.REGISTERED
 
 pytestmark = pytest.mark.slow
 
@@ -77,15 +74,15 @@ async def switch_with(*trunks: Trunk) -> AsyncIterator[Switch]:
 
 @contextlib.asynccontextmanager
 async def sipp_uas(
-    scenario: str, port: int, tmp_path: Path, *transport: str
+    scenario: str, port: int, tmp_path: Path, *options: str
 ) -> AsyncIterator[asyncio.subprocess.Process]:
     process = await asyncio.create_subprocess_exec(
-        "sipp", "-sf", str(SCENARIOS / scenario), *transport, "-i", "127.0.0.1",
+        "sipp", "-sf", str(SCENARIOS / scenario), *options, "-i", "127.0.0.1",
         "-p", str(port), "-m", "1", "-nostdin", "-timeout", "30", "-timeout_error",
         "-trace_err", "-trace_logs",
         cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
-    kind = socket.SOCK_STREAM if transport else socket.SOCK_DGRAM
+    kind = socket.SOCK_STREAM if "-t" in options else socket.SOCK_DGRAM
     try:
         await bound(port, kind)
         yield process
@@ -150,15 +147,16 @@ async def test_trunk_registers_with_digest_refreshes_at_half_expiry_and_unregist
 ) -> None:
     port = free_port()
     async with (
-        sipp_uas("provider_register.xml", port, tmp_path, *sipp_transport) as sipp,
+        sipp_uas(
+            "provider_register.xml", port, tmp_path, *sipp_transport, "-set", "grant", "4"
+        ) as sipp,
         switch_with(provider(port, transport)) as switch,
     ):
         registered = await switch.until("provider", "registration", "registered")
         assert registered.reason == "granted 4 s"
         state = switch.trunks.states["provider"]
-        first_cseq = state.cseq
         # The refresh comes at about half the 4 s grant; SIPp checks its credentials.
-        await eventually(lambda: state.cseq > first_cseq and state.registration is REGISTERED)
+        await eventually(lambda: state.successes >= 2)
         await switch.trunks.stop()
         await finished(sipp, tmp_path)
     assert switch.states("registration") == ["registering", "registered", "unregistered"]
@@ -269,3 +267,28 @@ async def test_options_monitor_sees_the_trunk_up_then_down_when_it_stops_answeri
         status = switch.trunks.status()[0]
         assert status["options"]["state"] == "down"
         assert status["last_change_reason"] == "options down: no answer to OPTIONS (2 in a row)"
+
+
+async def test_outbound_invite_offers_the_trunks_codecs_and_answers_its_challenge(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    carrier = Trunk(
+        name="carrier", mode=TrunkMode.IP, host="127.0.0.1", port=port, allow=["127.0.0.1"],
+        username="trunk-user", password="trunk-secret", caller_id="02150001234",
+        codecs=[Codec.G729, Codec.PCMA], options_interval=0,
+    )  # fmt: skip
+    async with (
+        sipp_uas("trunk_invite_401.xml", port, tmp_path) as sipp,
+        switch_with(carrier) as switch,
+    ):
+        outbound = await switch.trunks.outbound_invite("013812345678", ("127.0.0.1", 30000))
+        challenged = await switch.trunks.ask(outbound.request, outbound.flow)
+        assert challenged is not None
+        assert challenged.status == 401
+        retry = switch.trunks.authorize("carrier", outbound.request, challenged)
+        assert retry is not None
+        final = await switch.trunks.ask(retry, outbound.flow)
+        assert final is not None
+        assert (final.status, final.reason) == (486, "Busy Here")  # SIPp took the credentials
+        await finished(sipp, tmp_path)
