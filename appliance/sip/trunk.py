@@ -4,7 +4,7 @@ A trunk (``config.records.Trunk``) is a provider or an E1/FXO gateway. The
 switch keeps one ``TrunkState`` per configured trunk inside ``Trunks``:
 
 - **Outbound registration** (RFC 3261 10.2) for ``mode: register``: a
-  REGISTER answering 401/407 with the trunk's credentials (``Challenges``:
+  REGISTER answering 401/407 with the trunk's credentials (``ClientCredentials``:
   MD5 or SHA-256, ``qop=auth``), refreshed at half the granted expiry, 423
   answered with the ``Min-Expires`` asked for, failures and timeouts retried
   with exponential back-off (RFC 5626 4.5's 30 s base, 1800 s cap), and
@@ -257,14 +257,16 @@ class TrunkState:
     calls_in: int = 0
     calls_out: int = 0
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    registered_flow: Flow | None = None
     credentials: ClientCredentials = field(init=False)
     call_id: str = field(default_factory=lambda: f"{secrets.token_hex(12)}@callbox")
     from_tag: str = field(default_factory=lambda: secrets.token_hex(6))
     cseq: int = 0
+    expires_wanted: int = field(init=False)
+    """The expiry REGISTERs ask for: ``register_expires``, or a provider's Min-Expires."""
 
     def __post_init__(self) -> None:
         self.credentials = ClientCredentials(self.trunk.username, self.trunk.password)
+        self.expires_wanted = self.trunk.register_expires
         if self.trunk.mode is TrunkMode.REGISTER:
             self.registration = RegistrationState.IDLE
         if self.trunk.options_interval:
@@ -465,13 +467,12 @@ class Trunks:
     # Registration
 
     async def _keep_registered(self, state: TrunkState) -> None:
-        expires = state.trunk.register_expires
         while True:
             if state.registration is RegistrationState.IDLE:
                 # Later attempts keep the state they left (registered or failed) until answered.
                 self._set_registration(state, RegistrationState.REGISTERING, "sending REGISTER")
             try:
-                granted = await self._register_once(state, expires)
+                granted = await self._register_once(state, state.expires_wanted)
             except (RegistrationFailed, TrunkUnreachable) as error:
                 state.failures += 1
                 asked = error.retry_after if isinstance(error, RegistrationFailed) else 0.0
@@ -502,7 +503,6 @@ class Trunks:
                 raise RegistrationFailed(f"no answer from {_host_port(*flow.remote)}")
             status = response.status
             if 200 <= status < 300:
-                state.registered_flow = flow
                 return _granted(response, contact, expires)
             if status in (401, 407):
                 if not state.credentials.take(request, response):
@@ -514,7 +514,7 @@ class Trunks:
                 if minimum is None or minimum <= expires:
                     raise RegistrationFailed(f"423 {response.reason} without a usable Min-Expires")
                 log.info("trunk %s asks for at least %d s (423)", trunk.name, minimum)
-                expires = minimum
+                expires = state.expires_wanted = minimum  # refreshes ask for it too
                 request = next_request(request, state.next_cseq())
                 request.headers.set("Expires", str(expires))
                 continue
@@ -525,8 +525,7 @@ class Trunks:
     def _registration_contact(self, state: TrunkState, flow: Flow) -> Uri:
         assert self.link is not None
         host, port = self.link.sent_by(flow)
-        params = () if flow.transport == "UDP" else (("transport", flow.transport.lower()),)
-        return Uri("sip", host, state.trunk.username, port=port, params=params)
+        return Uri("sip", host, state.trunk.username, port=port, params=_uri_params(state.trunk))
 
     def _register_request(
         self, state: TrunkState, flow: Flow, contact: Uri, expires: int

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from collections.abc import AsyncIterator
 
 import pytest
 
 from appliance.config import load_document
-from appliance.config.records import Codec, DialledFrom, Transport, Trunk, TrunkMode
+from appliance.config.records import Codec, DialledFrom, Extension, Transport, Trunk, TrunkMode
 from appliance.numbers import normalise_number
 from appliance.schema import ConfigError
-from appliance.sip.auth import ClientCredentials, DigestChallenger, Verdict
+from appliance.settings import SecuritySettings
+from appliance.sip.auth import ClientCredentials, DigestChallenger, Verdict, authorization
 from appliance.sip.identity import CallerId, caller_id
 from appliance.sip.message import Request, Response, parse_message
+from appliance.sip.registrar import Registrar
 from appliance.sip.sdp import parse_sdp
+from appliance.sip.security import SourceGuard
 from appliance.sip.trunk import NoRoute, TrunkError, Trunks
 from appliance.sip.ua import SipStack
+from tests.sip.test_security import request
 
 GATEWAY = Trunk(
     name="gateway", mode=TrunkMode.IP, host="192.0.2.10", allow=["198.51.100.0/24"],
@@ -309,3 +315,71 @@ async def test_outbound_invite_names_the_number_at_the_trunk_with_caller_id_and_
     refusal: Response = request.response(407, "Proxy Authentication Required")
     refusal.headers.add("Proxy-Authenticate", challenge)
     assert trunks.authorize("provider", request, refusal) is None  # no credentials configured
+
+
+async def final_response(sock: socket.socket, data: bytes, target: tuple[str, int]) -> Response:
+    """Send ``data`` and read responses until the final one."""
+    sock.sendto(data, target)
+    while True:
+        reply = await asyncio.wait_for(asyncio.get_running_loop().sock_recv(sock, 65535), 10)
+        response = parse_message(reply)
+        assert isinstance(response, Response)
+        if response.status >= 200:
+            return response
+
+
+async def test_only_trunks_and_registered_phones_may_send_requests_other_than_options() -> None:
+    guard = SourceGuard(SecuritySettings(slow_after=100, ban_after=2))
+    phone = Extension(number="1001", password="phone-1001-secret")
+    trunks = Trunks()
+    stack = SipStack(
+        registrar=Registrar("callbox", {"1001": phone}.get), guard=guard, trunks=trunks
+    )
+    await stack.start("127.0.0.1", 0)
+    trunks.configure(
+        [
+            Trunk(
+                name="gw",
+                mode=TrunkMode.IP,
+                host="127.0.0.1",
+                allow=["127.0.0.1/32"],
+                options_interval=0,
+            )
+        ]
+    )
+    assert stack.transport is not None
+    target = stack.transport.udp_address
+    made = []
+    for host in ("127.0.0.1", "127.0.0.2", "127.0.0.3"):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind((host, 0))
+        sock.setblocking(False)
+        made.append(sock)
+    gateway, desk_phone, stranger = made
+    try:
+        assert (await final_response(gateway, request("INVITE", gateway, 1), target)).status == 480
+        assert trunks.status()[0]["calls_in"] == 1
+        # The phone registers (401, then its credentials), then may call.
+        challenge = await final_response(desk_phone, request("REGISTER", desk_phone, 1), target)
+        credentials = authorization(
+            challenge.headers.values("WWW-Authenticate")[0], method="REGISTER",
+            uri="sip:1001@callbox", username="1001", password="phone-1001-secret",
+        )  # fmt: skip
+        registered = request("REGISTER", desk_phone, 2, f"Authorization: {credentials}")
+        assert (await final_response(desk_phone, registered, target)).status == 200
+        assert (
+            await final_response(desk_phone, request("INVITE", desk_phone, 3), target)
+        ).status == 480
+        # A stranger may ask OPTIONS; its INVITE and MESSAGE are refused and count as failures.
+        assert (
+            await final_response(stranger, request("OPTIONS", stranger, 1), target)
+        ).status == 200
+        for cseq, method in enumerate(("INVITE", "MESSAGE"), 2):
+            refused = await final_response(stranger, request(method, stranger, cseq), target)
+            assert (refused.status, refused.reason) == (403, "Forbidden")
+        assert list(guard.bans()) == ["127.0.0.3"]
+        assert trunks.status()[0]["calls_in"] == 1
+    finally:
+        for sock in made:
+            sock.close()
+        await stack.close()

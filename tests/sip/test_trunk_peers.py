@@ -173,6 +173,7 @@ async def test_trunk_answers_423_with_the_min_expires_the_provider_asks_for(tmp_
         assert registered.reason == "granted 120 s"
         status = switch.trunks.status()[0]["registration"]
         assert 100 < status["expires_in"] <= 120
+        assert switch.trunks.states["provider"].expires_wanted == 120  # refreshes ask for 120 s
         await switch.trunks.stop()
         await finished(sipp, tmp_path)
 
