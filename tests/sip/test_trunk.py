@@ -7,6 +7,8 @@ import socket
 from collections.abc import AsyncIterator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from appliance.config import load_document
 from appliance.config.records import Codec, DialledFrom, Extension, Transport, Trunk, TrunkMode
@@ -383,3 +385,30 @@ async def test_only_trunks_and_registered_phones_may_send_requests_other_than_op
         for sock in made:
             sock.close()
         await stack.close()
+
+
+HEADER_TEXT = st.text(
+    st.characters(blacklist_characters="\r\n\x00", blacklist_categories=["Cs"]), max_size=80
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(pai=HEADER_TEXT, rpid=HEADER_TEXT, privacy=HEADER_TEXT)
+def test_caller_id_never_fails_on_whatever_identity_headers_a_peer_sends(
+    pai: str, rpid: str, privacy: str
+) -> None:
+    request = invite()
+    for name, value in (
+        ("P-Asserted-Identity", pai),
+        ("Remote-Party-ID", rpid),
+        ("Privacy", privacy),
+    ):
+        request.headers.add(name, value)
+    caller = caller_id(request)
+    assert isinstance(caller.number, str)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=HEADER_TEXT, region=st.sampled_from(["CN", "HK", "US", "GB"]))
+def test_number_normalisation_never_fails(text: str, region: str) -> None:
+    assert isinstance(normalise_number(text, region), str)
