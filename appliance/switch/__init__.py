@@ -12,6 +12,7 @@ from aiohttp import web
 from appliance.config import open_store
 from appliance.service import claim_unix_socket, run_until_signalled
 from appliance.settings import Settings
+from appliance.store import StoreError
 from appliance.switch.control import control_app
 from appliance.switch.service import Switch
 
@@ -24,7 +25,11 @@ TRUNK_RELOAD_S = 10.0
 async def _reload_trunks(switch: Switch) -> None:
     while True:
         await asyncio.sleep(TRUNK_RELOAD_S)
-        await switch.load_trunks()
+        try:
+            await switch.load_trunks()
+        except StoreError as error:
+            # The live trunks stay as they are; the next reload tries again.
+            log.error("cannot re-read the trunks: %s", error)
 
 
 async def serve(settings: Settings) -> None:
