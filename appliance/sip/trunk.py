@@ -200,7 +200,10 @@ class TrunkLink:
             pass
         loop = asyncio.get_running_loop()
         try:
-            infos = await loop.getaddrinfo(trunk.host, trunk.port, type=socket.SOCK_DGRAM)
+            # IPv4 only, as the transport is (docs/decisions.md).
+            infos = await loop.getaddrinfo(
+                trunk.host, trunk.port, family=socket.AF_INET, type=socket.SOCK_DGRAM
+            )
         except OSError as error:
             raise TrunkUnreachable(f"cannot resolve {trunk.host}: {error}") from None
         return str(infos[0][4][0]), trunk.port

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from appliance.config.records import Codec, Extension, Transport, Trunk, TrunkMode
+from appliance.sip.message import Request, parse_message
 from appliance.sip.registrar import Registrar
 from appliance.sip.transaction import Timers
 from appliance.sip.trunk import (
@@ -207,6 +208,26 @@ async def test_trunk_registers_with_sha256_digest_to_a_registrar() -> None:
             assert binding.contact.uri.user == "80001234"
             await switch.trunks.stop()
             assert registrar.contacts("80001234") == []
+
+
+async def test_a_trunk_named_by_host_name_registers_and_its_address_becomes_trusted() -> None:
+    registrar = number_owner("provider-secret")
+    async with provider_stack(registrar) as far:
+        assert far.transport is not None
+        trunk = provider(
+            far.transport.udp_address[1], host="localhost", domain="",
+            username="80001234", password="provider-secret",
+        )  # fmt: skip
+        async with switch_with(trunk) as switch:
+            await switch.until("provider", "registration", "registered")
+            invite = parse_message(
+                b"INVITE sip:80001234@127.0.0.1 SIP/2.0\r\n"
+                b"Via: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bKx\r\n"
+                b"Max-Forwards: 70\r\nFrom: <sip:1@x>;tag=a\r\nTo: <sip:80001234@127.0.0.1>\r\n"
+                b"Call-ID: c\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+            )
+            assert isinstance(invite, Request)
+            assert switch.trunks.match("127.0.0.1", invite) == trunk
 
 
 async def test_wrong_password_fails_and_backs_off_with_the_state_visible() -> None:
