@@ -264,6 +264,10 @@ class TrunkState:
     call_id: str = field(default_factory=lambda: f"{secrets.token_hex(12)}@callbox")
     from_tag: str = field(default_factory=lambda: secrets.token_hex(6))
     cseq: int = 0
+    public_address: tuple[str, int] | None = None
+    """Where a provider saw our REGISTERs come from, when that is not our address (NAT)."""
+    contact: str = ""
+    """The Contact last registered."""
     expires_wanted: int = field(init=False)
     """The expiry REGISTERs ask for: ``register_expires``, or a provider's Min-Expires."""
 
@@ -500,12 +504,22 @@ class Trunks:
         request = self._register_request(state, flow, contact, expires)
         if state.credentials.challenged:
             state.credentials.apply(request)
-        for _ in range(4):
+        for _ in range(5):
             response = await self.ask(request, flow)
             if response is None:
                 raise RegistrationFailed(f"no answer from {_host_port(*flow.remote)}")
             status = response.status
             if 200 <= status < 300:
+                public = _seen_at(response, flow)
+                if expires and public is not None and public != (contact.host, contact.port):
+                    # Behind NAT (RFC 3581): calls must come to where the provider saw us.
+                    log.info("trunk %s sees us at %s: registering that", trunk.name, public)
+                    state.public_address = public
+                    old, contact = contact, self._registration_contact(state, flow)
+                    request = state.credentials.apply(next_request(request, state.next_cseq()))
+                    request.headers.set("Contact", f"<{old}>;expires=0, <{contact}>")
+                    continue
+                state.contact = str(contact)
                 return _granted(response, contact, expires)
             if status in (401, 407):
                 if not state.credentials.take(request, response):
@@ -528,6 +542,8 @@ class Trunks:
     def _registration_contact(self, state: TrunkState, flow: Flow) -> Uri:
         assert self.link is not None
         host, port = self.link.sent_by(flow)
+        if flow.transport == "UDP" and state.public_address is not None:
+            host, port = state.public_address
         return Uri("sip", host, state.trunk.username, port=port, params=_uri_params(state.trunk))
 
     def _register_request(
@@ -740,6 +756,7 @@ class Trunks:
                     else max(0, round(state.expires_at - now)),
                     "failures": state.failures,
                     "successes": state.successes,
+                    "contact": state.contact,
                     "retry_in": None
                     if state.retry_at is None
                     else max(0, round(state.retry_at - now)),
@@ -816,6 +833,17 @@ def _granted(response: Response, contact: Uri, requested: int) -> int:
 def _dialled_uri(request: Request, trunk: Trunk) -> Uri:
     """Where the trunk names the dialled number: the Request-URI or the To."""
     return request.uri if trunk.dialled_from is DialledFrom.REQUEST_URI else request.to.uri
+
+
+def _seen_at(response: Response, flow: Flow) -> tuple[str, int] | None:
+    """Where the registrar saw our UDP request come from (RFC 3581 received, rport)."""
+    if flow.transport != "UDP":
+        return None  # a connection is reused for calls; the Contact's address does not matter
+    via = response.top_via
+    rport = via.rport
+    if via.received is None or not isinstance(rport, int) or rport is True:
+        return None
+    return via.received, rport
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:

@@ -314,3 +314,16 @@ async def test_outbound_invite_offers_the_trunks_codecs_and_answers_its_challeng
         assert final is not None
         assert (final.status, final.reason) == (486, "Busy Here")  # SIPp took the credentials
         await finished(sipp, tmp_path)
+
+
+async def test_behind_nat_the_trunk_registers_the_address_the_provider_saw(tmp_path: Path) -> None:
+    port = free_port()
+    async with (
+        sipp_uas("provider_nat.xml", port, tmp_path) as sipp,
+        switch_with(provider(port)) as switch,
+    ):
+        await switch.until("provider", "registration", "registered")
+        status = switch.trunks.status()[0]["registration"]
+        assert status["contact"] == "sip:trunk-user@192.0.2.77:5999"
+        await switch.trunks.stop()
+        await finished(sipp, tmp_path)
