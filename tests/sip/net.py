@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+from dataclasses import dataclass
+from pathlib import Path
 
 
 def free_port() -> int:
@@ -18,3 +20,11 @@ def free_port() -> int:
                     continue
                 return port
     raise RuntimeError("no port free for both UDP and TCP")
+
+
+@dataclass
+class Certificate:
+    """A self-signed certificate for callbox.test and 127.0.0.1, and its key (PEM files)."""
+
+    cert: Path
+    key: Path

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
@@ -25,28 +23,10 @@ from appliance.sip.registrar import (
     RegistrationEvent,
 )
 from appliance.sip.ua import SipStack
+from tests.sip.net import Certificate
 
 WAIT = 20.0
 PASSWORD = "phone-1001-secret"
-
-
-@dataclass
-class Certificate:
-    cert: Path
-    key: Path
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=callbox.test",
-         "-addext", "subjectAltName=DNS:callbox.test,IP:127.0.0.1"],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    return Certificate(cert, key)
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from appliance.sip.trunk import (
     TrunkTimers,
 )
 from appliance.sip.ua import SipStack
-from tests.sip.net import free_port
+from tests.sip.net import Certificate, free_port
 
 SCENARIOS = Path(__file__).parent / "sipp"
 WAIT = 30.0
@@ -327,3 +328,47 @@ async def test_behind_nat_the_trunk_registers_the_address_the_provider_saw(tmp_p
         assert status["contact"] == "sip:trunk-user@192.0.2.77:5999"
         await switch.trunks.stop()
         await finished(sipp, tmp_path)
+
+
+async def test_a_trunk_registers_over_tls_and_checks_the_providers_certificate(
+    certificate: Certificate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The provider's self-signed certificate is the only CA the trunk's default context trusts.
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate.cert))
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(certificate.cert, certificate.key)
+    registrar = number_owner("provider-secret")
+    far = SipStack(registrar=registrar)
+    await far.start("127.0.0.1", 0, tls=server, tls_port=0)
+    try:
+        assert far.transport is not None
+        assert far.transport.tls_address is not None
+        trunk = provider(
+            far.transport.tls_address[1], Transport.TLS, username="80001234",
+            password="provider-secret",
+        )  # fmt: skip
+        async with switch_with(trunk) as switch:
+            await switch.until("provider", "registration", "registered")
+            (binding,) = registrar.contacts("80001234")
+            assert binding.flow.transport == "TLS"
+            assert binding.contact.uri.param("transport") == "tls"
+    finally:
+        await far.close()
+
+
+async def test_a_tls_trunk_refuses_a_certificate_it_cannot_verify(
+    certificate: Certificate,
+) -> None:
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(certificate.cert, certificate.key)
+    far = SipStack(registrar=number_owner("provider-secret"))
+    await far.start("127.0.0.1", 0, tls=server, tls_port=0)
+    try:
+        assert far.transport is not None
+        assert far.transport.tls_address is not None
+        trunk = provider(far.transport.tls_address[1], Transport.TLS)
+        async with switch_with(trunk) as switch:
+            failed = await switch.until("provider", "registration", "failed")
+            assert "certificate verify failed" in failed.reason
+    finally:
+        await far.close()
