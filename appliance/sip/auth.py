@@ -244,7 +244,8 @@ def _nonce(value: str) -> str:
 def _answerable(params: dict[str, str]) -> bool:
     algorithm = _CANONICAL_ALGORITHM.get(params.get("algorithm", "MD5").lower())
     qop = [q.strip(" \t") for q in params.get("qop", "").split(",") if q.strip(" \t")]
-    return algorithm is not None and (not qop or "auth" in qop)
+    complete = "realm" in params and "nonce" in params
+    return complete and algorithm is not None and (not qop or "auth" in qop)
 
 
 class Verdict(enum.Enum):

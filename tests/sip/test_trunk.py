@@ -255,6 +255,13 @@ def test_challenges_without_credentials_or_digest_are_not_answered() -> None:
     assert not ClientCredentials("u", "p").take(invite(), refusal)
     refusal.headers.add("WWW-Authenticate", 'Digest realm="x", nonce="n"')
     assert not ClientCredentials("", "").take(invite(), refusal)
+    for incomplete in (
+        'Digest nonce="n"',
+        'Digest realm="x"',
+        'Digest realm="x", nonce="n", qop="auth-int"',
+    ):
+        refusal.headers.set("WWW-Authenticate", incomplete)
+        assert not ClientCredentials("u", "p").take(invite(), refusal), incomplete
 
 
 @pytest.mark.parametrize(
@@ -412,3 +419,25 @@ def test_caller_id_never_fails_on_whatever_identity_headers_a_peer_sends(
 @given(text=HEADER_TEXT, region=st.sampled_from(["CN", "HK", "US", "GB"]))
 def test_number_normalisation_never_fails(text: str, region: str) -> None:
     assert isinstance(normalise_number(text, region), str)
+
+
+TOKEN = st.text(st.sampled_from('abcMD5SHA-256auth-int,"= \\'), max_size=12)
+DIGEST = st.builds(
+    lambda realm, nonce, algorithm, qop, extra: (
+        f'realm="{realm}", nonce={nonce}, algorithm={algorithm}, qop="{qop}"{extra}'
+    ),
+    TOKEN, TOKEN, st.sampled_from(["MD5", "SHA-256", "md5", "SHA-512-256", "x"]), TOKEN, TOKEN,
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(challenge=HEADER_TEXT, digest=st.one_of(HEADER_TEXT, DIGEST))
+def test_any_challenge_a_peer_sends_is_answered_or_declined_never_an_error(
+    challenge: str, digest: str
+) -> None:
+    refusal = invite().response(407, "Proxy Authentication Required")
+    refusal.headers.add("Proxy-Authenticate", challenge)
+    refusal.headers.add("Proxy-Authenticate", "Digest " + digest)
+    credentials = ClientCredentials("u", "p")
+    if credentials.take(invite(), refusal):
+        assert credentials.apply(invite()).headers.get("Proxy-Authorization")
