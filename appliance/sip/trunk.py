@@ -520,7 +520,11 @@ class Trunks:
                     request.headers.set("Contact", f"<{old}>;expires=0, <{contact}>")
                     continue
                 state.contact = str(contact)
-                return _granted(response, contact, expires)
+                # RFC 3261 10.3 step 7: a registrar may shorten the expiry, never lengthen it.
+                granted = min(_granted(response, contact, expires), expires)
+                if expires and granted <= 0:
+                    raise RegistrationFailed(f"{status} {response.reason} but no binding kept")
+                return granted
             if status in (401, 407):
                 if not state.credentials.take(request, response):
                     raise RegistrationFailed(f"{status} {response.reason}: credentials refused")
