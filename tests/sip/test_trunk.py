@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import AsyncIterator
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from appliance.cli import format_status
 from appliance.config import load_document
 from appliance.config.records import Codec, DialledFrom, Extension, Transport, Trunk, TrunkMode
 from appliance.numbers import normalise_number
@@ -21,7 +23,7 @@ from appliance.sip.message import Request, Response, parse_message
 from appliance.sip.registrar import Registrar
 from appliance.sip.sdp import parse_sdp
 from appliance.sip.security import SourceGuard
-from appliance.sip.trunk import NoRoute, TrunkError, Trunks
+from appliance.sip.trunk import NoRoute, Reachability, RegistrationState, TrunkError, Trunks
 from appliance.sip.ua import SipStack
 from tests.sip.test_security import request
 
@@ -441,3 +443,33 @@ def test_any_challenge_a_peer_sends_is_answered_or_declined_never_an_error(
     credentials = ClientCredentials("u", "p")
     if credentials.take(invite(), refusal):
         assert credentials.apply(invite()).headers.get("Proxy-Authorization")
+
+
+def test_status_shows_each_trunks_registration_options_calls_and_last_change() -> None:
+    trunks = Trunks(now=lambda: 1_800_000_000.0)
+    carrier = Trunk(
+        name="carrier", mode=TrunkMode.REGISTER, host="203.0.113.5", username="u", password="p",
+        options_interval=30,
+    )  # fmt: skip
+    trunks.configure([carrier])
+    state = trunks.states["carrier"]
+    state.registration, state.registration_reason = RegistrationState.FAILED, "403 Forbidden"
+    state.failures, state.retry_at = 2, 1_800_000_042.0
+    state.reachability = Reachability.UP
+    state.last_change, state.last_change_reason = (
+        1_800_000_000.0,
+        "registration failed: 403 Forbidden",
+    )
+    status = {
+        "uptime_s": 1, "version": "0", "pid": 1, "data_dir": "/d", "listeners": {},
+        "media_core": {"implementation": "c++", "libraries": {}, "workers": 1, "rtp_ports": "1-2"},
+        "store": {"records": {}}, "registrations": [], "banned": {}, "calls": [], "agents": [],
+        "queues": [], "trunks": trunks.status(),
+    }  # fmt: skip
+    (line,) = [line for line in format_status(status).splitlines() if line.startswith("trunk")]
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(1_800_000_000.0))
+    assert line == (
+        "trunk         carrier (register, udp 203.0.113.5:5060): registration failed, "
+        "retry in 42 s (403 Forbidden); OPTIONS up (every 30 s); 0 calls in, 0 out; "
+        f"last change {when}: registration failed: 403 Forbidden"
+    )

@@ -372,3 +372,21 @@ async def test_a_tls_trunk_refuses_a_certificate_it_cannot_verify(
             assert "certificate verify failed" in failed.reason
     finally:
         await far.close()
+
+
+async def test_trunk_events_can_be_followed_with_async_for() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        gateway = Trunk(
+            name="gateway", mode=TrunkMode.IP, host="127.0.0.1", port=silent.getsockname()[1],
+            allow=["127.0.0.1"], options_interval=1, options_down_after=1,
+        )  # fmt: skip
+        async with switch_with(gateway) as switch:
+            heard = []
+            async with asyncio.timeout(WAIT):
+                async for event in switch.trunks.events():
+                    heard.append(event)
+                    break
+            assert heard == [
+                TrunkEvent("gateway", "options", "down", "no answer to OPTIONS (1 in a row)")
+            ]
