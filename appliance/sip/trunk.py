@@ -353,7 +353,8 @@ class Trunks:
         for name, old in list(self.states.items()):
             if wanted.get(name) != old.trunk:
                 del self.states[name]
-                self._retire(old)
+                if old.tasks:
+                    self._retire(old)
         states = {}
         for trunk in trunks:
             state = self.states.get(trunk.name) or TrunkState(trunk, _networks(trunk))

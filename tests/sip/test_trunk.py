@@ -473,3 +473,19 @@ def test_status_shows_each_trunks_registration_options_calls_and_last_change() -
         "retry in 42 s (403 Forbidden); OPTIONS up (every 30 s); 0 calls in, 0 out; "
         f"last change {when}: registration failed: 403 Forbidden"
     )
+
+
+def test_configure_keeps_unchanged_trunks_and_replaces_changed_ones() -> None:
+    trunks = Trunks()
+    trunks.configure([GATEWAY, PROVIDER])
+    gateway_state = trunks.states["gateway"]
+    gateway_state.calls_in = 3
+    moved = Trunk(
+        name="provider", mode=TrunkMode.REGISTER, host="203.0.113.6", username="u", password="p"
+    )
+    trunks.configure([moved, GATEWAY])
+    assert list(trunks.states) == ["provider", "gateway"]
+    assert trunks.states["gateway"] is gateway_state
+    assert trunks.states["provider"].trunk == moved
+    trunks.configure([])
+    assert trunks.states == {}
