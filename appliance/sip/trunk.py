@@ -268,6 +268,10 @@ class TrunkState:
     """Where a provider saw our REGISTERs come from, when that is not our address (NAT)."""
     contact: str = ""
     """The Contact last registered."""
+    flow: Flow | None = None
+    """The flow the last registration went over."""
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set to renew the registration at once (its connection closed)."""
     expires_wanted: int = field(init=False)
     """The expiry REGISTERs ask for: ``register_expires``, or a provider's Min-Expires."""
 
@@ -472,6 +476,17 @@ class Trunks:
         state.trust(flow.remote[0])
         return flow
 
+    def flow_closed(self, flow: Flow) -> None:
+        """A connection closed: a trunk registered over it registers again at once.
+
+        The provider can reach us only over the connection (RFC 5626 4.4), so
+        waiting for the refresh would leave the trunk without calls until then.
+        """
+        for state in self.states.values():
+            if state.flow is flow and state.registration is RegistrationState.REGISTERED:
+                log.info("trunk %s: its connection closed; registering again", state.trunk.name)
+                state.wake.set()
+
     # Registration
 
     async def _keep_registered(self, state: TrunkState) -> None:
@@ -495,7 +510,9 @@ class Trunks:
                 self._set_registration(state, RegistrationState.REGISTERED, f"granted {granted} s")
                 # Refresh at half the expiry (RFC 3261 10.2.4 leaves it to us; most UAs do this).
                 wait = max(1.0, granted / 2)
-            await asyncio.sleep(wait)
+            state.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(state.wake.wait(), wait)
 
     async def _register_once(self, state: TrunkState, expires: int) -> int:
         """One REGISTER exchange, challenges and 423 included; returns the granted expiry."""
@@ -520,7 +537,7 @@ class Trunks:
                     request = state.credentials.apply(next_request(request, state.next_cseq()))
                     request.headers.set("Contact", f"<{old}>;expires=0, <{contact}>")
                     continue
-                state.contact = str(contact)
+                state.contact, state.flow = str(contact), flow
                 # RFC 3261 10.3 step 7: a registrar may shorten the expiry, never lengthen it.
                 granted = min(_granted(response, contact, expires), expires)
                 if expires and granted <= 0:

@@ -230,13 +230,20 @@ class SipStack:
         self.core.layer = layer
         if self.registrar is not None:
             self.registrar.send_request = layer.send_request
-            transport.flow_closed = self.registrar.flow_closed
+        transport.flow_closed = self._flow_closed
         await transport.start(host, port)
         self.transport = transport
         if tls is not None:
             await transport.start_tls(host, tls_port, tls)
         if self.trunks is not None:
             self.trunks.attach(TrunkLink(transport), layer.send_request)
+
+    def _flow_closed(self, flow: Flow) -> None:
+        """A connection closed: bindings made over it go, trunks registered over it renew."""
+        if self.registrar is not None:
+            self.registrar.flow_closed(flow)
+        if self.trunks is not None:
+            self.trunks.flow_closed(flow)
 
     async def close(self) -> None:
         """De-register trunks, stop listening and cancel every transaction timer."""

@@ -390,3 +390,23 @@ async def test_trunk_events_can_be_followed_with_async_for() -> None:
             assert heard == [
                 TrunkEvent("gateway", "options", "down", "no answer to OPTIONS (1 in a row)")
             ]
+
+
+async def test_a_tcp_trunk_registers_again_at_once_when_its_connection_closes() -> None:
+    registrar = number_owner("provider-secret")  # grants 3600 s: no refresh for 30 min
+    async with provider_stack(registrar) as far:
+        assert far.transport is not None
+        trunk = provider(
+            far.transport.tcp_address[1], Transport.TCP, username="80001234",
+            password="provider-secret",
+        )  # fmt: skip
+        async with switch_with(trunk) as switch:
+            await switch.until("provider", "registration", "registered")
+            state = switch.trunks.states["provider"]
+            assert state.successes == 1
+            # The provider drops the connection (as a restart would).
+            for connection in list(far.transport._connections.values()):
+                connection.close()
+            await eventually(lambda: state.successes == 2)
+            (binding,) = registrar.contacts("80001234")
+            assert binding.flow.transport == "TCP"
