@@ -186,6 +186,16 @@ def number_owner(password: str) -> Registrar:
     return Registrar("provider.test", {"80001234": account}.get, algorithms=("SHA-256",))
 
 
+def account_trunk(
+    port: int,
+    transport: Transport = Transport.UDP,
+    password: str = "provider-secret",
+    **settings: object,
+) -> Trunk:
+    """A trunk registering account 80001234 to ``number_owner``'s registrar."""
+    return provider(port, transport, username="80001234", password=password, **settings)
+
+
 @contextlib.asynccontextmanager
 async def provider_stack(registrar: Registrar) -> AsyncIterator[SipStack]:
     stack = SipStack(registrar=registrar)
@@ -200,9 +210,7 @@ async def test_trunk_registers_with_sha256_digest_to_a_registrar() -> None:
     registrar = number_owner("provider-secret")
     async with provider_stack(registrar) as far:
         assert far.transport is not None
-        trunk = provider(
-            far.transport.udp_address[1], username="80001234", password="provider-secret"
-        )
+        trunk = account_trunk(far.transport.udp_address[1])
         async with switch_with(trunk) as switch:
             await switch.until("provider", "registration", "registered")
             (binding,) = registrar.contacts("80001234")
@@ -215,10 +223,7 @@ async def test_a_trunk_named_by_host_name_registers_and_its_address_becomes_trus
     registrar = number_owner("provider-secret")
     async with provider_stack(registrar) as far:
         assert far.transport is not None
-        trunk = provider(
-            far.transport.udp_address[1], host="localhost", domain="",
-            username="80001234", password="provider-secret",
-        )  # fmt: skip
+        trunk = account_trunk(far.transport.udp_address[1], host="localhost", domain="")
         async with switch_with(trunk) as switch:
             await switch.until("provider", "registration", "registered")
             invite = parse_message(
@@ -235,7 +240,7 @@ async def test_wrong_password_fails_and_backs_off_with_the_state_visible() -> No
     registrar = number_owner("provider-secret")
     async with provider_stack(registrar) as far:
         assert far.transport is not None
-        trunk = provider(far.transport.udp_address[1], username="80001234", password="wrong-guess")
+        trunk = account_trunk(far.transport.udp_address[1], password="wrong-guess")
         async with switch_with(trunk) as switch:
             failed = await switch.until("provider", "registration", "failed")
             assert failed.reason == "403 Forbidden"
@@ -343,10 +348,7 @@ async def test_a_trunk_registers_over_tls_and_checks_the_providers_certificate(
     try:
         assert far.transport is not None
         assert far.transport.tls_address is not None
-        trunk = provider(
-            far.transport.tls_address[1], Transport.TLS, username="80001234",
-            password="provider-secret",
-        )  # fmt: skip
+        trunk = account_trunk(far.transport.tls_address[1], Transport.TLS)
         async with switch_with(trunk) as switch:
             await switch.until("provider", "registration", "registered")
             (binding,) = registrar.contacts("80001234")
@@ -396,10 +398,7 @@ async def test_a_tcp_trunk_registers_again_at_once_when_its_connection_closes() 
     registrar = number_owner("provider-secret")  # grants 3600 s: no refresh for 30 min
     async with provider_stack(registrar) as far:
         assert far.transport is not None
-        trunk = provider(
-            far.transport.tcp_address[1], Transport.TCP, username="80001234",
-            password="provider-secret",
-        )  # fmt: skip
+        trunk = account_trunk(far.transport.tcp_address[1], Transport.TCP)
         async with switch_with(trunk) as switch:
             await switch.until("provider", "registration", "registered")
             state = switch.trunks.states["provider"]
