@@ -396,9 +396,8 @@ class Trunks:
     async def _stop(self, state: TrunkState) -> None:
         for task in state.tasks:
             task.cancel()
-        for task in state.tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # A task that failed has been logged (``_log_crash``); stopping goes on regardless.
+        await asyncio.gather(*state.tasks, return_exceptions=True)
         state.tasks.clear()
         if state.registration in (RegistrationState.REGISTERED, RegistrationState.FAILED) and (
             state.expires_at is not None
