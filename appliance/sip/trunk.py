@@ -458,7 +458,11 @@ class Trunks:
         return True
 
     async def ask(self, request: Request, flow: Flow) -> Response | None:
-        """Send ``request`` in a client transaction: its final response, None on timeout."""
+        """Send ``request`` in a client transaction: its final response, None on timeout.
+
+        For an INVITE the caller ACKs a 2xx (RFC 3261 13.2.2.4: the dialog's job);
+        the transaction ACKs anything else.
+        """
         assert self._send is not None
         future: asyncio.Future[Response | None] = asyncio.get_running_loop().create_future()
         transaction = self._send(request, flow)
