@@ -69,6 +69,18 @@ from core._mixer import (
     SupervisorMode,
     TalkerEvent,
 )
+from core._player import (
+    DTMF_DIGITS,
+    PLAYER_RATES,
+    PlaybackEnd,
+    PlaybackPosition,
+    Player,
+    Prompt,
+    PromptCacheInfo,
+    PromptError,
+    Silence,
+    prompt_cache_info,
+)
 from core._record import (
     FRAME_MS,
     MP3_BITRATES,
@@ -95,9 +107,11 @@ from core._rtp import (
 )
 
 __all__ = [
+    "DTMF_DIGITS",
     "FRAME_MS",
     "IMPLEMENTATION",
     "MP3_BITRATES",
+    "PLAYER_RATES",
     "CodecError",
     "CodecInfo",
     "Decoder",
@@ -114,7 +128,13 @@ __all__ = [
     "MediaEvent",
     "MixedTick",
     "Mixer",
+    "PlaybackEnd",
+    "PlaybackPosition",
+    "Player",
     "Playout",
+    "Prompt",
+    "PromptCacheInfo",
+    "PromptError",
     "Quality",
     "ReceiveSnapshot",
     "ReceiveStats",
@@ -129,6 +149,7 @@ __all__ = [
     "RtpLeg",
     "RtpPacket",
     "SenderInfo",
+    "Silence",
     "SupervisorMode",
     "TalkerEvent",
     "TelephoneEvent",
@@ -151,6 +172,7 @@ __all__ = [
     "parse_fmtp",
     "parse_rtcp",
     "parse_rtp",
+    "prompt_cache_info",
     "tone_names",
     "tone_plans",
     "tone_spec",

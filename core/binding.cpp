@@ -37,5 +37,6 @@ PYBIND11_MODULE(CALLBOX_CORE_MODULE, m) {
     callbox::bindings::bind_jitter(m);
     callbox::bindings::bind_record(m);
     callbox::bindings::bind_mixer(m);
+    callbox::bindings::bind_player(m);
     m.def("library_versions", &library_versions);
 }

@@ -12,5 +12,6 @@ void bind_engine(pybind11::module_& m);   // core/engine/binding.cpp
 void bind_jitter(pybind11::module_& m);   // core/jitter/binding.cpp
 void bind_record(pybind11::module_& m);   // core/record/binding.cpp
 void bind_mixer(pybind11::module_& m);    // core/mixer/binding.cpp
+void bind_player(pybind11::module_& m);   // core/player/binding.cpp
 
 }  // namespace callbox::bindings
