@@ -1,13 +1,20 @@
 """Codec kernels on the packet path's unit, one 20 ms frame: encode and decode
 per codec, transcoding, resampling, in-band DTMF detection and tone generation.
 
+In-band DTMF detection is also measured on a whole second of digits (50
+frames in one call, so the call's overhead is spread thin), for our detector
+and for spandsp 0.0.6's ``dtmf_rx`` (called through ctypes), which it replaced.
+
 ``make bench`` runs these with timing on; ``make test`` runs each once.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import math
 from array import array
+from collections.abc import Callable
 
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
@@ -70,6 +77,42 @@ def test_resample_frame(benchmark: BenchmarkFixture, in_rate: int, out_rate: int
 def test_dtmf_detect_frame(benchmark: BenchmarkFixture) -> None:
     detector = core.DtmfDetector()
     assert benchmark(detector.process, frame(8000)) == ""
+
+
+def one_second_of_digits() -> bytes:
+    """Five digits of 100 ms with 100 ms pauses: 8000 samples."""
+    generator = core.DtmfGenerator(on_ms=100, off_ms=100)
+    generator.queue("12345")
+    return generator.generate(8000)
+
+
+def test_dtmf_detect_second(benchmark: BenchmarkFixture) -> None:
+    detector = core.DtmfDetector()
+    assert benchmark(detector.process, one_second_of_digits()) == "12345"
+
+
+def spandsp_dtmf_rx() -> Callable[[bytes], str]:
+    """spandsp's DTMF detector with its defaults, as a function from PCM to digits."""
+    name = ctypes.util.find_library("spandsp")
+    assert name, "libspandsp is missing: run scripts/install-system-deps"
+    lib = ctypes.CDLL(name)
+    lib.dtmf_rx_init.restype = ctypes.c_void_p
+    lib.dtmf_rx_init.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+    lib.dtmf_rx.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int]
+    lib.dtmf_rx_get.restype = ctypes.c_size_t
+    lib.dtmf_rx_get.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int]
+    state = lib.dtmf_rx_init(None, None, None)  # no callback: digits queue for dtmf_rx_get
+    digits = ctypes.create_string_buffer(128)
+
+    def detect(pcm: bytes) -> str:
+        lib.dtmf_rx(state, pcm, len(pcm) // 2)
+        return digits.raw[: lib.dtmf_rx_get(state, digits, 127)].decode()
+
+    return detect
+
+
+def test_dtmf_detect_second_spandsp(benchmark: BenchmarkFixture) -> None:
+    assert benchmark(spandsp_dtmf_rx(), one_second_of_digits()) == "12345"
 
 
 def test_tone_generate_frame(benchmark: BenchmarkFixture) -> None:

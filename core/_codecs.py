@@ -329,7 +329,7 @@ class TelephoneEventReceiver:
 
 
 class DtmfDetector:
-    """In-band DTMF detection on 8 kHz audio (spandsp's ``dtmf_rx``).
+    """In-band DTMF detection on 8 kHz audio, to ITU-T Q.24 (see docs/media.md).
 
     ``twist`` (low-group tone louder) and ``reverse_twist`` (high-group tone
     louder) are the largest level differences accepted, in dB;
@@ -340,7 +340,7 @@ class DtmfDetector:
         self._native = _native("DtmfDetector")(twist, reverse_twist, min_level_dbm0)
 
     def process(self, pcm: Buffer) -> str:
-        """Feed audio; the digits whose tones began in it, in order."""
+        """Feed audio; the digits detected in it, in order (about 35 ms into each tone)."""
         result: str = self._native.process(pcm)
         return result
 
