@@ -80,6 +80,7 @@ from core._player import (
     PromptError,
     Silence,
     prompt_cache_info,
+    set_prompt_cache_limit,
 )
 from core._record import (
     FRAME_MS,
@@ -173,6 +174,7 @@ __all__ = [
     "parse_rtcp",
     "parse_rtp",
     "prompt_cache_info",
+    "set_prompt_cache_limit",
     "tone_names",
     "tone_plans",
     "tone_spec",

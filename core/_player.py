@@ -117,14 +117,16 @@ class Silence:
 
 
 class PromptCacheInfo(NamedTuple):
-    """What the process's prompt cache holds (``bytes`` of PCM) and how loads went.
+    """What the process's prompt cache holds (``bytes`` of PCM, at most ``max_bytes``)
+    and how loads went.
 
     ``misses`` counts loads that read a file (first use, or the file changed);
-    ``evictions`` prompts dropped beyond the cache's 256 MiB.
+    ``evictions`` prompts dropped beyond ``max_bytes``.
     """
 
     prompts: int
     bytes: int
+    max_bytes: int
     hits: int
     misses: int
     evictions: int
@@ -133,6 +135,18 @@ class PromptCacheInfo(NamedTuple):
 def prompt_cache_info() -> PromptCacheInfo:
     """The state of the cache behind :meth:`Prompt.load`."""
     return PromptCacheInfo(*_native("prompt_cache_info")())
+
+
+def set_prompt_cache_limit(max_bytes: int) -> None:
+    """Set how much decoded PCM the prompt cache keeps (256 MiB to start with).
+
+    The least recently loaded prompts beyond it are dropped at once and on
+    later loads; players that hold them keep playing them, and a later load
+    reads the file again. The prompt loaded last always stays.
+    """
+    if max_bytes < 0:
+        raise ValueError(f"max_bytes must not be negative: got {max_bytes}")
+    _native("set_prompt_cache_limit")(max_bytes)
 
 
 class PlaybackEnd(NamedTuple):

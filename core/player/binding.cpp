@@ -60,7 +60,7 @@ py::object next_frame(player::Player& p) {
 
 py::tuple cache_info() {
     const auto info = player::PromptCache::shared().info();
-    return py::make_tuple(info.prompts, info.bytes, info.hits, info.misses, info.evictions);
+    return py::make_tuple(info.prompts, info.bytes, info.max_bytes, info.hits, info.misses, info.evictions);
 }
 
 }  // namespace
@@ -88,7 +88,8 @@ void bind_player(py::module_& m) {
         .def_property_readonly("samples", [](const player::Prompt& p) { return p.pcm().size(); })
         .def("pcm", &prompt_pcm);
     m.def("prompt_cache_info", &cache_info);
-    m.def("prompt_cache_clear", [] { player::PromptCache::shared().clear(); });
+    m.def("set_prompt_cache_limit",
+          [](std::size_t max_bytes) { player::PromptCache::shared().set_max_bytes(max_bytes); });
     py::class_<player::Player>(m, "Player")
         .def(py::init(&make_player))
         .def("sample_rate", &player::Player::sample_rate)

@@ -108,13 +108,14 @@ PromptCacheInfo PromptCache::info() const {
     const std::lock_guard lock(mutex_);
     PromptCacheInfo info = info_;
     info.prompts = entries_.size();
+    info.max_bytes = max_bytes_;
     return info;
 }
 
-void PromptCache::clear() {
+void PromptCache::set_max_bytes(std::size_t max_bytes) {
     const std::lock_guard lock(mutex_);
-    entries_.clear();
-    info_.bytes = 0;
+    max_bytes_ = max_bytes;
+    evict_beyond_budget({});
 }
 
 }  // namespace callbox::player

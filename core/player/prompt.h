@@ -49,6 +49,7 @@ private:
 struct PromptCacheInfo {
     std::size_t prompts = 0;
     std::size_t bytes = 0;  // PCM at the files' own rates
+    std::size_t max_bytes = 0;
     std::uint64_t hits = 0;
     std::uint64_t misses = 0;  // loads that read a file: first use or the file changed
     std::uint64_t evictions = 0;
@@ -67,7 +68,8 @@ public:
     /// The prompt in the WAV at ``path``; PromptError if it cannot be read or played.
     std::shared_ptr<const Prompt> load(const std::string& path);
     PromptCacheInfo info() const;
-    void clear();
+    /// Changes the budget, dropping least recently loaded prompts beyond it now.
+    void set_max_bytes(std::size_t max_bytes);
 
     /// The process's cache (256 MiB), which core.Prompt.load() uses.
     static PromptCache& shared();

@@ -480,6 +480,27 @@ def test_a_replaced_file_that_is_broken_is_refused_not_served_stale(tmp_path: Pa
         core.Prompt.load(path)
 
 
+def test_prompts_beyond_the_cache_limit_are_read_again_but_keep_playing(tmp_path: Path) -> None:
+    paths = [write_wav(tmp_path / f"p{i}.wav", tone(500, 8000, 100), 8000) for i in range(3)]
+    limit = core.prompt_cache_info().max_bytes
+    try:
+        core.set_prompt_cache_limit(0)  # empties the cache but for the last prompt loaded
+        core.set_prompt_cache_limit(3300)  # room for two of these 1600-byte prompts
+        player = core.Player([core.Prompt.load(paths[0])])
+        core.Prompt.load(paths[1])
+        core.Prompt.load(paths[2])  # drops paths[0], the least recently loaded
+        assert core.prompt_cache_info().bytes <= 3300
+        before = core.prompt_cache_info()
+        for path in (paths[2], paths[1], paths[0]):
+            core.Prompt.load(path)
+        after = core.prompt_cache_info()
+        assert (after.hits - before.hits, after.misses - before.misses) == (2, 1)
+        assert len(play_all(player)) == 5  # the dropped prompt still plays
+    finally:
+        core.set_prompt_cache_limit(limit)
+    assert core.prompt_cache_info().max_bytes == 256 << 20
+
+
 def test_players_on_many_threads_share_prompts_and_agree(tmp_path: Path) -> None:
     """Loads and resampling (which run without the GIL) race from eight threads."""
     paths = [
