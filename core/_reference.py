@@ -437,11 +437,12 @@ def e_model(delay_ms: float, loss_percent: float, codec: str, /) -> tuple[float,
 # --- Adaptive jitter buffer (core/jitter/) --------------------------------------------
 
 _ONE_Q30 = 1 << 30
-_FORGET_Q15 = 32670
-_PERCENTILE_Q30 = _ONE_Q30 // 100 * 95
+_FORGET_Q15 = 32735
+_PERCENTILE_Q30 = _ONE_Q30 // 100 * 98
 _TRANSIT_WINDOW_MS = 2000
-_PEAK_THRESHOLD_MS = 60
+_PEAK_THRESHOLD_MS = 100
 _PEAK_WINDOW_MS = 10000
+_PEAK_EVENT_MS = 1000
 _LEVEL_FILTER_Q8 = 252
 _FORCE_ACCELERATE_FRAMES = 4
 _SEQUENCE_WINDOW = 64
@@ -495,12 +496,17 @@ class JitterBuffer:
         self.frame_samples = 0
         self.after_expand = False
         self.stalled = False
+        self.stall_debt = 0
+        self.have_tick = False
+        self.last_tick_ms = 0
+        self.tick_ms = 0
         self.filtered_q8 = 0
         self.transits: deque[tuple[int, int]] = deque()
         self.histogram = [0] * _BUCKETS
         self.histogram_count = 0
-        self.peaks: list[tuple[int, int]] = []
+        self.peaks = [(0, 0)] * _PEAK_SLOTS
         self.peak_count = 0
+        self.last_late_ms = 0
         self.target_ms = min(max(_BUCKET_MS, min_delay_ms), max_delay_ms)
         self.counts = dict.fromkeys(
             ("received", "duplicates", "late", "discarded", "flushes", "buffering", "normal",
@@ -543,9 +549,10 @@ class JitterBuffer:
         if self._sequence_seen(sequence) or any(slot[0] == ts for slot in self.slots):
             self.counts["duplicates"] += 1
             return _DUPLICATE
-        self._update_delay(ts, arrival_ms)
+        relative_ms = self._update_delay(ts, arrival_ms)
         if self.started and ts < self.next_timestamp:
             self.counts["late"] += 1
+            self._note_peak(arrival_ms, relative_ms)
             return _LATE
         if len(self.slots) >= self.max_frames:
             self._reset_timeline(new_sequence=False)
@@ -561,6 +568,7 @@ class JitterBuffer:
         self.counts["flushes"] += 1
         self.slots.clear()
         self.started = self.after_expand = self.stalled = False
+        self.stall_debt = 0
         self.transits.clear()
         if new_sequence:
             self._rebase_sequence()
@@ -594,14 +602,20 @@ class JitterBuffer:
         self.unique += 1
         return False
 
-    def _update_delay(self, timestamp: int, arrival_ms: int) -> None:
-        transit = self._to_samples(arrival_ms) - timestamp
+    def _update_delay(self, timestamp: int, arrival_ms: int) -> int:
+        playable_ms = arrival_ms
+        if self.tick_ms:
+            ticks = _cdiv(arrival_ms - self.last_tick_ms + self.tick_ms - 1, self.tick_ms)
+            playable_ms = self.last_tick_ms + max(1, ticks) * self.tick_ms
+        transit = self._to_samples(playable_ms) - timestamp
         while self.transits and self.transits[-1][1] >= transit:
             self.transits.pop()
         self.transits.append((arrival_ms, transit))
         while self.transits[0][0] + _TRANSIT_WINDOW_MS <= arrival_ms:
             self.transits.popleft()
         relative_ms = self._to_ms(transit - self.transits[0][1])
+        if self.stalled and self.slots:
+            return relative_ms
 
         self.histogram_count += 1
         forget = min(_FORGET_Q15, 32768 - 32768 // self.histogram_count)
@@ -609,18 +623,31 @@ class JitterBuffer:
         self.histogram[min(relative_ms // _BUCKET_MS, _BUCKETS - 1)] += _ONE_Q30 - sum(
             self.histogram
         )
+        self._update_target(arrival_ms)
+        return relative_ms
 
-        histogram_ms = self._histogram_target_ms()
-        if relative_ms > histogram_ms + _PEAK_THRESHOLD_MS:
-            peak = (arrival_ms, relative_ms)
-            if len(self.peaks) < _PEAK_SLOTS:
-                self.peaks.append(peak)
-            else:
-                self.peaks[self.peak_count % _PEAK_SLOTS] = peak
+    def _note_peak(self, arrival_ms: int, relative_ms: int) -> None:
+        if relative_ms <= self._histogram_target_ms() + _PEAK_THRESHOLD_MS:
+            return
+        if self.peak_count and arrival_ms < self.last_late_ms + _PEAK_EVENT_MS:
+            slot = (self.peak_count - 1) % _PEAK_SLOTS
+            at, delay = self.peaks[slot]
+            self.peaks[slot] = (at, max(delay, relative_ms))
+        else:
+            self.peaks[self.peak_count % _PEAK_SLOTS] = (arrival_ms, relative_ms)
             self.peak_count += 1
-        recent = [delay for at, delay in self.peaks if at + _PEAK_WINDOW_MS > arrival_ms]
+        self.last_late_ms = arrival_ms
+        self._update_target(arrival_ms)
+
+    def _update_target(self, arrival_ms: int) -> None:
+        recent = [
+            delay
+            for at, delay in self.peaks[: min(self.peak_count, _PEAK_SLOTS)]
+            if at + _PEAK_WINDOW_MS > arrival_ms
+        ]
         peak_ms = (max(recent) // _BUCKET_MS + 1) * _BUCKET_MS if len(recent) >= 2 else 0
-        self.target_ms = min(max(histogram_ms, peak_ms, self.min_delay_ms), self.max_delay_ms)
+        target_ms = max(self._histogram_target_ms(), peak_ms, self.min_delay_ms)
+        self.target_ms = min(target_ms, self.max_delay_ms)
 
     def _histogram_target_ms(self) -> int:
         cumulative = 0
@@ -631,6 +658,10 @@ class JitterBuffer:
         return _BUCKETS * _BUCKET_MS
 
     def get(self, now_ms: int, low_energy: bool, /) -> tuple[int, bytes | None, int, int, int]:
+        if self.have_tick and now_ms > self.last_tick_ms:
+            self.tick_ms = now_ms - self.last_tick_ms
+        self.have_tick = True
+        self.last_tick_ms = now_ms
         if not self.started:
             waited = bool(self.slots) and now_ms - self.slots[0][3] >= self.target_ms
             if not self.slots or (self._to_ms(self._level()) < self.target_ms and not waited):
@@ -655,10 +686,11 @@ class JitterBuffer:
                 return decision, None, 0, 0, 0
             if decision == _ACCELERATE:
                 counts["discarded"] += 1
-                self.filtered_q8 -= samples << 8
                 self.slots.pop(0)
             return self._play(decision, now_ms)
         if self.slots and self.stalled:
+            skipped = (self.slots[0][0] - self.next_timestamp) // self.frame_samples
+            self.stall_debt = max(0, self.stall_debt - skipped)
             self.next_timestamp = self.slots[0][0]
             return self._play(_MERGE, now_ms)
         counts["expanded"] += 1
@@ -667,6 +699,7 @@ class JitterBuffer:
             self.next_timestamp = min(self.next_timestamp + self.frame_samples, self.slots[0][0])
         else:
             self.stalled = True
+            self.stall_debt += 1
         return _EXPAND, None, 0, 0, 0
 
     def _decide(self, low_energy: bool) -> int:
@@ -679,6 +712,10 @@ class JitterBuffer:
         next_held = len(self.slots) >= 2 and self.slots[1][0] == self.next_timestamp + samples
         forced = self.filtered_q8 >= (high + _FORCE_ACCELERATE_FRAMES * samples) << 8
         if next_held and self.filtered_q8 >= high << 8 and (low_energy or forced):
+            self.filtered_q8 -= samples << 8
+            return _ACCELERATE
+        if next_held and low_energy and self.stall_debt and self._level() >= target + samples:
+            self.stall_debt -= 1
             return _ACCELERATE
         if low_energy and self.filtered_q8 < low << 8:
             return _PREEMPTIVE_EXPAND

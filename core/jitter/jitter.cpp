@@ -9,17 +9,21 @@ namespace callbox::jitter {
 namespace {
 
 constexpr std::int64_t kOneQ30 = std::int64_t{1} << 30;
-// Histogram forgetting per packet (0.997 in Q15): about 330 packets (6.6 s at
-// 50 pps) of memory, so one burst raises the target for seconds, not minutes.
-constexpr std::int64_t kForgetQ15 = 32670;
-constexpr std::int64_t kPercentileQ30 = kOneQ30 / 100 * 95;
+// Histogram forgetting per packet (0.999 in Q15): about 1000 packets (20 s at
+// 50 pps) of memory. A queue burst enters it as one packet (see update_delay),
+// so the memory can be long enough for a steady estimate of the tail.
+constexpr std::int64_t kForgetQ15 = 32735;
+// The target covers 98 % of packets: each one beyond it costs a concealed frame.
+constexpr std::int64_t kPercentileQ30 = kOneQ30 / 100 * 98;
 // The transit minimum is taken over this window, so sender clock drift moves
 // the reference along instead of reading as ever-growing delay.
 constexpr std::int64_t kTransitWindowMs = 2000;
-// A delay this far above the histogram's target is a peak; two inside the
-// window mean the network spikes periodically and the target covers them.
-constexpr std::int64_t kPeakThresholdMs = 60;
+// A late frame this far above the histogram's target is a peak; two peaks
+// inside the window mean the network spikes periodically and the target
+// covers them. Late frames less than kPeakEventMs apart are one peak.
+constexpr std::int64_t kPeakThresholdMs = 100;
 constexpr std::int64_t kPeakWindowMs = 10000;
+constexpr std::int64_t kPeakEventMs = 1000;
 // Buffer-level smoothing per tick (252/256): about 1.3 s, so one late packet
 // does not trigger time-stretching.
 constexpr std::int64_t kLevelFilterQ8 = 252;
@@ -84,9 +88,10 @@ PutResult JitterBuffer::put(std::span<const std::uint8_t> payload, std::uint32_t
         ++stats_.duplicates;
         return PutResult::duplicate;
     }
-    update_delay(ts, arrival_ms);
+    const std::int64_t relative_ms = update_delay(ts, arrival_ms);
     if (started_ && ts < next_timestamp_) {
         ++stats_.late;
+        note_peak(arrival_ms, relative_ms);
         return PutResult::late;
     }
     if (slots_.size() >= settings_.max_frames) {
@@ -106,6 +111,7 @@ void JitterBuffer::reset_timeline(bool new_sequence) {
     started_ = false;
     after_expand_ = false;
     stalled_ = false;
+    stall_debt_ = 0;
     // The transit reference belongs to the old timestamp base.
     transits_.clear();
     if (new_sequence) rebase_sequence();
@@ -143,12 +149,24 @@ bool JitterBuffer::sequence_seen(std::uint16_t sequence) {
     return false;
 }
 
-void JitterBuffer::update_delay(std::int64_t timestamp, std::int64_t arrival_ms) {
-    const std::int64_t transit = to_samples(arrival_ms) - timestamp;
+std::int64_t JitterBuffer::update_delay(std::int64_t timestamp, std::int64_t arrival_ms) {
+    // A frame can be played no earlier than the first tick after it arrives, so
+    // its delay is measured to that tick: arrivals spread across one tick period
+    // need no more buffer than arrivals at its start.
+    std::int64_t playable_ms = arrival_ms;
+    if (tick_ms_ > 0) {
+        const std::int64_t ticks = (arrival_ms - last_tick_ms_ + tick_ms_ - 1) / tick_ms_;
+        playable_ms = last_tick_ms_ + std::max<std::int64_t>(1, ticks) * tick_ms_;
+    }
+    const std::int64_t transit = to_samples(playable_ms) - timestamp;
     while (!transits_.empty() && transits_.back().transit >= transit) transits_.pop_back();
     transits_.push_back({arrival_ms, transit});
     while (transits_.front().arrival_ms + kTransitWindowMs <= arrival_ms) transits_.pop_front();
     const std::int64_t relative_ms = to_ms(transit - transits_.front().transit);
+    // Frames that arrive together after an underrun are one delay event, which
+    // holding the timeline absorbed: only the first of them enters the histogram,
+    // so a recurring queue burst does not pin the target at its height.
+    if (stalled_ && !slots_.empty()) return relative_ms;
 
     // Until the histogram holds enough packets, it is their plain average.
     ++histogram_count_;
@@ -160,12 +178,26 @@ void JitterBuffer::update_delay(std::int64_t timestamp, std::int64_t arrival_ms)
     }
     histogram_[static_cast<std::size_t>(std::min<std::int64_t>(relative_ms / kBucketMs, kBuckets - 1))] +=
         kOneQ30 - sum;
+    update_target(arrival_ms);
+    return relative_ms;
+}
 
-    const std::int64_t histogram_ms = histogram_target_ms();
-    if (relative_ms > histogram_ms + kPeakThresholdMs) {
+void JitterBuffer::note_peak(std::int64_t arrival_ms, std::int64_t relative_ms) {
+    // Only frames that were lost for lateness count: a delay the held timeline
+    // absorbed cost no audio, so it is no reason to raise the target.
+    if (relative_ms <= histogram_target_ms() + kPeakThresholdMs) return;
+    if (peak_count_ > 0 && arrival_ms < last_late_ms_ + kPeakEventMs) {
+        Peak& peak = peaks_[(peak_count_ - 1) % peaks_.size()];
+        peak.delay_ms = std::max(peak.delay_ms, relative_ms);
+    } else {
         peaks_[peak_count_ % peaks_.size()] = {arrival_ms, relative_ms};
         ++peak_count_;
     }
+    last_late_ms_ = arrival_ms;
+    update_target(arrival_ms);
+}
+
+void JitterBuffer::update_target(std::int64_t arrival_ms) {
     int recent = 0;
     std::int64_t highest_peak = 0;
     for (std::size_t i = 0; i < std::min(peak_count_, peaks_.size()); ++i) {
@@ -175,7 +207,8 @@ void JitterBuffer::update_delay(std::int64_t timestamp, std::int64_t arrival_ms)
         }
     }
     const std::int64_t peak_ms = recent >= 2 ? (highest_peak / kBucketMs + 1) * kBucketMs : 0;
-    target_ms_ = std::clamp(std::max(histogram_ms, peak_ms), settings_.min_delay_ms, settings_.max_delay_ms);
+    target_ms_ = std::clamp(std::max(histogram_target_ms(), peak_ms), settings_.min_delay_ms,
+                            settings_.max_delay_ms);
 }
 
 std::int64_t JitterBuffer::histogram_target_ms() const {
@@ -189,6 +222,9 @@ std::int64_t JitterBuffer::histogram_target_ms() const {
 
 void JitterBuffer::get(std::int64_t now_ms, bool low_energy, Output& out) {
     out.has_frame = false;
+    if (have_tick_ && now_ms > last_tick_ms_) tick_ms_ = now_ms - last_tick_ms_;
+    have_tick_ = true;
+    last_tick_ms_ = now_ms;
     if (!started_) {
         const bool waited = !slots_.empty() && now_ms - slots_.front().arrival_ms >= target_ms_;
         if (slots_.empty() || (to_ms(level()) < target_ms_ && !waited)) {
@@ -216,13 +252,15 @@ void JitterBuffer::get(std::int64_t now_ms, bool low_energy, Output& out) {
         }
         if (decision == Decision::accelerate) {
             ++stats_.discarded;
-            filtered_level_q8_ -= samples << 8;
             slots_.pop_front();
         }
         play(decision, now_ms, out);
     } else if (!slots_.empty() && stalled_) {
         // Time ran on while the timeline stood still (an underrun, a DTX pause):
-        // the gap up to the next frame is explained, not lost.
+        // the gap up to the next frame is explained, not lost. The ticks it
+        // skips were not added to the delay.
+        const std::int64_t skipped = (slots_.front().timestamp - next_timestamp_) / frame_samples_;
+        stall_debt_ = std::max<std::int64_t>(0, stall_debt_ - skipped);
         next_timestamp_ = slots_.front().timestamp;
         play(Decision::merge, now_ms, out);
     } else {
@@ -232,6 +270,7 @@ void JitterBuffer::get(std::int64_t now_ms, bool low_energy, Output& out) {
         if (slots_.empty()) {
             // Underrun: hold the timeline, so a delayed stream is played late rather than lost.
             stalled_ = true;
+            ++stall_debt_;
         } else {
             // A gap: give the missing slot up and move toward the next frame.
             next_timestamp_ = std::min(next_timestamp_ + frame_samples_, slots_.front().timestamp);
@@ -249,7 +288,16 @@ Decision JitterBuffer::decide(bool low_energy) {
     const std::int64_t high = std::max(target + samples / 2, low + samples);
     const bool next_held = slots_.size() >= 2 && slots_[1].timestamp == next_timestamp_ + samples;
     const bool forced = filtered_level_q8_ >= (high + kForceAccelerateFrames * samples) << 8;
-    if (next_held && filtered_level_q8_ >= high << 8 && (low_energy || forced)) return Decision::accelerate;
+    if (next_held && filtered_level_q8_ >= high << 8 && (low_energy || forced)) {
+        filtered_level_q8_ -= samples << 8;
+        return Decision::accelerate;
+    }
+    // A stall's delay goes as soon as a frame beyond the target is held, not
+    // through the slow filter: the next frame is there, so the buffer stays on target.
+    if (next_held && low_energy && stall_debt_ > 0 && level() >= target + samples) {
+        --stall_debt_;
+        return Decision::accelerate;
+    }
     if (low_energy && filtered_level_q8_ < low << 8) return Decision::preemptive_expand;
     return Decision::normal;
 }

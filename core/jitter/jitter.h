@@ -114,7 +114,9 @@ private:
     void reset_timeline(bool new_sequence);
     void rebase_sequence();
     bool sequence_seen(std::uint16_t sequence);
-    void update_delay(std::int64_t timestamp, std::int64_t arrival_ms);
+    std::int64_t update_delay(std::int64_t timestamp, std::int64_t arrival_ms);
+    void note_peak(std::int64_t arrival_ms, std::int64_t relative_ms);
+    void update_target(std::int64_t arrival_ms);
     std::int64_t histogram_target_ms() const;
     void play(Decision decision, std::int64_t now_ms, Output& out);
     Decision decide(bool low_energy);
@@ -139,7 +141,14 @@ private:
     std::uint32_t frame_samples_ = 0;  // the last frame's duration, for concealment
     bool after_expand_ = false;
     bool stalled_ = false;  // expanded on an empty buffer since the last frame played
+    // Ticks the timeline stood still on an empty buffer and that the frames
+    // after it did not make up: delay added, to be removed once held in surplus.
+    std::int64_t stall_debt_ = 0;
     std::int64_t filtered_level_q8_ = 0;
+    // The caller's playout ticks: a frame counts as arriving at the tick that can play it.
+    bool have_tick_ = false;
+    std::int64_t last_tick_ms_ = 0;
+    std::int64_t tick_ms_ = 0;
 
     // Delay estimation.
     std::deque<Transit> transits_;  // increasing transit: its front is the window minimum
@@ -147,6 +156,7 @@ private:
     std::int64_t histogram_count_ = 0;
     std::array<Peak, 8> peaks_{};
     std::size_t peak_count_ = 0;
+    std::int64_t last_late_ms_ = 0;  // arrival of the last late frame counted in a peak
     std::int64_t target_ms_ = 0;
 
     Stats stats_;

@@ -270,15 +270,86 @@ def test_target_follows_the_jitter_and_forgets_it(twin: ModuleType) -> None:
     rng = random.Random(7)
     deliver(jb, [rng.choice((0, 90)) for _ in range(200)], start=50)
     assert jb.target_delay_ms == 100  # 90 ms of relative delay is bucket 80..100
-    deliver(jb, [0] * 2000, start=250)
+    deliver(jb, [0] * 4000, start=250)  # 80 s: the 20 s memory has forgotten it
     assert jb.target_delay_ms == 20
 
 
-def test_repeated_delay_peaks_raise_the_target_above_the_percentile(twin: ModuleType) -> None:
+def deliver_playing(
+    jb: core.JitterBuffer, delays: list[int], quiet: bool = False
+) -> list[JitterPut]:
+    """Frames sent every 20 ms and delayed by ``delays``, put as they arrive between ticks."""
+    arrivals = sorted((k * TICK + d, k) for k, d in enumerate(delays))
+    results = []
+    k = 0
+    for now in range(0, arrivals[-1][0] + TICK, TICK):
+        while k < len(arrivals) and arrivals[k][0] <= now:
+            results.append(put(jb, arrivals[k][1], arrivals[k][0]))
+            k += 1
+        jb.get(now, low_energy=quiet)
+    return results
+
+
+def test_repeated_late_spikes_raise_the_target_above_the_percentile(twin: ModuleType) -> None:
     jb = twin.JitterBuffer(min_delay_ms=0)
     delays = [300 if k % 100 == 99 else 0 for k in range(300)]  # a 300 ms spike every 2 s
-    deliver(jb, delays)
-    assert jb.target_delay_ms == 320  # the 95th percentile alone would stay at 20
+    results = deliver_playing(jb, delays)
+    assert results.count(JitterPut.LATE) >= 2  # overtaken by the frames behind it
+    assert jb.target_delay_ms == 320  # the 98th percentile alone would stay at 20
+
+
+def test_queue_burst_absorbed_by_the_held_timeline_leaves_the_target_low(
+    twin: ModuleType,
+) -> None:
+    jb = twin.JitterBuffer(min_delay_ms=0)
+    # Every 2 s a queue holds the stream for 200 ms, then delivers it at once, in order.
+    delays = [max(0, 200 - (k % 100) * TICK) for k in range(600)]
+    results = deliver_playing(jb, delays, quiet=True)
+    assert JitterPut.LATE not in results  # the timeline waited for the queue
+    assert jb.target_delay_ms == 20  # one event per burst: no reason to hold 200 ms always
+    stats = jb.stats()
+    assert stats.buffer_delay_ms <= 40  # the wait was removed after each burst
+    assert stats.mean_waiting_ms < 40
+
+
+def test_delay_added_by_a_stall_goes_once_the_next_frame_is_held(twin: ModuleType) -> None:
+    jb = twin.JitterBuffer(min_delay_ms=20, max_delay_ms=20)
+    put(jb, 0, 0)
+    assert tick(jb, 0, low_energy=True) == (D.NORMAL, 0)
+    assert tick(jb, 20, low_energy=True) == (D.EXPAND, None)  # frame 1 is 15 ms late
+    put(jb, 1, 35)
+    decisions = []
+    for i in range(2, 6):
+        put(jb, i, i * TICK)  # the rest on time
+        decisions.append(tick(jb, i * TICK, low_energy=True))
+    # The stall put frame 2 a tick behind; the first tick with frame 3 held drops it.
+    assert decisions == [(D.MERGE, 1), (D.ACCELERATE, 3), (D.NORMAL, 4), (D.NORMAL, 5)]
+    stats = jb.stats()
+    assert (stats.late, stats.discarded, stats.mean_waiting_ms) == (0, 1, 1)  # 5 ms over 5 frames
+
+
+def test_silence_suppression_pause_adds_no_delay_to_remove(twin: ModuleType) -> None:
+    jb = twin.JitterBuffer(min_delay_ms=20, max_delay_ms=20)
+    put(jb, 0, 0)
+    tick(jb, 0, low_energy=True)
+    for k in range(1, 50):  # DTX: a second without frames, talk resumes 50 frames on
+        tick(jb, k * TICK, low_energy=True)
+    decisions = []
+    for i in range(50, 60):
+        put(jb, i, i * TICK)
+        put(jb, i + 1, i * TICK + 1)  # a frame early each tick: the level is two frames
+        decisions.append(tick(jb, i * TICK, low_energy=True)[0])
+    assert D.ACCELERATE not in decisions[:5]  # the level filter's business, not the stall's
+
+
+def test_delay_that_crosses_a_tick_needs_a_frame_more_of_target(twin: ModuleType) -> None:
+    jb = twin.JitterBuffer(min_delay_ms=0)
+    rng = random.Random(3)
+    # Frames land 1 ms before or 1 ms after a tick: 2 ms of jitter, but half of
+    # them wait a whole tick longer than the rest before they can be played.
+    delays = [TICK - 1 + 2 * rng.randrange(2) for _ in range(500)]
+    results = deliver_playing(jb, delays)
+    assert jb.target_delay_ms == 40
+    assert JitterPut.LATE not in results
 
 
 def test_target_is_clamped_to_the_delay_settings(twin: ModuleType) -> None:
@@ -337,6 +408,7 @@ class TraceClass:
     max_late: float = 0.0  # the late-loss share this class must stay under
     max_expand: float = 0.0  # the concealed share of ticks (loss included) likewise
     max_delay_ms: int = 0  # the buffer level must stay under this
+    max_mean_wait_ms: int = 1000  # and the mean time from arrival to playout
 
 
 TRACES = {
@@ -344,8 +416,10 @@ TRACES = {
     "medium-jitter": TraceClass(10, loss=0.02, max_late=0.03, max_expand=0.06,
                                 max_delay_ms=120),
     "high-jitter": TraceClass(40, loss=0.05, max_late=0.02, max_expand=0.09, max_delay_ms=500),
+    # 200 ms with no frame every 5 s is 4 % of ticks concealed: the buffer waits
+    # the bursts out and removes the wait after each, instead of holding 200 ms.
     "bursts": TraceClass(5, burst_every=250, burst_ms=200, loss=0.01, max_late=0.01,
-                         max_expand=0.03, max_delay_ms=400),
+                         max_expand=0.06, max_delay_ms=400, max_mean_wait_ms=60),
     "reordering": TraceClass(5, reorder=0.05, loss=0.01, max_late=0.02, max_expand=0.03,
                              max_delay_ms=100),
     "drift-fast": TraceClass(5, drift=0.001, loss=0.01, max_late=0.01, max_expand=0.03,
@@ -414,6 +488,7 @@ def test_network_trace_keeps_late_loss_concealment_and_delay_bounded(name: str) 
         assert stats.late / stats.received < kind.max_late, (seed, stats)
         assert stats.expand_rate < kind.max_expand, (seed, stats)
         assert max(levels) < kind.max_delay_ms, (seed, stats)
+        assert stats.mean_waiting_ms < kind.max_mean_wait_ms, (seed, stats)
         assert stats.played + stats.late + stats.discarded == stats.received
 
 
