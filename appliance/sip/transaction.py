@@ -356,15 +356,28 @@ class ServerTransaction(Transaction):
 class ServerInviteTransaction(ServerTransaction):
     """RFC 3261 17.2.1 with RFC 6026 7.1: the INVITE server transaction."""
 
+    TRYING_DELAY = 0.2
+    """RFC 3261 17.2.1: no 100 Trying if the TU answers within 200 ms."""
+
     def start(self) -> None:
-        """Enter Proceeding and send 100 Trying at once (RFC 3261 17.2.1)."""
+        """Enter Proceeding; 100 Trying follows in 200 ms unless the TU has answered.
+
+        A TU that answers at once (a re-INVITE answered locally, a rejection)
+        so sends no 100 at all: a 100 that crossed the final response would
+        reach a peer that has moved on, and SIPp, for one, fails the call on it.
+        """
         self.state = State.PROCEEDING
-        self._transmit(self.request.response(100, "Trying"))
+        self._start_timer("Trying", self.TRYING_DELAY, self._trying)
+
+    def _trying(self) -> None:
+        if self.state is State.PROCEEDING and self.last_response is None:
+            self._transmit(self.request.response(100, "Trying"))
 
     def respond(self, response: Response) -> None:
         """Send a response; 2xx moves to Accepted, 300-699 to Completed."""
         status = response.status
         if self.state is State.PROCEEDING:
+            self._stop_timer("Trying")
             self._transmit(response)
             if 200 <= status < 300:
                 self.state = State.ACCEPTED
@@ -400,9 +413,12 @@ class ServerInviteTransaction(ServerTransaction):
         self._terminate()
 
     def receive_request(self, request: Request) -> Request | None:
-        """INVITE retransmissions get the last response again; ACK confirms."""
+        """INVITE retransmissions get the last response again (or 100 Trying); ACK confirms."""
         if request.method == "INVITE":
-            if self.state in (State.PROCEEDING, State.COMPLETED):
+            if self.state is State.PROCEEDING and self.last_response is None:
+                self._stop_timer("Trying")
+                self._trying()
+            elif self.state in (State.PROCEEDING, State.COMPLETED):
                 self._retransmit()
             return None
         if request.method != "ACK":
@@ -533,8 +549,18 @@ class TransactionLayer:
         invite = self.server.get((*key[:-1], "INVITE"))
         return invite if isinstance(invite, ServerInviteTransaction) else None
 
-    def send_request(self, request: Request, flow: Flow) -> ClientTransaction:
-        """Start a client transaction for ``request`` over ``flow``."""
+    def send_request(
+        self,
+        request: Request,
+        flow: Flow,
+        on_response: Callable[[Response, ClientTransaction], None] | None = None,
+        on_timeout: Callable[[ClientTransaction], None] | None = None,
+    ) -> ClientTransaction:
+        """Start a client transaction for ``request`` over ``flow``.
+
+        Its responses and timeout go to ``on_response`` and ``on_timeout``
+        when given (a session that owns the request), else to the TU.
+        """
         kind: type[ClientTransaction] = (
             ClientInviteTransaction if request.method == "INVITE" else ClientNonInviteTransaction
         )
@@ -543,8 +569,8 @@ class TransactionLayer:
             flow,
             self.clock,
             self.timers,
-            self.user.response_received,
-            self.user.transaction_timed_out,
+            on_response or self.user.response_received,
+            on_timeout or self.user.transaction_timed_out,
         )
         matching = client_key(transaction.branch, request.method)
         self.client[matching] = transaction

@@ -166,16 +166,39 @@ def test_invite_over_tcp_is_sent_once_and_still_times_out() -> None:
     assert link.alice.timeouts == [transaction]
 
 
-def test_server_sends_100_trying_at_once_and_again_for_a_retransmitted_invite() -> None:
+def test_server_sends_100_trying_after_200_ms_and_again_for_a_retransmitted_invite() -> None:
     link = Link()
     # The first 100 Trying is lost, so alice retransmits and bob answers again.
     link.lose = lambda sender, data, count: sender == "bob" and count == 0
     transaction = link.call("INVITE")
     link.clock.advance(10)
-    assert link.times("bob", "SIP/2.0 100 Trying") == [0, 0.5]
+    assert link.times("bob", "SIP/2.0 100 Trying") == [0.2, 0.5]
     assert link.times("alice", "INVITE") == [0, 0.5]
     assert state(transaction) is State.PROCEEDING
     assert len(link.bob.requests) == 1
+
+
+def test_server_answering_within_200_ms_sends_no_100_even_for_a_retransmission() -> None:
+    link = Link()
+    link.bob.answer = answer_with(200, "OK")
+    # The 200 is lost once: the INVITE comes again and the TU's 2xx is all it may see.
+    link.lose = lambda sender, data, count: data.startswith(b"SIP/2.0 200") and count == 0
+    link.call("INVITE")
+    link.clock.advance(1)
+    assert link.times("bob", "SIP/2.0 100") == []
+    assert link.times("alice", "INVITE") == [0, 0.5]
+
+
+def test_retransmitted_invite_before_the_tu_answers_gets_the_last_provisional() -> None:
+    link = Link()
+    link.lose = lambda sender, data, count: sender == "bob" and count == 0
+    link.call("INVITE")
+    bob_transaction = link.bob.requests[0][1]
+    assert bob_transaction is not None
+    bob_transaction.respond(bob_transaction.request.response(180, "Ringing", to_tag="b1"))
+    link.clock.advance(1)
+    assert link.times("bob", "SIP/2.0 180") == [0, 0.5]
+    assert link.times("bob", "SIP/2.0 100") == []
 
 
 def test_rejected_invite_is_acked_and_a_lost_ack_brings_the_final_response_again() -> None:
@@ -189,7 +212,7 @@ def test_rejected_invite_is_acked_and_a_lost_ack_brings_the_final_response_again
     assert link.times("bob", "SIP/2.0 486") == [0, 0.5]
     assert link.times("alice", "ACK") == [0, 0.5]
     assert state(bob_transaction) is State.CONFIRMED
-    assert [r.status for r, _ in link.alice.responses] == [100, 486]
+    assert [r.status for r, _ in link.alice.responses] == [486]
     link.clock.advance(5)
     assert state(bob_transaction) is State.TERMINATED  # timer I, T4 after the ACK
     assert state(transaction) is State.COMPLETED
@@ -201,7 +224,9 @@ def test_rejected_invite_is_acked_and_a_lost_ack_brings_the_final_response_again
 def test_final_response_is_retransmitted_on_timer_g_until_timer_h_gives_up() -> None:
     link = Link()
     link.bob.answer = answer_with(603, "Decline")
-    link.lose = lambda sender, data, count: sender == "bob" and not data.startswith(b"SIP/2.0 100")
+    # Every 603 is lost, and so are alice's INVITE retransmissions (no 100 stopped
+    # them), so the 603s on the wire are timer G's alone.
+    link.lose = lambda sender, data, count: sender == "bob" or count > 0
     link.call("INVITE")
     failures: list[ServerTransaction] = []
     bob_transaction = link.bob.requests[0][1]
@@ -225,7 +250,7 @@ def test_2xx_to_invite_uses_the_rfc6026_accepted_state() -> None:
     assert state(bob_transaction) is State.ACCEPTED
     # Bob's TU retransmits its 2xx through the transaction; alice's TU sees each one.
     bob_transaction.respond(bob_transaction.request.response(200, "OK", to_tag="b1"))
-    assert [r.status for r, _ in link.alice.responses] == [100, 200, 200]
+    assert [r.status for r, _ in link.alice.responses] == [200, 200]
     # A retransmitted INVITE is absorbed; an ACK for the 2xx goes up to bob's TU.
     link.flows["alice"].send(transaction.request.to_bytes())
     ack = transaction.ack_for(link.alice.responses[-1][0])
@@ -317,4 +342,4 @@ def test_core_cancels_a_pending_invite_with_487_and_answers_the_cancel_200() -> 
     assert invite_transaction is not None
     assert invite_transaction.last_response is not None
     assert invite_transaction.last_response.status == 487
-    assert [r.status for r, _ in link.alice.responses if r.cseq.method == "INVITE"] == [100, 487]
+    assert [r.status for r, _ in link.alice.responses if r.cseq.method == "INVITE"] == [487]
