@@ -12,6 +12,11 @@ other than REGISTER and OPTIONS must come from a trunk's address or a
 registered phone's; anything else is refused with 403 and counts against
 its source in ``SourceGuard``.
 
+With a ``SessionManager`` (``session.py``) the core offers it every
+request first, after the 8.2.2 checks: INVITEs, their CANCELs and
+everything inside a call's dialog are the manager's, and the core serves
+sessions' methods, body types and the ``replaces`` option tag too.
+
 ``SipStack`` puts transport, transaction layer and core together on one
 address; the switch process owns one.
 """
@@ -26,6 +31,12 @@ from appliance import __version__
 from appliance.sip.message import Request, Response
 from appliance.sip.registrar import Registrar
 from appliance.sip.security import SourceGuard
+from appliance.sip.session import (
+    SESSION_BODIES,
+    SESSION_METHODS,
+    SUPPORTED_OPTIONS,
+    SessionManager,
+)
 from appliance.sip.transaction import (
     ClientTransaction,
     Clock,
@@ -64,16 +75,28 @@ class UserAgentCore:
         registrar: Registrar | None = None,
         guard: SourceGuard | None = None,
         trunks: Trunks | None = None,
+        sessions: SessionManager | None = None,
     ) -> None:
         self.layer: TransactionLayer | None = None
         self.registrar = registrar
         self.guard = guard
         self.trunks = trunks
-        self.allow = (*ALLOW, "REGISTER") if registrar is not None else ALLOW
+        self.sessions = sessions
+        methods = SESSION_METHODS if sessions is not None else ALLOW
+        self.allow = (*methods, "REGISTER") if registrar is not None else methods
+        self.supported = SUPPORTED_OPTIONS if sessions is not None else SUPPORTED
+        self.accept = SESSION_BODIES if sessions is not None else (ACCEPT,)
 
     def request_received(self, request: Request, transaction: ServerTransaction | None) -> None:
         """A new request, or (transaction None) an ACK outside any transaction."""
+        sessions = self.sessions
         if transaction is None:
+            if sessions is not None:
+                sessions.offer(request, None)
+            return
+        checked = sessions is not None and self._check(request) is None
+        offered = checked and self._for_sessions(request, transaction.flow)
+        if offered and sessions is not None and sessions.offer(request, transaction):
             return
         response = self.answer(request, transaction.flow)
         if response is None:
@@ -125,7 +148,7 @@ class UserAgentCore:
             response.headers.add("Accept", ACCEPT)
             response.headers.add("Accept-Encoding", "identity")
             response.headers.add("Accept-Language", "en")
-            response.headers.add("Supported", ", ".join(SUPPORTED))
+            response.headers.add("Supported", ", ".join(self.supported))
             return response
         if flow is not None and not self._trusted(request, flow.remote[0]):
             return self._reply(request, 403, "Forbidden")
@@ -144,7 +167,9 @@ class UserAgentCore:
         if request.uri.scheme not in ("sip", "sips", "tel"):
             return self._reply(request, 416, "Unsupported URI Scheme")
         if request.method != "CANCEL":
-            unsupported = [tag for tag in request.headers.values("Require") if tag not in SUPPORTED]
+            unsupported = [
+                tag for tag in request.headers.values("Require") if tag not in self.supported
+            ]
             if unsupported:
                 response = self._reply(request, 420, "Bad Extension")
                 response.headers.add("Unsupported", ", ".join(unsupported))
@@ -152,11 +177,26 @@ class UserAgentCore:
         content_type = request.headers.get("Content-Type")
         if request.body and content_type is not None:
             media_type = content_type.split(";")[0].strip(" \t").lower()
-            if media_type != ACCEPT:
+            if media_type not in self.accept:
                 response = self._reply(request, 415, "Unsupported Media Type")
-                response.headers.add("Accept", ACCEPT)
+                response.headers.add("Accept", ", ".join(self.accept))
                 return response
         return None
+
+    def _for_sessions(self, request: Request, flow: Flow) -> bool:
+        """Whether the session manager may take ``request``.
+
+        Requests inside a dialog and CANCELs are always its to match. With
+        trunks, an out-of-dialog request must come from a registered phone:
+        a trunk's INVITE waits for call control (``answer`` says 480), and a
+        stranger's is refused and counted there, so nothing is counted twice.
+        """
+        if self.trunks is None or request.to.tag is not None or request.method == "CANCEL":
+            return True
+        source = flow.remote[0]
+        if self.trunks.match(source, request) is not None:
+            return False
+        return self.registrar is None or self.registrar.registered_from(source)
 
     def _trusted(self, request: Request, source: str) -> bool:
         """Whether an out-of-dialog request from ``source`` may be served (with trunks only).
@@ -205,8 +245,10 @@ class SipStack:
         registrar: Registrar | None = None,
         guard: SourceGuard | None = None,
         trunks: Trunks | None = None,
+        sessions: SessionManager | None = None,
     ) -> None:
-        self.core = UserAgentCore(registrar, guard, trunks)
+        self.core = UserAgentCore(registrar, guard, trunks, sessions)
+        self.sessions = sessions
         self.registrar = registrar
         self.guard = guard
         self.trunks = trunks
@@ -228,6 +270,8 @@ class SipStack:
         transport = SipTransport(lambda m, f: layer.receive(m, f), self._limits, guard=self.guard)
         layer = TransactionLayer(self.core, transport.send_response, self._clock, self._timers)
         self.core.layer = layer
+        if self.sessions is not None:
+            self.sessions.attach(layer, transport)
         if self.registrar is not None:
             self.registrar.send_request = layer.send_request
         transport.flow_closed = self._flow_closed
