@@ -114,6 +114,15 @@ def format_status(status: dict[str, Any]) -> str:
     for source, seconds in status["banned"].items():
         lines.append(f"banned        {source} for {seconds} s more")
     lines.append(f"calls         {len(status['calls'])} live")
+    for call in status["calls"]:
+        legs = ", ".join(
+            f"{side} port {leg['port']} rx {leg['received']} tx {leg['sent']}"
+            for side, leg in call["legs"].items()
+        )
+        lines.append(
+            f"call          {call['id']}: {call['from']} -> {call['to']} {call['state']}"
+            f" ({call['codec']}, {call['seconds']} s{', held' if call['held'] else ''}) {legs}"
+        )
     agents = status["agents"]
     logged_in = sum(1 for a in agents if a["state"] != "logged_out")
     lines.append(f"agents        {len(agents)} configured, {logged_in} logged in")

@@ -81,6 +81,8 @@ class SipSettings:
     """PEM certificate (chain) file for the TLS listener; empty: no TLS listener."""
     tls_key: str = ""
     """PEM private key file of ``tls_certificate``."""
+    no_answer_s: Annotated[float, Range(1, 600)] = 60.0
+    """How long a call rings before it gives up (480, cause 19 no answer)."""
 
     def __post_init__(self) -> None:
         if bool(self.tls_certificate) != bool(self.tls_key):
@@ -127,6 +129,8 @@ class RtpSettings:
 
     port_min: Port = 20000
     port_max: Port = 29999
+    timeout_s: Annotated[float, Range(1, 3600)] = 60.0
+    """A call whose RTP stops this long (not on hold) is hung up."""
 
     def __post_init__(self) -> None:
         if self.port_min % 2:

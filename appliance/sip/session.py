@@ -305,7 +305,7 @@ def _ip_or_none(host: str | None) -> str | None:
     return stripped if stripped.replace(".", "").isdigit() or ":" in stripped else None
 
 
-def _host_for(flow: Flow, hint: str | None) -> str:
+def advertised_host(flow: Flow, hint: str | None) -> str:
     """Our address on ``flow``; on a wildcard listener, ``hint`` (where the peer sent to)."""
     host = flow.local[0]
     if _is_wildcard(host):
@@ -339,7 +339,7 @@ class Session:
     def __init__(self, manager: SessionManager, flow: Flow, local_host: str | None) -> None:
         self.manager = manager
         self.flow = flow
-        self.local_host = _host_for(flow, local_host)
+        self.local_host = advertised_host(flow, local_host)
         """The address that names us to this peer (Via, Contact, SDP)."""
         self.dialog: Dialog | None = None
         self.state = SessionState.CALLING
@@ -361,6 +361,11 @@ class Session:
     def id(self) -> DialogId | None:
         """The dialog's id once there is one."""
         return self.dialog.id if self.dialog is not None else None
+
+    @property
+    def ended(self) -> bool:
+        """Whether the session is over."""
+        return self.state is SessionState.ENDED
 
     @property
     def contact(self) -> str:
@@ -934,7 +939,7 @@ class OutgoingCall(Session):
 
     def _invite(self, target: Target, flow: Flow, cseq: int) -> Request:
         assert self.local_sdp is not None
-        host = _host_for(flow, target.local_host)
+        host = advertised_host(flow, target.local_host)
         headers = Headers(
             [
                 ("Via", _via(flow, host)),
@@ -1090,7 +1095,7 @@ class OutgoingCall(Session):
         branch.final = response
         self.winner = branch
         self.flow = branch.flow
-        self.local_host = _host_for(branch.flow, branch.target.local_host)
+        self.local_host = advertised_host(branch.flow, branch.target.local_host)
         self.dialog = dialog
         self.manager._register(self)
         self._ack_2xx(response, invite)

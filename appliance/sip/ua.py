@@ -186,17 +186,14 @@ class UserAgentCore:
     def _for_sessions(self, request: Request, flow: Flow) -> bool:
         """Whether the session manager may take ``request``.
 
-        Requests inside a dialog and CANCELs are always its to match. With
-        trunks, an out-of-dialog request must come from a registered phone:
-        a trunk's INVITE waits for call control (``answer`` says 480), and a
-        stranger's is refused and counted there, so nothing is counted twice.
+        Everything but a trunk's out-of-dialog requests: an INVITE from a
+        phone is challenged there (a wrong password counts against its
+        source), while a trunk's INVITE waits for call control (``answer``
+        counts it and says 480).
         """
         if self.trunks is None or request.to.tag is not None or request.method == "CANCEL":
             return True
-        source = flow.remote[0]
-        if self.trunks.match(source, request) is not None:
-            return False
-        return self.registrar is None or self.registrar.registered_from(source)
+        return self.trunks.match(flow.remote[0], request) is None
 
     def _trusted(self, request: Request, source: str) -> bool:
         """Whether an out-of-dialog request from ``source`` may be served (with trunks only).

@@ -63,6 +63,7 @@ async def serve(settings: Settings) -> None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await switch.calls.close()
         await switch.sip.close()
         switch.stop_media()
         await runner.cleanup()

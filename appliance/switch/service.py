@@ -1,8 +1,9 @@
 """The switch: owner of all live call state (SIP, call control, IVR, ACD, media).
 
-It holds the store, answers the control API, runs the SIP stack (which
-answers out-of-dialog requests until call control lands) and the media
-engine, whose events come onto the loop through ``appliance.media``.
+It holds the store, answers the control API, runs the SIP stack with its
+registrar and sessions, call control (``calls.py``: calls between
+registered extensions) and the media engine, whose events come onto the
+loop through ``appliance.media``.
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ from appliance.service import StartupError
 from appliance.settings import Settings
 from appliance.sip.registrar import Registrar
 from appliance.sip.security import SourceGuard
+from appliance.sip.session import SessionManager
 from appliance.sip.trunk import Trunks
 from appliance.sip.ua import SipStack
 from appliance.store import Store, Txn
 from appliance.store.keys import name_key
+from appliance.switch.calls import CallControl, CallLimits
 
 
 class Switch:
@@ -39,9 +42,21 @@ class Switch:
         )
         self.guard = SourceGuard(settings.security)
         self.trunks = Trunks()
-        self.sip = SipStack(registrar=self.registrar, guard=self.guard, trunks=self.trunks)
+        self.sessions = SessionManager()
+        self.sip = SipStack(
+            registrar=self.registrar, guard=self.guard, trunks=self.trunks, sessions=self.sessions
+        )
         self.engine: core.Engine | None = None
         self.media_events: MediaEvents | None = None
+        self.calls = CallControl(
+            self.sessions,
+            self.registrar,
+            self.extension,
+            lambda: self.engine,
+            lambda: self.media_events,
+            self.guard.failed,
+            CallLimits(settings.sip.no_answer_s, settings.rtp.timeout_s),
+        )
 
     def extension(self, number: str) -> Extension | None:
         """The configured extension ``number``, read now (an import may have changed it)."""
@@ -124,7 +139,7 @@ class Switch:
             "registrations": self.registrar.status(),
             "trunks": self.trunks.status(),
             "banned": self.guard.bans(),
-            "calls": [],
+            "calls": await self.calls.status(),
             "agents": [
                 {"number": a.number, "name": a.name, "group": a.group, "state": "logged_out"}
                 for a in agents

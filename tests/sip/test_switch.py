@@ -25,8 +25,14 @@ from tests.sip.net import free_port
 SCENARIOS = Path(__file__).parent / "sipp"
 WAIT = 20.0
 PASSWORD = "phone-1001-secret"
+GATEWAY = "127.0.0.3"  # the trunk gateway's address in running_switch
 
 pytestmark = pytest.mark.slow
+
+
+def password_of(extension: str) -> str:
+    """The password the test switch gives an extension."""
+    return f"phone-{extension}-secret"
 
 
 @dataclass
@@ -44,10 +50,13 @@ def switch(tmp_path: Path) -> Iterator[RunningSwitch]:
 
 
 @contextlib.contextmanager
-def running_switch(tmp_path: Path, **settings: str) -> Iterator[RunningSwitch]:
-    """The switch process with extension 1001 and trunk ``gateway`` (127.0.0.1) configured.
+def running_switch(
+    tmp_path: Path, extensions: tuple[str, ...] = ("1001",), **settings: str
+) -> Iterator[RunningSwitch]:
+    """The switch process with ``extensions``, trunk ``gateway`` (127.0.0.3) and ``settings``.
 
-    ``settings`` are ``CALLBOX_*`` variables.
+    ``settings`` are ``CALLBOX_*`` variables. Each extension's password is
+    ``phone-<number>-secret`` (``password_of``).
     """
     port = free_port()
     env = dict(
@@ -61,9 +70,10 @@ def running_switch(tmp_path: Path, **settings: str) -> Iterator[RunningSwitch]:
     env.pop("NOTIFY_SOCKET", None)
     config = tmp_path / "extensions.yaml"
     config.write_text(
-        "trunks:\n  - {name: gateway, mode: ip, host: 127.0.0.1, allow: [127.0.0.1/32],"
+        "trunks:\n  - {name: gateway, mode: ip, host: 127.0.0.3, allow: [127.0.0.3/32],"
         " options_interval: 0}\n"
-        f'extensions:\n  - number: "1001"\n    password: {PASSWORD}\n'
+        "extensions:\n"
+        + "".join(f'  - number: "{n}"\n    password: {password_of(n)}\n' for n in extensions)
     )
     imported = subprocess.run(
         [sys.executable, "-m", "appliance", "config", "import", str(config)],
@@ -144,13 +154,17 @@ def test_sipsak_options_gets_200_with_allow_accept_supported(switch: RunningSwit
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SIP/2.0 200 OK" in result.stdout
-    assert "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER" in result.stdout
+    assert "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER, NOTIFY, REGISTER" in (
+        result.stdout
+    )
+    assert "Supported: replaces" in result.stdout
     assert "Accept: application/sdp" in result.stdout
-    assert "Supported:" in result.stdout
 
 
-def test_sipp_invite_gets_480_with_warning_and_its_ack_is_taken(switch: RunningSwitch) -> None:
-    result = sipp(switch, "invite_480.xml")
+def test_sipp_invite_without_credentials_gets_407_and_its_ack_is_taken(
+    switch: RunningSwitch,
+) -> None:
+    result = sipp(switch, "invite_407.xml")
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr
 
 
@@ -182,7 +196,7 @@ def test_malformed_udp_gets_400_and_the_switch_stays_up(switch: RunningSwitch) -
     assert switch.process.poll() is None
 
 
-def test_switch_retransmits_480_until_acked_and_answers_a_repeated_invite_from_its_transaction(
+def test_switch_retransmits_407_until_acked_and_answers_a_repeated_invite_from_its_transaction(
     switch: RunningSwitch,
 ) -> None:
     invite = (
@@ -190,7 +204,7 @@ def test_switch_retransmits_480_until_acked_and_answers_a_repeated_invite_from_i
         b"Via: SIP/2.0/UDP 127.0.0.1;rport;branch=z9hG4bKlossy\r\n"
         b"Max-Forwards: 70\r\nFrom: <sip:caller@example.com>;tag=c9\r\n"
         b"To: <sip:4000@127.0.0.1>\r\nCall-ID: lossy@probe\r\n"
-        b"CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+        b"CSeq: 1 INVITE\r\nContact: <sip:caller@127.0.0.1>\r\nContent-Length: 0\r\n\r\n"
     )
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.settimeout(WAIT)
@@ -205,11 +219,11 @@ def test_switch_retransmits_480_until_acked_and_answers_a_repeated_invite_from_i
 
         sock.sendto(invite, target)
         first = final()
-        assert first.status == 480
-        # No ACK: timer G brings the same 480 again (our ACK "was lost").
+        assert first.status == 407
+        # No ACK: timer G brings the same 407 again (our ACK "was lost").
         again = final()
-        assert (again.status, again.to.tag) == (480, first.to.tag)
-        # A retransmitted INVITE is answered by the transaction, not a new 480 from the core.
+        assert (again.status, again.to.tag) == (407, first.to.tag)
+        # A retransmitted INVITE is answered by the transaction, not a new 407 from the core.
         sock.sendto(invite, target)
         repeated = final()
         assert repeated.to.tag == first.to.tag
@@ -295,26 +309,29 @@ def status_json(env: dict[str, str]) -> dict[str, Any]:
 def test_invite_from_a_trunk_address_is_recognised_as_the_trunks_call(
     switch: RunningSwitch,
 ) -> None:
-    result = sipp(switch, "invite_480.xml", local="127.0.0.1")
+    result = sipp(switch, "invite_480.xml", local=GATEWAY)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr
     (gateway,) = status_json(switch.env)["trunks"]
     assert (gateway["name"], gateway["mode"], gateway["calls_in"]) == ("gateway", "ip", 1)
     human = callbox_status(switch.env).stdout
-    assert "trunk         gateway (ip, udp 127.0.0.1:5060): 1 calls in, 0 out" in human
+    assert "trunk         gateway (ip, udp 127.0.0.3:5060): 1 calls in, 0 out" in human
 
 
-def test_invite_from_an_unknown_address_is_refused_and_repeated_ones_are_banned(
+def test_invite_with_a_wrong_password_is_refused_and_repeated_ones_are_banned(
     tmp_path: Path,
 ) -> None:
     with running_switch(tmp_path, CALLBOX_SECURITY_BAN_AFTER="2") as switch:
         for _ in range(2):
-            refused = sipp(switch, "invite_refused.xml", local="127.0.0.2")
+            refused = sipp(
+                switch, "invite_refused.xml", "-au", "1001", "-ap", "not-the-password",
+                local="127.0.0.2",
+            )  # fmt: skip
             assert refused.returncode == 0, refused.stdout[-2000:] + refused.stderr
         status = status_json(switch.env)
         assert "127.0.0.2" in status["banned"]
         assert status["trunks"][0]["calls_in"] == 0
         # The trunk's own address is still served.
-        served = sipp(switch, "invite_480.xml", local="127.0.0.1")
+        served = sipp(switch, "invite_480.xml", local=GATEWAY)
         assert served.returncode == 0, served.stdout[-2000:] + served.stderr
 
 

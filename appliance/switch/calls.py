@@ -1,0 +1,445 @@
+"""Call control, first cut: a B2BUA that connects registered extensions through the media engine.
+
+An INVITE from an extension is challenged (407, the extension's password,
+the same digest realm and rules as the registrar's 401). The dialled number
+(the Request-URI's user, else the To user) must be a configured extension (404 otherwise) with
+at least one registered phone (480 otherwise); every phone of that
+extension rings at once (``SessionManager.call`` forks along each
+registration's flow).
+
+Media is anchored in the engine: one RTP leg faces the caller and one the
+callee, on one worker, and they are bridged when the callee answers. The
+engine relays legs of one codec (no transcoding yet), so the call uses one
+codec end to end: the first of our preference order that the caller
+offered, offered alone (with telephone-event, both under the caller's
+payload numbers) to the callee. Nothing in common with the caller is 488.
+The caller's 200 waits for the callee's, so both answers name the same
+codec.
+
+After that the call is two sessions and their legs: BYE from either side
+ends both (the cause travels in the Reason header), hold and resume are
+passed on as re-INVITEs (and stop the RTP timeout on both legs), INFO
+DTMF is passed on, an RTP timeout hangs both up with cause 102, and a
+transfer (REFER) is refused with a NOTIFY 603 until call routing can
+place the new call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from appliance.config.records import Extension
+from appliance.media import MediaEvents
+from appliance.sip.auth import DigestChallenger, Verdict
+from appliance.sip.causes import Cause
+from appliance.sip.message import Address
+from appliance.sip.registrar import Registrar
+from appliance.sip.sdp import (
+    DEFAULT_PREFERENCE,
+    TELEPHONE_EVENT,
+    Codec,
+    Media,
+    SessionDescription,
+    create_answer,
+    create_offer,
+)
+from appliance.sip.session import (
+    Answered,
+    DtmfReceived,
+    Ended,
+    IncomingCall,
+    OutgoingCall,
+    Progress,
+    Reoffered,
+    Session,
+    SessionError,
+    SessionEvent,
+    SessionManager,
+    SessionState,
+    Target,
+    TransferRequested,
+    advertised_host,
+)
+from core import Engine, MediaEvent, RtpLeg
+
+log = logging.getLogger(__name__)
+
+RELAYED_CODECS = ("PCMA", "PCMU", "G722", "G729")
+"""Codecs the engine relays today: fixed clock, static payload types (no transcoding yet)."""
+
+
+@dataclass(frozen=True)
+class CallLimits:
+    """How long a call may ring, and how long its RTP may stop before it is hung up."""
+
+    no_answer_s: float = 60.0
+    rtp_timeout_s: float = 60.0
+
+
+def common_codec(offer: SessionDescription) -> tuple[Media, Codec] | None:
+    """The offer's audio stream and the codec of ours (in our order) that it offers."""
+    for media in offer.media:
+        if media.media != "audio" or not media.port:
+            continue
+        offered = media.codecs
+        for ours in DEFAULT_PREFERENCE:
+            if ours.name not in RELAYED_CODECS:
+                continue
+            match = next((c for c in offered if c.same_format(ours)), None)
+            if match is not None:
+                return media, match
+    return None
+
+
+@dataclass(eq=False)
+class Call:
+    """One call between two extensions: its two sessions and their two legs."""
+
+    id: str
+    caller: IncomingCall
+    number: str
+    started: float
+    callee: OutgoingCall | None = None
+    caller_leg: RtpLeg | None = None
+    callee_leg: RtpLeg | None = None
+    codec: Codec | None = None
+    answered_at: float | None = None
+    state: str = "routing"
+    rang: bool = False
+
+    def status(self) -> dict[str, Any]:
+        """A line of ``callbox status``."""
+        legs = {}
+        for name, leg in (("caller", self.caller_leg), ("callee", self.callee_leg)):
+            if leg is not None:
+                stats = leg.stats()
+                legs[name] = {
+                    "port": leg.local_port,
+                    "received": stats.packets_received,
+                    "sent": stats.packets_sent,
+                    "lost": stats.lost,
+                }
+        return {
+            "id": self.id,
+            "from": self.caller.caller.uri.user or str(self.caller.caller.uri),
+            "to": self.number,
+            "state": self.state,
+            "codec": self.codec.name if self.codec else None,
+            "seconds": round(time.monotonic() - self.started, 1),
+            "held": self.caller.held_by_peer
+            or (self.callee is not None and self.callee.held_by_peer),
+            "legs": legs,
+        }
+
+
+class CallControl:
+    """The switch's B2BUA: takes each ``IncomingCall`` and connects it to an extension.
+
+    ``extension(number)`` reads an extension's configuration; ``engine()``
+    and ``media_events()`` give the media engine once it runs.
+    """
+
+    def __init__(
+        self,
+        sessions: SessionManager,
+        registrar: Registrar,
+        extension: Callable[[str], Extension | None],
+        engine: Callable[[], Engine | None],
+        media_events: Callable[[], MediaEvents | None],
+        auth_failed: Callable[[str, str], None],
+        limits: CallLimits | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.registrar = registrar
+        self.extension = extension
+        self.engine = engine
+        self.media_events = media_events
+        self.auth_failed = auth_failed
+        self.limits = limits or CallLimits()
+        self.challenger: DigestChallenger = registrar.challenger
+        self.calls: dict[str, Call] = {}
+        self._ids = itertools.count(1)
+        self._tasks: set[asyncio.Task[None]] = set()
+        sessions.on_incoming = self.incoming
+
+    def incoming(self, session: IncomingCall) -> None:
+        """A new INVITE: authenticate, route and connect it in a task of its own."""
+        task = asyncio.get_running_loop().create_task(self._run(session))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def status(self) -> list[dict[str, Any]]:
+        """Every live call, for ``callbox status`` (leg statistics are read off the loop)."""
+        return [await asyncio.to_thread(call.status) for call in list(self.calls.values())]
+
+    async def close(self) -> None:
+        """Hang up every call and wait for their tasks (the switch is stopping)."""
+        for call in list(self.calls.values()):
+            call.caller.hangup(Cause.NORMAL_CLEARING)
+            if call.callee is not None:
+                call.callee.hangup(Cause.NORMAL_CLEARING)
+        for task in list(self._tasks):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    # One call, from INVITE to hang-up
+
+    async def _run(self, session: IncomingCall) -> None:
+        extension = self._authenticate(session)
+        if extension is None:
+            return
+        # The dialled number: the Request-URI's user, or To's when the URI names only us.
+        number = session.callee.user or session.invite.to.uri.user or ""
+        call = Call(f"{next(self._ids)}", session, number, time.monotonic())
+        self.calls[call.id] = call
+        events: asyncio.Queue[tuple[Session | RtpLeg, SessionEvent | MediaEvent]] = asyncio.Queue()
+        session.listener = lambda s, e: events.put_nowait((s, e))
+        unsubscribe: list[Callable[[], None]] = []
+        try:
+            if await self._connect(call, events, unsubscribe):
+                await self._follow(call, events)
+        except Exception:
+            log.exception("call %s failed", call.id)
+            self._hangup_both(call, Cause.TEMPORARY_FAILURE)
+        finally:
+            for stop in unsubscribe:
+                stop()
+            del self.calls[call.id]
+            await self._close_legs(call)
+            log.info("call %s from %s to %s over", call.id, extension.number, call.number)
+
+    def _authenticate(self, session: IncomingCall) -> Extension | None:
+        """The calling extension, or None when the INVITE was challenged or refused."""
+        number = session.caller.uri.user or ""
+        extension = self.extension(number)
+        source = session.flow.remote[0]
+
+        def password(username: str) -> str | None:
+            if username != number or extension is None:
+                return None
+            return extension.password
+
+        verification = self.challenger.verify(session.invite, "Proxy-Authorization", password)
+        if verification.verdict in (Verdict.MISSING, Verdict.STALE):
+            stale = verification.verdict is Verdict.STALE
+            session.challenge(self.challenger.challenges(stale=stale))
+            return None
+        if verification.verdict is Verdict.INVALID or extension is None:
+            self.auth_failed(source, verification.reason or "unknown extension")
+            session.reject(403)
+            return None
+        if not extension.allows(source):
+            self.auth_failed(source, "outside the extension's networks")
+            session.reject(403)
+            return None
+        return extension
+
+    async def _connect(
+        self,
+        call: Call,
+        events: asyncio.Queue[tuple[Session | RtpLeg, SessionEvent | MediaEvent]],
+        unsubscribe: list[Callable[[], None]],
+    ) -> bool:
+        """Route, set up media and ring the callee; False if the call ended here."""
+        caller = call.caller
+        if self.extension(call.number) is None:
+            caller.reject(Cause.UNALLOCATED_NUMBER)
+            return False
+        bindings = self.registrar.contacts(call.number)
+        if not bindings:
+            caller.reject(Cause.SUBSCRIBER_ABSENT)
+            return False
+        offer = caller.offer
+        chosen = common_codec(offer) if offer is not None else None
+        engine, media_events = self.engine(), self.media_events()
+        if offer is None or chosen is None or engine is None or media_events is None:
+            caller.reject(Cause.BEARER_CAPABILITY_NOT_IMPLEMENTED)
+            return False
+        offered, codec = chosen
+        call.codec = codec
+        call.caller_leg = await asyncio.to_thread(
+            engine.create_rtp_leg,
+            codec=codec.name,
+            payload_type=codec.payload_type,
+            clock_rate=codec.clock_rate,
+            rtcp_mux=offered.rtcp_mux,
+            rtp_timeout=self.limits.rtp_timeout_s,
+            cname=f"callbox-{call.id}",
+        )
+        call.callee_leg = await asyncio.to_thread(
+            engine.create_rtp_leg,
+            codec=codec.name,
+            payload_type=codec.payload_type,
+            clock_rate=codec.clock_rate,
+            rtp_timeout=self.limits.rtp_timeout_s,
+            cname=f"callbox-{call.id}",
+            beside=call.caller_leg,
+        )
+        for leg in (call.caller_leg, call.callee_leg):
+            unsubscribe.append(media_events.subscribe(_forward(events, leg), leg))
+        if caller.ended:
+            return False  # cancelled while the legs were made
+        assert offer is not None
+        await asyncio.to_thread(call.caller_leg.set_remote, offer.address_of(offered), offered.port)
+        event = next((c for c in offered.codecs if c.name.lower() == TELEPHONE_EVENT.name), None)
+        first = bindings[0]
+        callee_offer = create_offer(
+            advertised_host(first.flow, first.registrar_host),
+            call.callee_leg.local_port,
+            (codec,),
+            telephone_event_pt=event.payload_type if event else 101,
+            rtcp_mux=False,
+        )
+        if event is None:
+            callee_offer = _without_telephone_event(callee_offer)
+        targets = [
+            Target(b.contact.uri, b.flow, b.path, b.registrar_host or None) for b in bindings
+        ]
+        try:
+            call.callee = await self.sessions.call(
+                targets,
+                caller=Address(caller.caller.uri, caller.caller.display_name),
+                callee=Address(caller.invite.to.uri),
+                offer=callee_offer,
+                listener=lambda s, e: events.put_nowait((s, e)),
+                no_answer_s=self.limits.no_answer_s,
+            )
+        except SessionError as error:
+            log.info("call %s: cannot reach %s: %s", call.id, call.number, error)
+            caller.reject(Cause.DESTINATION_OUT_OF_ORDER)
+            return False
+        call.state = "ringing"
+        if caller.ended:
+            call.callee.cancel()
+            return False
+        return True
+
+    async def _follow(
+        self,
+        call: Call,
+        events: asyncio.Queue[tuple[Session | RtpLeg, SessionEvent | MediaEvent]],
+    ) -> None:
+        """Pass each side's events to the other until both sessions have ended."""
+        caller, callee = call.caller, call.callee
+        assert callee is not None
+        while not caller.ended or not callee.ended:
+            source, event = await events.get()
+            if isinstance(event, MediaEvent):
+                if event.kind == "rtp_timeout":
+                    log.info("call %s: no RTP on leg %d: hanging up", call.id, event.leg)
+                    self._hangup_both(call, Cause.RECOVERY_ON_TIMER_EXPIRY)
+                continue
+            assert isinstance(source, Session)
+            other: Session = callee if source is caller else caller
+            await self._on_event(call, source, other, event)
+
+    async def _on_event(
+        self, call: Call, source: Session, other: Session, event: SessionEvent
+    ) -> None:
+        caller = call.caller
+        if isinstance(event, Ended):
+            if other is caller and caller.state is SessionState.RINGING:
+                # The callee side failed before any answer: its status goes back,
+                # except a challenge, which was for us and not for the caller.
+                status = event.status
+                passed = status is not None and status not in (401, 407)
+                caller.reject(status if passed and status is not None else event.cause)
+            else:
+                other.hangup(event.cause)
+            call.state = "ended"
+        elif isinstance(event, Progress) and caller.state is SessionState.RINGING:
+            if event.status in (180, 183) and not call.rang:
+                call.rang = True
+                caller.ringing()
+        elif isinstance(event, Answered):
+            await self._answered(call, event)
+        elif isinstance(event, Reoffered):
+            await self._reoffered(call, source, other, event)
+        elif isinstance(event, DtmfReceived):
+            relay = event.relay
+            body = f"Signal={relay.signal}\r\nDuration={relay.duration_ms}\r\n".encode()
+            if other.state is SessionState.CONFIRMED:
+                other.send_request("INFO", body, "application/dtmf-relay")
+        elif isinstance(event, TransferRequested):
+            event.transfer.notify(603, "Declined")
+
+    async def _answered(self, call: Call, event: Answered) -> None:
+        caller, callee = call.caller, call.callee
+        assert callee is not None
+        assert call.caller_leg is not None
+        assert call.callee_leg is not None
+        media = event.media
+        if media is None or call.codec is None or not media.codec.same_format(call.codec):
+            # The callee named a codec we did not offer: nothing can carry it.
+            callee.hangup(Cause.BEARER_CAPABILITY_NOT_IMPLEMENTED)
+            caller.reject(Cause.BEARER_CAPABILITY_NOT_IMPLEMENTED)
+            return
+        engine = self.engine()
+        assert engine is not None
+        assert caller.offer is not None
+        await asyncio.to_thread(call.callee_leg.set_remote, media.remote_address, media.remote_port)
+        await asyncio.to_thread(engine.bridge, call.caller_leg, call.callee_leg)
+        if caller.state is not SessionState.RINGING:
+            callee.hangup(Cause.NORMAL_CLEARING)  # the caller gave up meanwhile
+            return
+        answer = create_answer(
+            caller.offer,
+            caller.local_host,
+            call.caller_leg.local_port,
+            (call.codec,),
+            rtcp_mux=call.caller_leg.local_rtcp_port == call.caller_leg.local_port,
+        )
+        caller.answer(answer)
+        call.state = "answered"
+        call.answered_at = time.monotonic()
+
+    async def _reoffered(
+        self, call: Call, source: Session, other: Session, event: Reoffered
+    ) -> None:
+        leg = call.caller_leg if source is call.caller else call.callee_leg
+        if leg is not None and event.media is not None:
+            await asyncio.to_thread(
+                leg.set_remote, event.media.remote_address, event.media.remote_port
+            )
+        held = call.caller.held_by_peer or (call.callee is not None and call.callee.held_by_peer)
+        for each in (call.caller_leg, call.callee_leg):
+            if each is not None:
+                await asyncio.to_thread(each.hold, held)
+        if other.state is SessionState.CONFIRMED and event.held != other.held_locally:
+            (other.hold if event.held else other.resume)()
+        call.state = "held" if held else "answered"
+
+    def _hangup_both(self, call: Call, cause: Cause) -> None:
+        call.caller.hangup(cause)
+        if call.callee is not None:
+            call.callee.hangup(cause)
+
+    async def _close_legs(self, call: Call) -> None:
+        for leg in (call.caller_leg, call.callee_leg):
+            if leg is not None:
+                with contextlib.suppress(RuntimeError):
+                    await asyncio.to_thread(leg.close)
+
+
+def _forward(
+    events: asyncio.Queue[tuple[Session | RtpLeg, SessionEvent | MediaEvent]], leg: RtpLeg
+) -> Callable[[MediaEvent], None]:
+    return lambda event: events.put_nowait((leg, event))
+
+
+def _without_telephone_event(sdp: SessionDescription) -> SessionDescription:
+    """An offer without telephone-event, for a caller that offered none."""
+    media = []
+    for m in sdp.media:
+        formats = [f for f in m.formats if f != "101"]
+        attributes = [(k, v) for k, v in m.attributes if not (v or "").startswith("101 ")]
+        media.append(replace(m, formats=formats, attributes=attributes))
+    return replace(sdp, media=media)

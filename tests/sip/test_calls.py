@@ -1,0 +1,169 @@
+"""The switch connects calls between registered extensions: SIPp on both sides, on loopback.
+
+The callee is a SIPp that registers extension 1002 (``register.xml``) and
+then, on the same UDP port, plays the phone (``answer.xml``, ``busy.xml``,
+...); the caller is a SIPp that authenticates as extension 1001 and dials
+(``call_*.xml``). Each test passes when both SIPp scenarios complete, which
+checks every message each side receives.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.sip.net import free_port
+from tests.sip.test_switch import RunningSwitch, callbox_status, password_of, running_switch
+
+SCENARIOS = Path(__file__).parent / "sipp"
+CALLER, CALLEE = "1001", "1002"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def switch(tmp_path: Path) -> Iterator[RunningSwitch]:
+    with running_switch(tmp_path, ("1001", "1002", "1003")) as running:
+        yield running
+
+
+def sipp_args(switch: RunningSwitch, scenario: str, number: str, port: int) -> list[str]:
+    return [
+        "sipp", f"127.0.0.1:{switch.port}", "-sf", str(SCENARIOS / scenario),
+        "-s", number, "-m", "1", "-i", "127.0.0.1", "-p", str(port), "-mp", str(free_port()),
+        "-nostdin", "-timeout", "40", "-timeout_error", "-trace_err", "-trace_msg",
+    ]  # fmt: skip
+
+
+def finish(process: subprocess.Popen[str], what: str, cwd: Path) -> str:
+    out, _ = process.communicate(timeout=60)
+    errors = "".join(p.read_text()[-3000:] for p in cwd.glob("*_errors.log"))
+    assert process.returncode == 0, f"{what} failed:\n{out[-3000:]}\n{errors}"
+    return out
+
+
+class Phones:
+    """A callee SIPp registered as extension 1002 and a caller SIPp as 1001."""
+
+    def __init__(self, switch: RunningSwitch, tmp_path: Path) -> None:
+        self.switch = switch
+        self.callee_dir = tmp_path / "callee"
+        self.caller_dir = tmp_path / "caller"
+        self.callee_dir.mkdir()
+        self.caller_dir.mkdir()
+        self.callee_port = free_port()
+
+    def register_callee(self) -> None:
+        args = sipp_args(self.switch, "register.xml", CALLEE, self.callee_port)
+        done = subprocess.run(
+            [*args, "-au", CALLEE, "-ap", password_of(CALLEE)],
+            cwd=self.callee_dir,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout[-3000:]
+
+    def callee(self, scenario: str, *extra: str) -> subprocess.Popen[str]:
+        """The registered phone, waiting for its call (SIPp in UAS mode on the same port)."""
+        args = sipp_args(self.switch, scenario, CALLEE, self.callee_port)
+        # As a UAS, SIPp takes no remote address: it answers whoever calls.
+        return subprocess.Popen(
+            [args[0], *args[2:], *extra],
+            cwd=self.callee_dir,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    def call(self, scenario: str, number: str = CALLEE, *extra: str) -> str:
+        """Extension 1001 dials ``number``; returns SIPp's output once it has finished."""
+        args = sipp_args(self.switch, scenario, number, free_port())
+        process = subprocess.Popen(
+            [*args, "-key", "caller", CALLER, "-au", CALLER, "-ap", password_of(CALLER), *extra],
+            cwd=self.caller_dir,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        return finish(process, f"caller {scenario}", self.caller_dir)
+
+    def caller_received(self) -> str:
+        """Every message the caller's SIPp logged (``-trace_msg``)."""
+        return "".join(p.read_text() for p in self.caller_dir.glob("*_messages.log"))
+
+
+@pytest.fixture
+def phones(switch: RunningSwitch, tmp_path: Path) -> Phones:
+    return Phones(switch, tmp_path)
+
+
+def connect(phones: Phones, callee: str, caller: str, *caller_extra: str) -> None:
+    phones.register_callee()
+    answering = phones.callee(callee)
+    phones.call(caller, CALLEE, *caller_extra)
+    finish(answering, f"callee {callee}", phones.callee_dir)
+
+
+def test_extensions_call_each_other_and_the_caller_hangs_up(phones: Phones) -> None:
+    connect(phones, "answer.xml", "call_caller_bye.xml")
+    received = phones.caller_received()
+    assert "SIP/2.0 407 Proxy Authentication Required" in received
+    assert "SIP/2.0 180 Ringing" in received
+
+
+def test_a_call_over_tcp_reaches_a_udp_phone(phones: Phones) -> None:
+    connect(phones, "answer.xml", "call_caller_bye.xml", "-t", "t1")
+
+
+def test_the_callee_hangs_up_and_the_caller_gets_the_bye(phones: Phones) -> None:
+    connect(phones, "answer_then_bye.xml", "call_callee_bye.xml")
+
+
+def test_hold_and_resume_pass_through_to_the_other_phone(phones: Phones) -> None:
+    connect(phones, "answer_hold.xml", "call_hold.xml")
+
+
+def test_a_busy_phone_gives_the_caller_486(phones: Phones) -> None:
+    connect(phones, "busy.xml", "call_refused.xml")
+    assert "SIP/2.0 486 Busy Here" in phones.caller_received()
+
+
+def test_the_caller_cancels_and_the_ringing_phone_is_cancelled(phones: Phones) -> None:
+    connect(phones, "ring.xml", "call_cancel.xml")
+
+
+def test_unknown_number_gets_404(phones: Phones) -> None:
+    phones.call("call_refused.xml", "4999")
+    assert "SIP/2.0 404 Not Found" in phones.caller_received()
+
+
+def test_unregistered_extension_gets_480(phones: Phones) -> None:
+    phones.call("call_refused.xml", "1003")
+    assert "SIP/2.0 480 Temporarily Unavailable" in phones.caller_received()
+
+
+def test_no_answer_cancels_the_phone_and_gives_the_caller_480(tmp_path: Path) -> None:
+    with running_switch(tmp_path, (CALLER, CALLEE), CALLBOX_SIP_NO_ANSWER_S="2") as switch:
+        phones = Phones(switch, tmp_path)
+        connect(phones, "ring.xml", "call_refused.xml")
+    assert "SIP/2.0 480 Temporarily Unavailable" in phones.caller_received()
+
+
+def test_silent_media_hangs_up_both_phones_with_cause_102(tmp_path: Path) -> None:
+    # Neither SIPp sends RTP: after 2 s both legs time out and both phones get a BYE.
+    with running_switch(tmp_path, (CALLER, CALLEE), CALLBOX_RTP_TIMEOUT_S="2") as switch:
+        phones = Phones(switch, tmp_path)
+        connect(phones, "answer.xml", "call_callee_bye.xml")
+    assert 'Reason: Q.850;cause=102;text="recovery on timer expiry"' in phones.caller_received()
+
+
+def test_status_lists_no_call_once_both_hung_up(phones: Phones) -> None:
+    connect(phones, "answer.xml", "call_caller_bye.xml")
+    status = callbox_status(phones.switch.env)
+    assert status.returncode == 0, status.stderr
+    assert "calls         0 live" in status.stdout
