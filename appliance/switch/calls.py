@@ -265,24 +265,8 @@ class CallControl:
             return False
         offered, codec = chosen
         call.codec = codec
-        call.caller_leg = await asyncio.to_thread(
-            engine.create_rtp_leg,
-            codec=codec.name,
-            payload_type=codec.payload_type,
-            clock_rate=codec.clock_rate,
-            rtcp_mux=offered.rtcp_mux,
-            rtp_timeout=self.limits.rtp_timeout_s,
-            cname=f"callbox-{call.id}",
-        )
-        call.callee_leg = await asyncio.to_thread(
-            engine.create_rtp_leg,
-            codec=codec.name,
-            payload_type=codec.payload_type,
-            clock_rate=codec.clock_rate,
-            rtp_timeout=self.limits.rtp_timeout_s,
-            cname=f"callbox-{call.id}",
-            beside=call.caller_leg,
-        )
+        call.caller_leg = await self._leg(engine, call, rtcp_mux=offered.rtcp_mux)
+        call.callee_leg = await self._leg(engine, call, beside=call.caller_leg)
         for leg in (call.caller_leg, call.callee_leg):
             unsubscribe.append(media_events.subscribe(_forward(events, leg), leg))
         if caller.ended:
@@ -321,6 +305,25 @@ class CallControl:
             call.callee.cancel()
             return False
         return True
+
+    async def _leg(
+        self, engine: Engine, call: Call, *, rtcp_mux: bool = False, beside: RtpLeg | None = None
+    ) -> RtpLeg:
+        """A leg in the call's codec, held (no RTP timeout) until the call is answered."""
+        codec = call.codec
+        assert codec is not None
+        leg = await asyncio.to_thread(
+            engine.create_rtp_leg,
+            codec=codec.name,
+            payload_type=codec.payload_type,
+            clock_rate=codec.clock_rate,
+            rtcp_mux=rtcp_mux,
+            rtp_timeout=self.limits.rtp_timeout_s,
+            cname=f"callbox-{call.id}",
+            beside=beside,
+        )
+        await asyncio.to_thread(leg.hold, True)
+        return leg
 
     async def _follow(
         self,
@@ -387,6 +390,8 @@ class CallControl:
         assert caller.offer is not None
         await asyncio.to_thread(call.callee_leg.set_remote, media.remote_address, media.remote_port)
         await asyncio.to_thread(engine.bridge, call.caller_leg, call.callee_leg)
+        # Off hold: the RTP timeout counts from now, not from while it rang.
+        await self._hold_legs(call, held=False)
         if caller.state is not SessionState.RINGING:
             callee.hangup(Cause.NORMAL_CLEARING)  # the caller gave up meanwhile
             return
@@ -410,12 +415,15 @@ class CallControl:
                 leg.set_remote, event.media.remote_address, event.media.remote_port
             )
         held = call.caller.held_by_peer or (call.callee is not None and call.callee.held_by_peer)
-        for each in (call.caller_leg, call.callee_leg):
-            if each is not None:
-                await asyncio.to_thread(each.hold, held)
+        await self._hold_legs(call, held)
         if other.state is SessionState.CONFIRMED and event.held != other.held_locally:
             (other.hold if event.held else other.resume)()
         call.state = "held" if held else "answered"
+
+    async def _hold_legs(self, call: Call, held: bool) -> None:
+        for leg in (call.caller_leg, call.callee_leg):
+            if leg is not None:
+                await asyncio.to_thread(leg.hold, held)
 
     def _hangup_both(self, call: Call, cause: Cause) -> None:
         call.caller.hangup(cause)

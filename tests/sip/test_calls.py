@@ -9,7 +9,9 @@ checks every message each side receives.
 
 from __future__ import annotations
 
+import re
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -167,3 +169,75 @@ def test_status_lists_no_call_once_both_hung_up(phones: Phones) -> None:
     status = callbox_status(phones.switch.env)
     assert status.returncode == 0, status.stderr
     assert "calls         0 live" in status.stdout
+
+
+class Baresip:
+    """A baresip phone registered as an extension, answering calls by itself."""
+
+    def __init__(self, switch: RunningSwitch, number: str, home: Path, tone_hz: int) -> None:
+        home.mkdir()
+        (home / "config").write_text(
+            f"poll_method\tepoll\nsip_listen\t127.0.0.1:{free_port()}\n"
+            "module_path\t/usr/lib/baresip/modules\n"
+            "module\tg711.so\nmodule\tausine.so\nmodule\taubridge.so\n"
+            "module_app\taccount.so\nmodule_app\tmenu.so\n"
+            f"audio_source\tausine,{tone_hz}\naudio_player\taubridge,sink{number}\n"
+            # ausine makes 48 kHz stereo only; baresip resamples it for G.711.
+            "ausrc_srate\t48000\nausrc_channels\t2\n"
+        )
+        (home / "accounts").write_text(
+            f"<sip:{number}@127.0.0.1:{switch.port};transport=udp>"
+            f";auth_pass={password_of(number)};regint=600;answermode=auto\n"
+        )
+        self.home = home
+        self.process: subprocess.Popen[str] | None = None
+
+    def start(self, *commands: str) -> None:
+        args = ["baresip", "-f", str(self.home)]
+        for command in commands:
+            args += ["-e", command]
+        self.process = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    def stop(self) -> str:
+        assert self.process is not None
+        self.process.terminate()
+        out, _ = self.process.communicate(timeout=30)
+        (self.home / "output.log").write_text(out)
+        return out
+
+
+def wait_for_status(switch: RunningSwitch, pattern: str, seconds: float = 30) -> str:
+    """``callbox status`` once its output matches ``pattern`` (polled)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        status = callbox_status(switch.env)
+        if re.search(pattern, status.stdout, re.MULTILINE):
+            return status.stdout
+        assert time.monotonic() < deadline, f"no {pattern!r} in:\n{status.stdout}{status.stderr}"
+        time.sleep(0.3)
+
+
+def test_two_baresip_phones_call_each_other_with_rtp_both_ways_through_the_engine(
+    switch: RunningSwitch, tmp_path: Path
+) -> None:
+    callee = Baresip(switch, CALLEE, tmp_path / "callee", 440)
+    caller = Baresip(switch, CALLER, tmp_path / "caller", 880)
+    callee.start()
+    try:
+        wait_for_status(switch, rf"^extension     {CALLEE}: ")
+        caller.start(f"/dial sip:{CALLEE}@127.0.0.1:{switch.port}")
+        # Both legs have carried 100 packets (2 s of 20 ms frames) each way at least.
+        line = r"^call          \d+: 1001 -> 1002 answered \(PCMA, .*"
+        legs = r"caller port \d+ rx \d{3,} tx \d{3,}, callee port \d+ rx \d{3,} tx \d{3,}"
+        wait_for_status(switch, line + legs)
+    finally:
+        caller_out = caller.stop()
+        callee.stop()
+    wait_for_status(switch, r"^calls         0 live")
+    assert f"Call established: sip:{CALLEE}@" in caller_out, caller_out[-2000:]
