@@ -661,7 +661,7 @@ class Session:
 
     def _ack_received(self, ack: Request) -> None:
         unacked = self._unacked
-        if unacked is None or ack.cseq.number != unacked[0]:
+        if unacked is None or ack.cseq.number < unacked[0]:
             return
         self._unacked = None
         self._stop_timer("2xx")
@@ -687,11 +687,9 @@ class Session:
             transaction.respond(self._respond(transaction, 491, "Request Pending"))
             return
         if request.method == "INVITE" and self._unacked is not None:
-            # RFC 3261 14.2: a new INVITE before the ACK of the last one's 2xx.
-            response = self._respond(transaction, 500, "Server Internal Error")
-            response.headers.add("Retry-After", str(random.randint(1, 10)))
-            transaction.respond(response)
-            return
+            # The peer sends a new INVITE only once it has our 2xx (RFC 3261 14.1):
+            # its ACK was lost, and this INVITE stands for it.
+            self._ack_received(replace(request, method="ACK", body=b""))
         if not request.body:
             if request.method == "INVITE":
                 # An offerless re-INVITE (RFC 3261 14.2): our SDP is the offer, the ACK answers.

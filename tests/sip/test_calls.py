@@ -241,3 +241,19 @@ def test_two_baresip_phones_call_each_other_with_rtp_both_ways_through_the_engin
         callee.stop()
     wait_for_status(switch, r"^calls         0 live")
     assert f"Call established: sip:{CALLEE}@" in caller_out, caller_out[-2000:]
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_a_call_survives_ten_percent_loss_on_both_phones(phones: Phones, attempt: int) -> None:
+    # Each SIPp drops a tenth of what it sends and receives; retransmissions recover.
+    phones.register_callee()
+    answering = phones.callee("answer_lossy.xml", "-lost", "10")
+    phones.call("call_caller_bye.xml", CALLEE, "-lost", "10")
+    finish(answering, "callee answer_lossy.xml", phones.callee_dir)
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_hold_and_resume_survive_ten_percent_loss_on_the_callers_side(
+    phones: Phones, attempt: int
+) -> None:
+    connect(phones, "answer_hold.xml", "call_hold.xml", "-lost", "10")

@@ -455,3 +455,17 @@ async def test_an_invite_without_sdp_is_offered_to_the_owner_with_none(net: Net)
     assert bob.incoming[0].offer is None
     bob.incoming[0].reject(488)
     assert net.messages("bob")[-1] == "SIP/2.0 488 Not Acceptable Here"
+
+
+async def test_a_reinvite_stands_for_the_lost_ack_of_the_last_2xx(net: Net) -> None:
+    alice, bob = net.agent("alice", "192.0.2.1"), net.agent("bob", "192.0.2.2")
+    bob.on_call = answer
+    net.lose = lambda sender, data, count: data.startswith(b"ACK") and count == 0
+    call = await place(net, alice, bob)
+    (incoming,) = bob.incoming
+    assert state(incoming) is SessionState.ANSWERING
+    call.hold()
+    assert state(incoming) is SessionState.CONFIRMED
+    assert bob.kinds() == ["Confirmed", "Reoffered"]
+    net.clock.advance(40)
+    assert net.sent("bob", "BYE") == []  # no "missing ACK" hang-up
