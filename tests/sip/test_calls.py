@@ -54,8 +54,8 @@ class Phones:
         self.switch = switch
         self.callee_dir = tmp_path / "callee"
         self.caller_dir = tmp_path / "caller"
-        self.callee_dir.mkdir()
-        self.caller_dir.mkdir()
+        self.callee_dir.mkdir(parents=True)
+        self.caller_dir.mkdir(parents=True)
         self.callee_port = free_port()
 
     def register_callee(self) -> None:
@@ -257,3 +257,21 @@ def test_hold_and_resume_survive_ten_percent_loss_on_the_callers_side(
     phones: Phones, attempt: int
 ) -> None:
     connect(phones, "answer_hold.xml", "call_hold.xml", "-lost", "10")
+
+
+def test_dtmf_by_info_is_passed_on_and_a_transfer_is_declined_by_notify(phones: Phones) -> None:
+    connect(phones, "answer_info.xml", "call_info_refer.xml")
+
+
+def test_every_phone_of_the_extension_rings_and_the_first_answer_wins(phones: Phones) -> None:
+    # Two phones register extension 1002; one answers, the other is CANCELled.
+    desk = Phones(phones.switch, phones.caller_dir.parent / "desk")
+    phones.register_callee()
+    desk.register_callee()
+    answering = phones.callee("answer.xml")
+    ringing = desk.callee("ring.xml")
+    phones.call("call_caller_bye.xml")
+    finish(answering, "callee answer.xml", phones.callee_dir)
+    finish(ringing, "second phone ring.xml", desk.callee_dir)
+    cancelled = "".join(p.read_text() for p in desk.callee_dir.glob("*_messages.log"))
+    assert 'Reason: SIP;cause=200;text="Call completed elsewhere"' in cancelled
