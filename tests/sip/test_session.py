@@ -19,6 +19,7 @@ from appliance.sip.message import (
     parse_message,
     parse_uri,
 )
+from appliance.sip.refer import parse_replaces
 from appliance.sip.sdp import create_answer, create_offer, parse_sdp
 from appliance.sip.session import (
     Answered,
@@ -34,7 +35,6 @@ from appliance.sip.session import (
     SessionState,
     Target,
     TransferRequested,
-    parse_replaces,
 )
 from appliance.sip.transaction import TransactionLayer
 from appliance.sip.transport import Flow
