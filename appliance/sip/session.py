@@ -1043,7 +1043,7 @@ class _LateDialog(Session):
         self._ack_2xx(response, invite)
 
     def release(self) -> None:
-        """BYE with "call completed elsewhere" (or the cancel's cause)."""
+        """BYE at once: the call this 2xx belongs to is answered elsewhere or over."""
         self._send_bye(Cause.NORMAL_CLEARING)
         self.state = SessionState.ENDED
 
@@ -1075,8 +1075,8 @@ class SessionManager:
         self.transport: SipTransport | None = None
         self.sessions: dict[DialogId, Session] = {}
         self.ringing: dict[ServerInviteTransaction, IncomingCall] = {}
-        self.calls: list[Session] = []
-        """Every live session, oldest first."""
+        self.calls: dict[Session, None] = {}
+        """Every live session, oldest first (an ordered set)."""
 
     @property
     def layer(self) -> TransactionLayer:
@@ -1099,8 +1099,7 @@ class SessionManager:
             del self.sessions[session.dialog.id]
         if isinstance(session, IncomingCall):
             self.ringing.pop(session.transaction, None)
-        if session in self.calls:
-            self.calls.remove(session)
+        self.calls.pop(session, None)
 
     def find(self, dialog_id: DialogId) -> Session | None:
         """The live session of a dialog, if any."""
@@ -1136,15 +1135,17 @@ class SessionManager:
             replaced = self.sessions.get(replaces[0].dialog_id)
             if replaced is None or replaced.state is SessionState.ENDED:
                 transaction.respond(
-                    request.response(481, "Call/Transaction Does Not Exist", to_tag="r")
+                    request.response(
+                        481, "Call/Transaction Does Not Exist", to_tag=secrets.token_hex(8)
+                    )
                 )
                 return True
             if replaces[0].early_only and replaced.state is SessionState.CONFIRMED:
-                transaction.respond(request.response(486, "Busy Here", to_tag="r"))
+                transaction.respond(request.response(486, "Busy Here", to_tag=secrets.token_hex(8)))
                 return True
             call.replaces = replaced
         self.ringing[transaction] = call
-        self.calls.append(call)
+        self.calls[call] = None
         self.on_incoming(call)
         return True
 
@@ -1186,7 +1187,7 @@ class SessionManager:
             self, first_flow, first_target.local_host, caller, callee, offer, credentials
         )
         call.listener = listener
-        self.calls.append(call)
+        self.calls[call] = None
         call.start(flows, no_answer_s)
         return call
 

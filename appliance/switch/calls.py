@@ -119,7 +119,10 @@ class Call:
         legs = {}
         for name, leg in (("caller", self.caller_leg), ("callee", self.callee_leg)):
             if leg is not None:
-                stats = leg.stats()
+                try:
+                    stats = leg.stats()
+                except (RuntimeError, ValueError):
+                    continue  # the call is ending: its legs are being closed
                 legs[name] = {
                     "port": leg.local_port,
                     "received": stats.packets_received,
@@ -193,6 +196,8 @@ class CallControl:
     # One call, from INVITE to hang-up
 
     async def _run(self, session: IncomingCall) -> None:
+        if session.ended:
+            return  # cancelled before this task ran
         extension = self._authenticate(session)
         if extension is None:
             return

@@ -130,3 +130,12 @@ def test_reasons_added_to_a_message_survive_the_wire() -> None:
     again = parse_message(request.to_bytes())
     assert isinstance(again, Request)
     assert cause_of(again) is Cause.RECOVERY_ON_TIMER_EXPIRY
+
+
+@given(st.text(max_size=120))
+def test_any_reason_text_is_parsed_or_refused_with_a_typed_error(value: str) -> None:
+    try:
+        reason = parse_reason(value)
+    except SipParseError:
+        return
+    assert reason.cause >= 0

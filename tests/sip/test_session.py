@@ -10,16 +10,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from appliance.sip.auth import DigestChallenger, Verdict
 from appliance.sip.causes import Cause
 from appliance.sip.message import (
     Request,
+    SipParseError,
     parse_address,
     parse_message,
     parse_uri,
 )
-from appliance.sip.refer import parse_replaces
+from appliance.sip.refer import parse_refer_to, parse_replaces
 from appliance.sip.sdp import create_answer, create_offer, parse_sdp
 from appliance.sip.session import (
     Answered,
@@ -213,8 +216,8 @@ async def test_caller_cancel_ends_the_ringing_call_with_487(net: Net) -> None:
     ended = bob.last()
     assert isinstance(ended, Ended)
     assert (ended.cause, ended.status, ended.by_peer) == (Cause.NORMAL_CLEARING, 487, True)
-    assert bob.manager.calls == []
-    assert alice.manager.calls == []
+    assert bob.manager.calls == {}
+    assert alice.manager.calls == {}
 
 
 async def test_cancel_waits_for_a_provisional_response(net: Net) -> None:
@@ -469,3 +472,12 @@ async def test_a_reinvite_stands_for_the_lost_ack_of_the_last_2xx(net: Net) -> N
     assert bob.kinds() == ["Confirmed", "Reoffered"]
     net.clock.advance(40)
     assert net.sent("bob", "BYE") == []  # no "missing ACK" hang-up
+
+
+@given(st.text(max_size=120))
+def test_any_replaces_or_refer_to_text_is_parsed_or_refused_with_a_typed_error(value: str) -> None:
+    for parse in (parse_replaces, parse_refer_to):
+        try:
+            parse(value)
+        except SipParseError:
+            continue
