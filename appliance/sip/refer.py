@@ -75,7 +75,7 @@ class Transfer:
 
     def notify(self, status: int, reason: str) -> None:
         """Tell the transferor how the transfer goes (``100 Trying``, ``200 OK``, failures)."""
-        if self.done:
+        if self.done or self.session.ended:
             return
         final = status >= 200
         self.done = final

@@ -19,9 +19,13 @@ codec.
 After that the call is two sessions and their legs: BYE from either side
 ends both (the cause travels in the Reason header), hold and resume are
 passed on as re-INVITEs (and stop the RTP timeout on both legs), INFO
-DTMF is passed on, an RTP timeout hangs both up with cause 102, and a
-transfer (REFER) is refused with a NOTIFY 603 until call routing can
-place the new call.
+DTMF is passed on, and an RTP timeout hangs both up with cause 102.
+
+A blind transfer (REFER from either phone to another extension) calls the
+target with a new leg beside the transferee's; the transferor hears its
+progress by NOTIFY (100, 180, then 200 or the failure), and once the target
+answers the transferee's leg is bridged to it and the transferor is hung
+up. An attended transfer (Refer-To with Replaces) is declined (603) for now.
 """
 
 from __future__ import annotations
@@ -32,20 +36,22 @@ import itertools
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from appliance.config.records import Extension
 from appliance.media import MediaEvents
 from appliance.sip.auth import DigestChallenger, Verdict
-from appliance.sip.causes import Cause
+from appliance.sip.causes import Cause, reason_phrase
 from appliance.sip.message import Address
-from appliance.sip.registrar import Registrar
+from appliance.sip.refer import Transfer
+from appliance.sip.registrar import Binding, Registrar
 from appliance.sip.sdp import (
     DEFAULT_PREFERENCE,
     TELEPHONE_EVENT,
     Codec,
     Media,
+    Negotiated,
     SessionDescription,
     create_answer,
     create_offer,
@@ -98,6 +104,9 @@ def common_codec(offer: SessionDescription) -> tuple[Media, Codec] | None:
     return None
 
 
+Events = asyncio.Queue[tuple["Session | RtpLeg", "SessionEvent | MediaEvent"]]
+
+
 @dataclass(eq=False)
 class Call:
     """One call between two extensions: its two sessions and their two legs."""
@@ -110,14 +119,37 @@ class Call:
     caller_leg: RtpLeg | None = None
     callee_leg: RtpLeg | None = None
     codec: Codec | None = None
+    event_pt: int | None = None
+    """The telephone-event payload type the caller offered (both sides use it)."""
     answered_at: float | None = None
     state: str = "routing"
     rang: bool = False
+    parties: list[Session] = field(default_factory=list)
+    """The two sessions connected now: the caller's side first (a transfer swaps one)."""
+    legs: dict[Session, RtpLeg] = field(default_factory=dict)
+    transfers: dict[Session, tuple[Transfer, Session]] = field(default_factory=dict)
+    """Calls placed for a transfer, each with its REFER and its transferee."""
+    all_legs: list[RtpLeg] = field(default_factory=list)
+    """Every leg made for the call, closed when it ends."""
+    events: Events = field(default_factory=asyncio.Queue)
+    """What its sessions and legs report, in order."""
+    unsubscribe: list[Callable[[], None]] = field(default_factory=list)
+
+    def peer(self, session: Session) -> Session | None:
+        """The party ``session`` is connected to, if it is one of the two."""
+        if session not in self.parties or len(self.parties) != 2:
+            return None
+        return self.parties[1] if session is self.parties[0] else self.parties[0]
+
+    def sessions(self) -> list[Session]:
+        """Every session of the call still to follow: parties and transfer targets."""
+        return [*self.parties, *self.transfers]
 
     def status(self) -> dict[str, Any]:
         """A line of ``callbox status``."""
         legs = {}
-        for name, leg in (("caller", self.caller_leg), ("callee", self.callee_leg)):
+        sides = [self.legs.get(party) for party in self.parties]
+        for name, leg in zip(("caller", "callee"), sides, strict=False):
             if leg is not None:
                 try:
                     stats = leg.stats()
@@ -136,8 +168,7 @@ class Call:
             "state": self.state,
             "codec": self.codec.name if self.codec else None,
             "seconds": round(time.monotonic() - self.started, 1),
-            "held": self.caller.held_by_peer
-            or (self.callee is not None and self.callee.held_by_peer),
+            "held": any(party.held_by_peer for party in self.parties),
             "legs": legs,
         }
 
@@ -185,9 +216,7 @@ class CallControl:
     async def close(self) -> None:
         """Hang up every call and wait for their tasks (the switch is stopping)."""
         for call in list(self.calls.values()):
-            call.caller.hangup(Cause.NORMAL_CLEARING)
-            if call.callee is not None:
-                call.callee.hangup(Cause.NORMAL_CLEARING)
+            self._hangup_all(call, Cause.NORMAL_CLEARING)
         for task in list(self._tasks):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -205,17 +234,15 @@ class CallControl:
         number = session.callee.user or session.invite.to.uri.user or ""
         call = Call(f"{next(self._ids)}", session, number, time.monotonic())
         self.calls[call.id] = call
-        events: asyncio.Queue[tuple[Session | RtpLeg, SessionEvent | MediaEvent]] = asyncio.Queue()
-        session.listener = lambda s, e: events.put_nowait((s, e))
-        unsubscribe: list[Callable[[], None]] = []
+        session.listener = lambda s, e: call.events.put_nowait((s, e))
         try:
-            if await self._connect(call, events, unsubscribe):
-                await self._follow(call, events)
+            if await self._connect(call):
+                await self._follow(call)
         except Exception:
             log.exception("call %s failed", call.id)
-            self._hangup_both(call, Cause.TEMPORARY_FAILURE)
+            self._hangup_all(call, Cause.TEMPORARY_FAILURE)
         finally:
-            for stop in unsubscribe:
+            for stop in call.unsubscribe:
                 stop()
             del self.calls[call.id]
             await self._close_legs(call)
@@ -247,12 +274,7 @@ class CallControl:
             return None
         return extension
 
-    async def _connect(
-        self,
-        call: Call,
-        events: asyncio.Queue[tuple[Session | RtpLeg, SessionEvent | MediaEvent]],
-        unsubscribe: list[Callable[[], None]],
-    ) -> bool:
+    async def _connect(self, call: Call) -> bool:
         """Route, set up media and ring the callee; False if the call ended here."""
         caller = call.caller
         if self.extension(call.number) is None:
@@ -270,51 +292,80 @@ class CallControl:
             return False
         offered, codec = chosen
         call.codec = codec
+        event = next((c for c in offered.codecs if c.name.lower() == TELEPHONE_EVENT.name), None)
+        call.event_pt = event.payload_type if event else None
         call.caller_leg = await self._leg(engine, call, rtcp_mux=offered.rtcp_mux)
         call.callee_leg = await self._leg(engine, call, beside=call.caller_leg)
-        for leg in (call.caller_leg, call.callee_leg):
-            unsubscribe.append(media_events.subscribe(_forward(events, leg), leg))
+        call.parties.append(caller)
+        call.legs[caller] = call.caller_leg
         if caller.ended:
             return False  # cancelled while the legs were made
         assert offer is not None
         await asyncio.to_thread(call.caller_leg.set_remote, offer.address_of(offered), offered.port)
-        event = next((c for c in offered.codecs if c.name.lower() == TELEPHONE_EVENT.name), None)
-        first = bindings[0]
-        callee_offer = create_offer(
-            advertised_host(first.flow, first.registrar_host),
-            call.callee_leg.local_port,
-            (codec,),
-            telephone_event_pt=event.payload_type if event else 101,
-            rtcp_mux=False,
-        )
-        if event is None:
-            callee_offer = _without_telephone_event(callee_offer)
-        targets = [
-            Target(b.contact.uri, b.flow, b.path, b.registrar_host or None) for b in bindings
-        ]
         try:
-            call.callee = await self.sessions.call(
-                targets,
-                caller=Address(caller.caller.uri, caller.caller.display_name),
-                callee=Address(caller.invite.to.uri),
-                offer=callee_offer,
-                listener=lambda s, e: events.put_nowait((s, e)),
-                no_answer_s=self.limits.no_answer_s,
+            call.callee = await self._place(
+                call,
+                bindings,
+                call.callee_leg,
+                Address(caller.caller.uri, caller.caller.display_name),
+                Address(caller.invite.to.uri),
             )
         except SessionError as error:
             log.info("call %s: cannot reach %s: %s", call.id, call.number, error)
             caller.reject(Cause.DESTINATION_OUT_OF_ORDER)
             return False
+        call.parties.append(call.callee)
+        call.legs[call.callee] = call.callee_leg
         call.state = "ringing"
         if caller.ended:
             call.callee.cancel()
             return False
         return True
 
+    async def _place(
+        self,
+        call: Call,
+        bindings: list[Binding],
+        leg: RtpLeg,
+        caller: Address,
+        callee: Address,
+    ) -> OutgoingCall:
+        """Ring every phone of an extension with an offer of ``leg`` in the call's codec."""
+        assert call.codec is not None
+        first = bindings[0]
+        offer = create_offer(
+            advertised_host(first.flow, first.registrar_host),
+            leg.local_port,
+            (call.codec,),
+            telephone_event_pt=call.event_pt if call.event_pt is not None else 101,
+            rtcp_mux=False,
+        )
+        if call.event_pt is None:
+            offer = _without_telephone_event(offer)
+        targets = [
+            Target(b.contact.uri, b.flow, b.path, b.registrar_host or None) for b in bindings
+        ]
+        return await self.sessions.call(
+            targets,
+            caller=caller,
+            callee=callee,
+            offer=offer,
+            listener=lambda s, e: call.events.put_nowait((s, e)),
+            no_answer_s=self.limits.no_answer_s,
+        )
+
     async def _leg(
-        self, engine: Engine, call: Call, *, rtcp_mux: bool = False, beside: RtpLeg | None = None
+        self,
+        engine: Engine,
+        call: Call,
+        *,
+        rtcp_mux: bool = False,
+        beside: RtpLeg | None = None,
     ) -> RtpLeg:
-        """A leg in the call's codec, held (no RTP timeout) until the call is answered."""
+        """A leg in the call's codec, held (no RTP timeout) until it is answered.
+
+        Its media events join the call's queue; it is closed when the call ends.
+        """
         codec = call.codec
         assert codec is not None
         leg = await asyncio.to_thread(
@@ -327,33 +378,41 @@ class CallControl:
             cname=f"callbox-{call.id}",
             beside=beside,
         )
+        call.all_legs.append(leg)
+        media_events = self.media_events()
+        if media_events is not None:
+            call.unsubscribe.append(media_events.subscribe(_forward(call.events, leg), leg))
         await asyncio.to_thread(leg.hold, True)
         return leg
 
-    async def _follow(
-        self,
-        call: Call,
-        events: asyncio.Queue[tuple[Session | RtpLeg, SessionEvent | MediaEvent]],
-    ) -> None:
-        """Pass each side's events to the other until both sessions have ended."""
-        caller, callee = call.caller, call.callee
-        assert callee is not None
-        while not caller.ended or not callee.ended:
-            source, event = await events.get()
+    async def _follow(self, call: Call) -> None:
+        """Pass each party's events to the other until every session has ended."""
+        while any(not session.ended for session in call.sessions()):
+            source, event = await call.events.get()
             if isinstance(event, MediaEvent):
-                if event.kind == "rtp_timeout":
+                if event.kind == "rtp_timeout" and source in call.legs.values():
                     log.info("call %s: no RTP on leg %d: hanging up", call.id, event.leg)
-                    self._hangup_both(call, Cause.RECOVERY_ON_TIMER_EXPIRY)
+                    self._hangup_all(call, Cause.RECOVERY_ON_TIMER_EXPIRY)
                 continue
             assert isinstance(source, Session)
-            other: Session = callee if source is caller else caller
-            await self._on_event(call, source, other, event)
+            if source in call.transfers:
+                await self._transfer_event(call, source, event)
+            elif source in call.parties:
+                other = call.peer(source)
+                if other is None:
+                    self._alone(call, source, event)
+                else:
+                    await self._on_event(call, source, other, event)
 
     async def _on_event(
         self, call: Call, source: Session, other: Session, event: SessionEvent
     ) -> None:
         caller = call.caller
-        if isinstance(event, Ended):
+        if isinstance(event, Ended) and self._waiting_transferee(call, other):
+            # A blind transferor may hang up at once: the transferee waits for the target.
+            call.parties.remove(source)
+            call.legs.pop(source, None)
+        elif isinstance(event, Ended):
             if other is caller and caller.state is SessionState.RINGING:
                 # The callee side failed before any answer: its status goes back,
                 # except a challenge, which was for us and not for the caller.
@@ -362,6 +421,7 @@ class CallControl:
                 caller.reject(status if passed and status is not None else event.cause)
             else:
                 other.hangup(event.cause)
+            self._alone(call, source, event)
             call.state = "ended"
         elif isinstance(event, Progress) and caller.state is SessionState.RINGING:
             if event.status in (180, 183) and not call.rang:
@@ -377,7 +437,7 @@ class CallControl:
             if other.state is SessionState.CONFIRMED:
                 other.send_request("INFO", body, "application/dtmf-relay")
         elif isinstance(event, TransferRequested):
-            event.transfer.notify(603, "Declined")
+            await self._transfer(call, source, other, event.transfer)
 
     async def _answered(self, call: Call, event: Answered) -> None:
         caller, callee = call.caller, call.callee
@@ -390,13 +450,8 @@ class CallControl:
             callee.hangup(Cause.BEARER_CAPABILITY_NOT_IMPLEMENTED)
             caller.reject(Cause.BEARER_CAPABILITY_NOT_IMPLEMENTED)
             return
-        engine = self.engine()
-        assert engine is not None
         assert caller.offer is not None
-        await asyncio.to_thread(call.callee_leg.set_remote, media.remote_address, media.remote_port)
-        await asyncio.to_thread(engine.bridge, call.caller_leg, call.callee_leg)
-        # Off hold: the RTP timeout counts from now, not from while it rang.
-        await self._hold_legs(call, held=False)
+        await self._connect_legs(call, call.caller_leg, call.callee_leg, media)
         if caller.state is not SessionState.RINGING:
             callee.hangup(Cause.NORMAL_CLEARING)  # the caller gave up meanwhile
             return
@@ -411,35 +466,118 @@ class CallControl:
         call.state = "answered"
         call.answered_at = time.monotonic()
 
+    async def _connect_legs(
+        self, call: Call, kept: RtpLeg, answered: RtpLeg, media: Negotiated
+    ) -> None:
+        """Send ``answered`` to the answer's address, bridge it to ``kept``, start timeouts."""
+        engine = self.engine()
+        assert engine is not None
+        await asyncio.to_thread(answered.set_remote, media.remote_address, media.remote_port)
+        await asyncio.to_thread(engine.bridge, kept, answered)
+        # Off hold: the RTP timeout counts from now, not from while it rang.
+        for leg in (kept, answered):
+            await asyncio.to_thread(leg.hold, False)
+
     async def _reoffered(
         self, call: Call, source: Session, other: Session, event: Reoffered
     ) -> None:
-        leg = call.caller_leg if source is call.caller else call.callee_leg
+        leg = call.legs.get(source)
         if leg is not None and event.media is not None:
             await asyncio.to_thread(
                 leg.set_remote, event.media.remote_address, event.media.remote_port
             )
-        held = call.caller.held_by_peer or (call.callee is not None and call.callee.held_by_peer)
-        await self._hold_legs(call, held)
+        held = any(party.held_by_peer for party in call.parties)
+        for party in call.parties:
+            await asyncio.to_thread(call.legs[party].hold, held)
         if other.state is SessionState.CONFIRMED and event.held != other.held_locally:
             (other.hold if event.held else other.resume)()
         call.state = "held" if held else "answered"
 
-    async def _hold_legs(self, call: Call, held: bool) -> None:
-        for leg in (call.caller_leg, call.callee_leg):
-            if leg is not None:
-                await asyncio.to_thread(leg.hold, held)
+    # Blind transfer (REFER)
 
-    def _hangup_both(self, call: Call, cause: Cause) -> None:
-        call.caller.hangup(cause)
-        if call.callee is not None:
-            call.callee.hangup(cause)
+    @staticmethod
+    def _waiting_transferee(call: Call, session: Session) -> bool:
+        return any(transferee is session for _, transferee in call.transfers.values())
+
+    @staticmethod
+    def _alone(call: Call, source: Session, event: SessionEvent) -> None:
+        """A party without a peer (its transferor left) ended: so do its transfers."""
+        if isinstance(event, Ended):
+            for target, (_, transferee) in list(call.transfers.items()):
+                if transferee is source:
+                    target.hangup(event.cause)
+
+    async def _transfer(
+        self, call: Call, transferor: Session, transferee: Session, transfer: Transfer
+    ) -> None:
+        """Call the REFER's target for the transferee; its answer completes the transfer."""
+        number = transfer.target.uri.user or ""
+        engine = self.engine()
+        if transfer.replaces is not None or call.transfers or engine is None:
+            transfer.notify(603, "Declined")  # attended transfer, or one at a time
+            return
+        if self.extension(number) is None:
+            transfer.notify(404, "Not Found")
+            return
+        bindings = self.registrar.contacts(number)
+        if not bindings:
+            transfer.notify(480, "Temporarily Unavailable")
+            return
+        leg = await self._leg(engine, call, beside=call.legs[transferee])
+        try:
+            target = await self._place(
+                call, bindings, leg, _identity(transferee), Address(transfer.target.uri)
+            )
+        except SessionError as error:
+            log.info("call %s: cannot reach %s for a transfer: %s", call.id, number, error)
+            transfer.notify(503, "Service Unavailable")
+            return
+        call.transfers[target] = (transfer, transferee)
+        call.legs[target] = leg
+        log.info("call %s: transferring to %s", call.id, number)
+
+    async def _transfer_event(self, call: Call, target: Session, event: SessionEvent) -> None:
+        transfer, transferee = call.transfers[target]
+        if isinstance(event, Progress) and event.status in (180, 183):
+            transfer.notify(180, "Ringing")
+        elif isinstance(event, Ended):
+            del call.transfers[target]
+            call.legs.pop(target, None)
+            status = event.status or 500
+            transfer.notify(status, reason_phrase(status))
+            if call.peer(transferee) is None:
+                transferee.hangup(event.cause)  # its transferor has gone already
+        elif isinstance(event, Answered):
+            del call.transfers[target]
+            if event.media is None or transferee.ended:
+                target.hangup(Cause.NORMAL_CLEARING)
+                return
+            transferor = call.peer(transferee)
+            await self._connect_legs(call, call.legs[transferee], call.legs[target], event.media)
+            transfer.notify(200, "OK")
+            if transferor is None:
+                call.parties.append(target)
+                return
+            call.parties[call.parties.index(transferor)] = target
+            call.legs.pop(transferor, None)
+            transferor.hangup(Cause.NORMAL_CLEARING)
+
+    def _hangup_all(self, call: Call, cause: Cause) -> None:
+        for session in [call.caller, *call.sessions()]:
+            session.hangup(cause)
 
     async def _close_legs(self, call: Call) -> None:
-        for leg in (call.caller_leg, call.callee_leg):
-            if leg is not None:
-                with contextlib.suppress(RuntimeError):
-                    await asyncio.to_thread(leg.close)
+        for leg in call.all_legs:
+            with contextlib.suppress(RuntimeError):
+                await asyncio.to_thread(leg.close)
+
+
+def _identity(session: Session) -> Address:
+    """Who the party of ``session`` is, for the From of a call placed for it."""
+    if isinstance(session, IncomingCall):
+        return Address(session.caller.uri, session.caller.display_name)
+    assert isinstance(session, OutgoingCall)
+    return Address(session.callee.uri, session.callee.display_name)
 
 
 def _forward(

@@ -48,10 +48,11 @@ def finish(process: subprocess.Popen[str], what: str, cwd: Path) -> str:
 
 
 class Phones:
-    """A callee SIPp registered as extension 1002 and a caller SIPp as 1001."""
+    """A callee SIPp registered as an extension (1002) and a caller SIPp as 1001."""
 
-    def __init__(self, switch: RunningSwitch, tmp_path: Path) -> None:
+    def __init__(self, switch: RunningSwitch, tmp_path: Path, number: str = CALLEE) -> None:
         self.switch = switch
+        self.number = number
         self.callee_dir = tmp_path / "callee"
         self.caller_dir = tmp_path / "caller"
         self.callee_dir.mkdir(parents=True)
@@ -59,9 +60,9 @@ class Phones:
         self.callee_port = free_port()
 
     def register_callee(self) -> None:
-        args = sipp_args(self.switch, "register.xml", CALLEE, self.callee_port)
+        args = sipp_args(self.switch, "register.xml", self.number, self.callee_port)
         done = subprocess.run(
-            [*args, "-au", CALLEE, "-ap", password_of(CALLEE)],
+            [*args, "-au", self.number, "-ap", password_of(self.number)],
             cwd=self.callee_dir,
             capture_output=True,
             text=True,
@@ -72,7 +73,7 @@ class Phones:
 
     def callee(self, scenario: str, *extra: str) -> subprocess.Popen[str]:
         """The registered phone, waiting for its call (SIPp in UAS mode on the same port)."""
-        args = sipp_args(self.switch, scenario, CALLEE, self.callee_port)
+        args = sipp_args(self.switch, scenario, self.number, self.callee_port)
         # As a UAS, SIPp takes no remote address: it answers whoever calls.
         return subprocess.Popen(
             [args[0], *args[2:], *extra],
@@ -259,7 +260,9 @@ def test_hold_and_resume_survive_ten_percent_loss_on_the_callers_side(
     connect(phones, "answer_hold.xml", "call_hold.xml", "-lost", "10")
 
 
-def test_dtmf_by_info_is_passed_on_and_a_transfer_is_declined_by_notify(phones: Phones) -> None:
+def test_dtmf_by_info_is_passed_on_and_a_transfer_to_an_absent_phone_fails_by_notify(
+    phones: Phones,
+) -> None:
     connect(phones, "answer_info.xml", "call_info_refer.xml")
 
 
@@ -275,3 +278,17 @@ def test_every_phone_of_the_extension_rings_and_the_first_answer_wins(phones: Ph
     finish(ringing, "second phone ring.xml", desk.callee_dir)
     cancelled = "".join(p.read_text() for p in desk.callee_dir.glob("*_messages.log"))
     assert 'Reason: SIP;cause=200;text="Call completed elsewhere"' in cancelled
+
+
+def test_a_blind_transfer_connects_the_callee_to_the_target_and_hangs_up_the_transferor(
+    phones: Phones,
+) -> None:
+    # 1001 calls 1002 and REFERs it to 1003, which answers and later hangs up on 1002.
+    target = Phones(phones.switch, phones.caller_dir.parent / "target", "1003")
+    phones.register_callee()
+    target.register_callee()
+    transferee = phones.callee("answer.xml")
+    answering = target.callee("answer_then_bye.xml")
+    phones.call("call_transfer.xml", CALLEE, "-key", "transfer_to", "1003")
+    finish(answering, "target answer_then_bye.xml", target.callee_dir)
+    finish(transferee, "transferee answer.xml", phones.callee_dir)
