@@ -32,12 +32,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from appliance.config.records import Extension
 from appliance.media import MediaEvents
@@ -76,6 +78,12 @@ from appliance.sip.session import (
 from core import Engine, MediaEvent, RtpLeg
 
 log = logging.getLogger(__name__)
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+ENGINE_THREADS = 64
+"""Threads that wait on engine commands: each waits up to one 20 ms tick, mostly asleep."""
 
 RELAYED_CODECS = ("PCMA", "PCMU", "G722", "G729")
 """Codecs the engine relays today: fixed clock, static payload types (no transcoding yet)."""
@@ -201,6 +209,9 @@ class CallControl:
         self.calls: dict[str, Call] = {}
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
+        # Engine commands wait for their worker's next tick with the GIL released:
+        # run them on threads of their own, enough that the wait, not the pool, limits.
+        self._executor = ThreadPoolExecutor(ENGINE_THREADS, thread_name_prefix="engine-cmd")
         sessions.on_incoming = self.incoming
 
     def incoming(self, session: IncomingCall) -> None:
@@ -211,7 +222,14 @@ class CallControl:
 
     async def status(self) -> list[dict[str, Any]]:
         """Every live call, for ``callbox status`` (leg statistics are read off the loop)."""
-        return [await asyncio.to_thread(call.status) for call in list(self.calls.values())]
+        return [await self._media(call.status) for call in list(self.calls.values())]
+
+    async def _media(self, command: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        """Run an engine command off the loop (it waits up to one tick for its worker)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._executor, functools.partial(command, *args, **kwargs)
+        )
 
     async def close(self) -> None:
         """Hang up every call and wait for their tasks (the switch is stopping)."""
@@ -221,6 +239,7 @@ class CallControl:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        self._executor.shutdown(wait=True)
 
     # One call, from INVITE to hang-up
 
@@ -301,7 +320,7 @@ class CallControl:
         if caller.ended:
             return False  # cancelled while the legs were made
         assert offer is not None
-        await asyncio.to_thread(call.caller_leg.set_remote, offer.address_of(offered), offered.port)
+        await self._media(call.caller_leg.set_remote, offer.address_of(offered), offered.port)
         try:
             call.callee = await self._place(
                 call,
@@ -368,7 +387,7 @@ class CallControl:
         """
         codec = call.codec
         assert codec is not None
-        leg = await asyncio.to_thread(
+        leg = await self._media(
             engine.create_rtp_leg,
             codec=codec.name,
             payload_type=codec.payload_type,
@@ -382,7 +401,7 @@ class CallControl:
         media_events = self.media_events()
         if media_events is not None:
             call.unsubscribe.append(media_events.subscribe(_forward(call.events, leg), leg))
-        await asyncio.to_thread(leg.hold, True)
+        await self._media(leg.hold, True)
         return leg
 
     async def _follow(self, call: Call) -> None:
@@ -472,23 +491,21 @@ class CallControl:
         """Send ``answered`` to the answer's address, bridge it to ``kept``, start timeouts."""
         engine = self.engine()
         assert engine is not None
-        await asyncio.to_thread(answered.set_remote, media.remote_address, media.remote_port)
-        await asyncio.to_thread(engine.bridge, kept, answered)
+        await self._media(answered.set_remote, media.remote_address, media.remote_port)
+        await self._media(engine.bridge, kept, answered)
         # Off hold: the RTP timeout counts from now, not from while it rang.
         for leg in (kept, answered):
-            await asyncio.to_thread(leg.hold, False)
+            await self._media(leg.hold, False)
 
     async def _reoffered(
         self, call: Call, source: Session, other: Session, event: Reoffered
     ) -> None:
         leg = call.legs.get(source)
         if leg is not None and event.media is not None:
-            await asyncio.to_thread(
-                leg.set_remote, event.media.remote_address, event.media.remote_port
-            )
+            await self._media(leg.set_remote, event.media.remote_address, event.media.remote_port)
         held = any(party.held_by_peer for party in call.parties)
         for party in call.parties:
-            await asyncio.to_thread(call.legs[party].hold, held)
+            await self._media(call.legs[party].hold, held)
         if other.state is SessionState.CONFIRMED and event.held != other.held_locally:
             (other.hold if event.held else other.resume)()
         call.state = "held" if held else "answered"
@@ -569,7 +586,7 @@ class CallControl:
     async def _close_legs(self, call: Call) -> None:
         for leg in call.all_legs:
             with contextlib.suppress(RuntimeError):
-                await asyncio.to_thread(leg.close)
+                await self._media(leg.close)
 
 
 def _identity(session: Session) -> Address:
