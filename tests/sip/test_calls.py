@@ -175,7 +175,9 @@ def test_status_lists_no_call_once_both_hung_up(phones: Phones) -> None:
 class Baresip:
     """A baresip phone registered as an extension, answering calls by itself."""
 
-    def __init__(self, switch: RunningSwitch, number: str, home: Path, tone_hz: int) -> None:
+    def __init__(
+        self, switch: RunningSwitch, number: str, home: Path, tone_hz: int, transport: str
+    ) -> None:
         home.mkdir()
         (home / "config").write_text(
             f"poll_method\tepoll\nsip_listen\t127.0.0.1:{free_port()}\n"
@@ -187,7 +189,7 @@ class Baresip:
             "ausrc_srate\t48000\nausrc_channels\t2\n"
         )
         (home / "accounts").write_text(
-            f"<sip:{number}@127.0.0.1:{switch.port};transport=udp>"
+            f"<sip:{number}@127.0.0.1:{switch.port};transport={transport}>"
             f";auth_pass={password_of(number)};regint=600;answermode=auto\n"
         )
         self.home = home
@@ -224,15 +226,17 @@ def wait_for_status(switch: RunningSwitch, pattern: str, seconds: float = 30) ->
         time.sleep(0.3)
 
 
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
 def test_two_baresip_phones_call_each_other_with_rtp_both_ways_through_the_engine(
-    switch: RunningSwitch, tmp_path: Path
+    switch: RunningSwitch, tmp_path: Path, transport: str
 ) -> None:
-    callee = Baresip(switch, CALLEE, tmp_path / "callee", 440)
-    caller = Baresip(switch, CALLER, tmp_path / "caller", 880)
+    # Over TCP the INVITE reaches the callee down the connection it registered on.
+    callee = Baresip(switch, CALLEE, tmp_path / "callee", 440, transport)
+    caller = Baresip(switch, CALLER, tmp_path / "caller", 880, transport)
     callee.start()
     try:
-        wait_for_status(switch, rf"^extension     {CALLEE}: ")
-        caller.start(f"/dial sip:{CALLEE}@127.0.0.1:{switch.port}")
+        wait_for_status(switch, rf"^extension     {CALLEE}: .* from {transport} ")
+        caller.start(f"/dial sip:{CALLEE}@127.0.0.1:{switch.port};transport={transport}")
         # Both legs have carried 100 packets (2 s of 20 ms frames) each way at least.
         line = r"^call          \d+: 1001 -> 1002 answered \(PCMA, .*"
         legs = r"caller port \d+ rx \d{3,} tx \d{3,}, callee port \d+ rx \d{3,} tx \d{3,}"
