@@ -296,3 +296,7 @@ def test_a_blind_transfer_connects_the_callee_to_the_target_and_hangs_up_the_tra
     phones.call("call_transfer.xml", CALLEE, "-key", "transfer_to", "1003")
     finish(answering, "target answer_then_bye.xml", target.callee_dir)
     finish(transferee, "transferee answer.xml", phones.callee_dir)
+
+
+def test_the_callees_hold_and_resume_reach_the_caller_as_reinvites(phones: Phones) -> None:
+    connect(phones, "answer_and_hold.xml", "call_held.xml")
