@@ -1101,10 +1101,6 @@ class SessionManager:
             self.ringing.pop(session.transaction, None)
         self.calls.pop(session, None)
 
-    def find(self, dialog_id: DialogId) -> Session | None:
-        """The live session of a dialog, if any."""
-        return self.sessions.get(dialog_id)
-
     def offer(self, request: Request, transaction: ServerTransaction | None) -> bool:
         """Take ``request`` if it is about a session; False leaves it to the UA core."""
         method = request.method

@@ -481,3 +481,15 @@ def test_any_replaces_or_refer_to_text_is_parsed_or_refused_with_a_typed_error(v
             parse(value)
         except SipParseError:
             continue
+
+
+async def test_redirect_answers_302_with_the_contacts_and_the_caller_ends(net: Net) -> None:
+    alice, bob = net.agent("alice", "192.0.2.1"), net.agent("bob", "192.0.2.2")
+    bob.on_call = lambda call: call.redirect(
+        [parse_uri("sip:bob@192.0.2.9"), parse_address("<sip:b@x>;q=0.5")]
+    )
+    await place(net, alice, bob)
+    assert "SIP/2.0 302 Moved Temporarily" in net.messages("bob")
+    ended = alice.last()
+    assert isinstance(ended, Ended)
+    assert (ended.status, ended.cause) == (302, Cause.REDIRECTED)
