@@ -1,0 +1,68 @@
+"""What the IVR and ACD note about a call while it runs; its ``CallRecord`` at the end."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from appliance.calllog.records import CallOutcome, CallRecord, LegQualityRecord, microseconds
+from appliance.calls.interface import Call, Hangup
+
+
+@dataclass
+class CallJournal:
+    """The running notes of one call; ``record`` makes the call record when it has ended."""
+
+    call_id: str
+    flow: str | None = None
+    ivr_path: list[str] = field(default_factory=list)
+    digits: str = ""
+    variables: dict[str, str] = field(default_factory=dict)
+    answered_at: float | None = None
+    queue: str | None = None
+    queue_events: int = 0
+    wait_s: float | None = None
+    agent: str | None = None
+    agent_extension: str | None = None
+    ring_attempts: int = 0
+    talk_s: float | None = None
+    wrapup_s: int | None = None
+    transferred_to: str | None = None
+    recording: str | None = None
+    outcome: CallOutcome = CallOutcome.IVR
+
+    def next_queue_event(self) -> int:
+        """The sequence number of this call's next queue event."""
+        self.queue_events += 1
+        return self.queue_events - 1
+
+    def record(self, call: Call, hangup: Hangup, ended_at: float) -> CallRecord:
+        """The call record of ``call``, which ended with ``hangup`` at ``ended_at``."""
+        return CallRecord(
+            id=call.id,
+            started_us=microseconds(call.started_at),
+            ended_us=microseconds(ended_at),
+            dialled=call.dialled,
+            caller=call.caller,
+            trunk=call.trunk,
+            outcome=self.outcome,
+            hangup_side=hangup.side.value,
+            hangup_cause=int(hangup.cause),
+            answered_us=None if self.answered_at is None else microseconds(self.answered_at),
+            flow=self.flow,
+            ivr_path=list(self.ivr_path),
+            digits=self.digits,
+            variables=dict(self.variables),
+            queue=self.queue,
+            wait_s=self.wait_s,
+            agent=self.agent,
+            agent_extension=self.agent_extension,
+            ring_attempts=self.ring_attempts,
+            talk_s=self.talk_s,
+            wrapup_s=self.wrapup_s,
+            transferred_to=self.transferred_to,
+            recording=self.recording,
+            legs=[
+                LegQualityRecord(q.leg, q.loss_percent, q.jitter_ms, q.mos)
+                for q in call.media_quality()
+            ],
+        )

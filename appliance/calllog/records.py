@@ -1,0 +1,125 @@
+"""Call records and the queue event log as store records, keyed for range scans by time.
+
+Both kinds are keyed by ``time_key``: big-endian microseconds since the
+epoch, then the call id (and, for queue events, the event's number within
+its call), so a day, an hour or a month is one contiguous LMDB range and
+reports read them in time order without an index.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import ClassVar
+
+from appliance.store.keys import SEPARATOR, time_key
+
+
+def microseconds(seconds: float) -> int:
+    """Seconds since the epoch as whole microseconds (the keys' unit)."""
+    return round(seconds * 1_000_000)
+
+
+@dataclass(frozen=True)
+class LegQualityRecord:
+    """Media quality of one leg of a call (see ``appliance.calls.LegQuality``)."""
+
+    leg: str
+    loss_percent: float
+    jitter_ms: float
+    mos: float
+
+
+class CallOutcome(StrEnum):
+    """How a call ended up, for reports."""
+
+    ANSWERED = "answered"
+    """An agent answered it."""
+    ABANDONED = "abandoned"
+    """The caller hung up while queued."""
+    TIMED_OUT = "timed_out"
+    """The queue's maximum wait passed (the flow went on at its timeout branch)."""
+    TRANSFERRED = "transferred"
+    IVR = "ivr"
+    """It ended in the IVR: hang-up node, failed menu, or the caller hung up there."""
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One inbound call from arrival to hang-up: what the caller did and who served them."""
+
+    KIND: ClassVar[str] = "calls"
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    id: str
+    started_us: int
+    ended_us: int
+    dialled: str
+    caller: str
+    outcome: CallOutcome
+    hangup_side: str
+    hangup_cause: int
+    """ITU-T Q.850 cause value."""
+    trunk: str | None = None
+    answered_us: int | None = None
+    flow: str | None = None
+    ivr_path: list[str] = field(default_factory=list)
+    digits: str = ""
+    variables: dict[str, str] = field(default_factory=dict)
+    queue: str | None = None
+    wait_s: float | None = None
+    agent: str | None = None
+    agent_extension: str | None = None
+    ring_attempts: int = 0
+    talk_s: float | None = None
+    wrapup_s: int | None = None
+    transferred_to: str | None = None
+    recording: str | None = None
+    legs: list[LegQualityRecord] = field(default_factory=list)
+
+    def key(self) -> bytes:
+        """Start time, then call id."""
+        return time_key(self.started_us, self.id.encode())
+
+
+class QueueEventKind(StrEnum):
+    """What happened to a call in a queue."""
+
+    ENTER = "enter"
+    OFFERED = "offered"
+    RONA = "rona"
+    """Ring, no answer: the offered agent let the ring timeout pass."""
+    DECLINED = "declined"
+    """The offered agent's phone was busy or unreachable."""
+    ANSWERED = "answered"
+    ABANDONED = "abandoned"
+    TIMED_OUT = "timed_out"
+
+
+_SEQ = struct.Struct(">H")
+
+
+@dataclass(frozen=True)
+class QueueEvent:
+    """One entry of the queue event log, from which queue reports are computed."""
+
+    KIND: ClassVar[str] = "queue_events"
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    time_us: int
+    call_id: str
+    seq: int
+    """The event's number within its call (0, 1, ...): keeps keys unique at one instant."""
+    queue: str
+    kind: QueueEventKind
+    agent: str | None = None
+    wait_s: float | None = None
+    """Seconds since the call entered the queue."""
+
+    def key(self) -> bytes:
+        """Time, then call id and sequence number."""
+        return time_key(self.time_us, self.call_id.encode() + SEPARATOR + _SEQ.pack(self.seq))
+
+
+CALL_LOG_RECORDS = (CallRecord, QueueEvent)
