@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import zoneinfo
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Annotated, ClassVar
@@ -288,6 +289,8 @@ IvrNode = Annotated[
 
 # The fields of each node type that name another node of the same flow.
 NODE_LINKS = ("next", "failed", "open", "closed", "timeout")
+# The fields of each node type that name a prompt.
+PROMPT_LINKS = ("prompt", "invalid_prompt")
 
 
 @dataclass(frozen=True)
@@ -404,11 +407,38 @@ class Schedule(NamedRecord):
     timezone: str = "Asia/Shanghai"
 
     def __post_init__(self) -> None:
+        try:
+            zoneinfo.ZoneInfo(self.timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(
+                f"is not a time zone name such as Asia/Shanghai: {self.timezone!r}", "timezone"
+            ) from None
         for i, day in enumerate(self.holidays):
             try:
                 dt.date.fromisoformat(day)
             except ValueError:
                 raise ConfigError(f"is not a calendar date: {day!r}", join("holidays", i)) from None
+
+
+BUILTIN_PROMPTS = frozenset(
+    {"welcome", "menu", "please_hold", "all_busy", "invalid", "goodbye", "closed", "hold_music"}
+)
+"""Prompts every appliance has (generated at set-up in each language); flows may name them."""
+
+
+@dataclass(frozen=True)
+class Prompt(NamedRecord):
+    """A recorded prompt of the site's own: a WAV file in the prompts folder (or an absolute path).
+
+    Flows and queues name prompts; a name here may also replace a built-in one.
+    """
+
+    KIND: ClassVar[str] = "prompts"
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    name: Name
+    file: Annotated[str, Length(1, 255)]
+    label: str = ""
 
 
 class Role(StrEnum):
@@ -440,7 +470,9 @@ class User:
         return name_key(self.username)
 
 
-ConfigRecord = Trunk | Extension | InboundNumber | IvrFlow | Queue | Skill | Agent | Schedule | User
+ConfigRecord = (
+    Trunk | Extension | InboundNumber | IvrFlow | Queue | Skill | Agent | Schedule | Prompt | User
+)
 
 CONFIG_RECORDS: tuple[type[ConfigRecord], ...] = (
     Trunk,
@@ -451,6 +483,7 @@ CONFIG_RECORDS: tuple[type[ConfigRecord], ...] = (
     Skill,
     Agent,
     Schedule,
+    Prompt,
     User,
 )
 
@@ -478,6 +511,7 @@ class Configuration:
     skills: list[Skill] = field(default_factory=list)
     agents: list[Agent] = field(default_factory=list)
     schedules: list[Schedule] = field(default_factory=list)
+    prompts: list[Prompt] = field(default_factory=list)
     users: list[User] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -507,6 +541,7 @@ class Configuration:
         skills = names("skills", "name")
         schedules = names("schedules", "name")
         agents = names("agents", "number")
+        prompts = set(BUILTIN_PROMPTS) | names("prompts", "name")
         extensions = names("extensions", "number")
 
         for i, number in enumerate(self.numbers):
@@ -514,6 +549,7 @@ class Configuration:
             _require(number.trunk, trunks, "trunk", join(join("numbers", i), "trunk"))
         for i, queue in enumerate(self.queues):
             _require(queue.skill, skills, "skill", join(join("queues", i), "skill"))
+            _require(queue.hold_music, prompts, "prompt", join(join("queues", i), "hold_music"))
         for i, agent in enumerate(self.agents):
             path = join("agents", i)
             _require(agent.group, skills, "skill group", join(path, "group"))
@@ -523,10 +559,12 @@ class Configuration:
         for i, user in enumerate(self.users):
             _require(user.agent, agents, "agent number", join(join("users", i), "agent"))
         for i, flow in enumerate(self.flows):
-            self._check_flow(flow, join("flows", i), queues, schedules)
+            self._check_flow(flow, join("flows", i), queues, schedules, prompts)
 
     @staticmethod
-    def _check_flow(flow: IvrFlow, path: str, queues: set[str], schedules: set[str]) -> None:
+    def _check_flow(
+        flow: IvrFlow, path: str, queues: set[str], schedules: set[str], prompts: set[str]
+    ) -> None:
         nodes = set(flow.nodes)
         _require(flow.start, nodes, "node", join(path, "start"))
         for node_id, node in flow.nodes.items():
@@ -536,6 +574,8 @@ class Configuration:
                 if link == "timeout" and not isinstance(node, QueueNode):
                     continue
                 _require(target, nodes, "node", join(node_path, link))
+            for link in PROMPT_LINKS:
+                _require(getattr(node, link, None), prompts, "prompt", join(node_path, link))
             if isinstance(node, MenuNode):
                 for digit, target in node.options.items():
                     _require(target, nodes, "node", join(join(node_path, "options"), digit))

@@ -93,6 +93,40 @@ def test_reference_to_a_missing_node_is_named(demo_text: str) -> None:
     assert "no node named 'suport'" in error.message
 
 
+def test_reference_to_a_missing_prompt_is_named(demo_text: str) -> None:
+    text = demo_text.replace("prompt: menu\n", "prompt: mneu\n")
+    error = _error(text)
+    assert error.path == "flows[0].nodes.menu.prompt"
+    assert "no prompt named 'mneu' (defined: " in error.message
+    assert error.line == _line_of(text, "prompt: mneu")
+
+    text = demo_text.replace("invalid_prompt: invalid", "invalid_prompt: nope")
+    assert _error(text).path == "flows[0].nodes.menu.invalid_prompt"
+
+    text = demo_text.replace("    max_wait: 300\n", "    max_wait: 300\n    hold_music: radio\n")
+    error = _error(text)
+    assert error.path == "queues[0].hold_music"
+    assert "no prompt named 'radio'" in error.message
+
+
+def test_site_prompts_can_be_named_by_flows_and_queues(demo_text: str) -> None:
+    text = demo_text.replace("prompt: closed\n", "prompt: holiday\n") + (
+        "\nprompts:\n  - name: holiday\n    file: holiday-zh.wav\n    label: 节假日\n"
+    )
+    config = load_document(text, "demo.yaml")
+    assert [p.name for p in config.prompts] == ["holiday"]
+
+
+def test_schedule_time_zone_must_exist(demo_text: str) -> None:
+    text = demo_text.replace(
+        '    holidays: ["2026-10-01", "2026-10-02"]\n',
+        '    holidays: ["2026-10-01", "2026-10-02"]\n    timezone: Asia/Shanghia\n',
+    )
+    error = _error(text)
+    assert error.path == "schedules[0].timezone"
+    assert "is not a time zone name such as Asia/Shanghai: 'Asia/Shanghia'" in error.message
+
+
 def test_duplicate_names_and_duplicate_keys_are_refused(demo_text: str) -> None:
     text = demo_text.replace(
         "  - name: support\n    skill: support", "  - name: sales\n    skill: support"
