@@ -30,6 +30,11 @@ class CallLog:
         if self._flushing is None or self._flushing.done():
             self._flushing = asyncio.get_running_loop().create_task(self._write_pending())
 
+    def note(self, event: object) -> None:
+        """An event listener: queue events are logged, other events ignored."""
+        if isinstance(event, QueueEvent):
+            self.add(event)
+
     async def flush(self) -> None:
         """Return once every record added so far is committed."""
         while self._flushing is not None and not self._flushing.done():

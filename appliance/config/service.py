@@ -6,6 +6,7 @@ import dataclasses
 
 from argon2 import PasswordHasher
 
+from appliance.calllog.records import CALL_LOG_RECORDS
 from appliance.config.records import CONFIG_RECORDS, Configuration, User
 from appliance.settings import Settings
 from appliance.store import Store, Txn
@@ -42,8 +43,12 @@ def import_configuration(store: Store, configuration: Configuration) -> dict[str
 
 
 def open_store(settings: Settings) -> Store:
-    """The store holding the call-center configuration, at the settings' path and size."""
-    return Store.open(settings.db_path, CONFIG_RECORDS, map_size=settings.store.map_size_mb << 20)
+    """The store of configuration and call log, at the settings' path and size."""
+    return Store.open(
+        settings.db_path,
+        (*CONFIG_RECORDS, *CALL_LOG_RECORDS),
+        map_size=settings.store.map_size_mb << 20,
+    )
 
 
 def export_configuration(store: Store) -> Configuration:
