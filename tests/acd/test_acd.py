@@ -347,3 +347,70 @@ async def test_agent_requests_name_the_problem() -> None:
     with pytest.raises(AcdError, match="no queue named 'nope'"):
         center.acd.queue("nope")
     task.cancel()
+
+
+async def test_set_ready_ends_after_call_work_early_and_logout_stops_it() -> None:
+    center = Center(sales(wrapup=60), [agent("1001"), agent("1002")])
+    center.acd.login("1001")
+    center.acd.login("1002")
+    center.switchboard.phone("1001", answer_after=1.0, talk_for=5.0)
+    center.switchboard.phone("1002", answer_after=1.0, talk_for=5.0)
+    for _ in range(2):
+        _, _, task = center.call()
+        await center.clock.advance(7)
+        await task
+    assert center.acd.agent("1001").state is AgentState.AFTER_CALL_WORK
+    assert center.acd.agent("1002").state is AgentState.AFTER_CALL_WORK
+    center.acd.set_ready("1001")
+    center.acd.logout("1002")
+    await center.clock.advance(120)
+    assert center.acd.agent("1001").state is AgentState.READY
+    assert center.acd.agent("1002").state is AgentState.LOGGED_OUT
+    assert center.states("1002")[-2:] == [AgentState.AFTER_CALL_WORK, AgentState.LOGGED_OUT]
+
+
+async def test_fewest_calls_prefers_the_agent_with_fewer_calls_over_the_idlest() -> None:
+    center = Center(sales(strategy=Strategy.FEWEST_CALLS, wrapup=0), AGENTS[:2])
+    center.acd.login("1001")
+    center.switchboard.phone("1001", answer_after=1.0, talk_for=5.0)
+    _, first, task = center.call()
+    await center.clock.advance(10)
+    await task
+    center.acd.login("1002")  # 1001 has been ready longer, but took a call
+    _, second, task = center.call()
+    await center.clock.advance(100)
+    await task
+    assert (first.agent, second.agent) == ("1001", "1002")
+
+
+async def test_events_stream_reports_agent_and_queue_changes_in_order() -> None:
+    center = Center(sales(wrapup=0), [agent("1001")])
+    seen: list[str] = []
+
+    async def watch() -> None:
+        async for event in center.acd.events.stream():
+            if isinstance(event, AgentStateChanged):
+                seen.append(event.state.value)
+            else:
+                seen.append(event.kind.value)
+
+    watcher = asyncio.ensure_future(watch())
+    await center.clock.advance(0)
+    center.acd.login("1001")
+    center.switchboard.phone("1001", answer_after=1.0, talk_for=2.0)
+    _, _, task = center.call()
+    await center.clock.advance(5)
+    await task
+    watcher.cancel()
+    assert seen == ["ready", "enter", "ringing", "offered", "answered", "talking", "ready"]
+
+
+async def test_reconfigured_agents_keep_their_state_and_removed_ones_go() -> None:
+    center = Center(sales(), AGENTS)
+    center.acd.login("1001")
+    center.acd.configure([sales(ring_timeout=30)], [agent("1001", level=9)])
+    assert center.acd.agent("1001").state is AgentState.READY
+    assert center.acd.agent("1001").skill_level("sales") == 9
+    assert center.acd.queue("sales").ring_timeout == 30
+    with pytest.raises(AcdError, match="no agent numbered '1002'"):
+        center.acd.agent("1002")
