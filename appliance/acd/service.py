@@ -323,19 +323,20 @@ class Acd:
     # Offers.
     def _dispatch(self) -> None:
         """Offer waiting calls, oldest first, to ready member agents."""
+        # Under load calls wait because nobody is ready: that case costs one pass over agents.
+        ready = [s for s in self._agents.values() if s.state is AgentState.READY]
         for entry in list(self._waiting):
+            if not ready:
+                return
             queue = entry.queue
             if entry.offers and queue.strategy is not Strategy.RING_ALL:
                 continue
-            candidates = [
-                s
-                for s in self._agents.values()
-                if s.state is AgentState.READY and s.skill_level(queue.skill) is not None
-            ]
+            candidates = [s for s in ready if s.skill_level(queue.skill) is not None]
             if not candidates:
                 continue
             chosen = pick_agents(queue, candidates, self._last_offered.get(queue.name), self._rng)
             for status in chosen:
+                ready.remove(status)
                 self._start_offer(entry, status)
 
     def _start_offer(self, entry: _Waiting, status: AgentStatus) -> None:

@@ -13,8 +13,8 @@ import itertools
 import time
 from typing import Protocol
 
-# Rounds of the loop that let every task woken by a timer run to its next await.
-_SETTLE_ROUNDS = 64
+# A bound on loop rounds in one settle: a task that yields forever must not hang a test.
+_SETTLE_LIMIT = 100_000
 
 
 class Clock(Protocol):
@@ -42,9 +42,18 @@ class LoopClock:
 
 
 async def settle() -> None:
-    """Let every runnable task on the loop run until it waits again (no real time passes)."""
-    for _ in range(_SETTLE_ROUNDS):
+    """Let every runnable task on the loop run until it waits again (no real time passes).
+
+    The loop is settled when, after one of our rounds, it has no other ready
+    callback. asyncio's loops keep those in ``_ready``; a loop without it is
+    given a fixed number of rounds instead.
+    """
+    loop = asyncio.get_running_loop()
+    ready = getattr(loop, "_ready", None)
+    for _ in range(_SETTLE_LIMIT if ready is not None else 1000):
         await asyncio.sleep(0)
+        if ready is not None and not ready:
+            return
 
 
 class ManualClock:
