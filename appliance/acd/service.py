@@ -244,6 +244,11 @@ class Acd:
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         except CallEnded:
             await asyncio.wait([ended])
+        except asyncio.CancelledError:
+            # The switch is stopping: nothing may offer this call any more.
+            ended.cancel()
+            self._leave(entry)
+            raise
         finally:
             timer.cancel()
         if entry.connected.done() and not ended.done():
@@ -297,9 +302,11 @@ class Acd:
         except CallEnded as ended:
             hangup = ended.hangup
             await leg.hang_up(hangup.cause)
-        journal.talk_s = self._clock.time() - answered
-        journal.wrapup_s = queue.wrapup
-        self._after_call(status, queue)
+        finally:
+            # However the conversation ended, the agent must not stay "talking".
+            journal.talk_s = self._clock.time() - answered
+            journal.wrapup_s = queue.wrapup
+            self._after_call(status, queue)
         return QueueResult(QueueOutcome.ANSWERED, hangup)
 
     def _recording_path(self, call: Call) -> Path:

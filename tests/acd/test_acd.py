@@ -414,3 +414,15 @@ async def test_reconfigured_agents_keep_their_state_and_removed_ones_go() -> Non
     assert center.acd.queue("sales").ring_timeout == 30
     with pytest.raises(AcdError, match="no agent numbered '1002'"):
         center.acd.agent("1002")
+
+
+async def test_a_queue_wait_cancelled_at_shutdown_leaves_the_queue() -> None:
+    center = Center(sales(), [agent("1001")])
+    _, _, task = center.call()
+    await center.clock.advance(5)
+    task.cancel()
+    await center.clock.advance(0)
+    assert center.acd.waiting("sales") == []
+    center.acd.login("1001")
+    await center.clock.advance(30)
+    assert center.switchboard.ringing_after(START) == []
