@@ -41,6 +41,7 @@ from core._codecs import (
     tone_spec,
 )
 from core._engine import (
+    CallRecording,
     Engine,
     LegStats,
     MediaEvent,
@@ -113,6 +114,7 @@ __all__ = [
     "IMPLEMENTATION",
     "MP3_BITRATES",
     "PLAYER_RATES",
+    "CallRecording",
     "CodecError",
     "CodecInfo",
     "Decoder",

@@ -1,4 +1,4 @@
-"""The media engine: workers, RTP legs, bridges, events (core/engine/).
+"""The media engine: workers, RTP legs, bridges, recordings, events (core/engine/).
 
 Part of the public ``core`` package: import from ``core``, not from here.
 """
@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
 
 from core import _loader
+from core._codecs import codec_info
+from core._jitter import JitterStats
+from core._record import RecordingInfo, _ClosedOnExit
 
 # Static payload types (RFC 3551); dynamic ones (opus) must be given.
 _STATIC_PAYLOAD_TYPES = {"PCMU": 0, "PCMA": 8, "G722": 9, "G729": 18}
@@ -26,7 +29,12 @@ class LegStats:
     starts a new RFC 3550 source); ``malformed`` counts datagrams that were not
     valid RTP/RTCP and ``foreign`` RTP from an address the leg has not latched
     to. ``rtt_ms`` and ``remote_fraction_lost`` are ``None`` until the far end's
-    RTCP says. ``mos`` is the E-model estimate for the audio this leg receives.
+    RTCP says. ``jitter_buffer`` holds the leg's jitter buffer counters while
+    its audio is decoded on the worker (a transcoding bridge, a recording,
+    in-band DTMF detection), else ``None``: a relay adds no buffer. ``mos`` is
+    the E-model estimate for the audio this leg receives; its delay is the
+    jitter buffer's mean waiting time when the leg has one, else twice the
+    interarrival jitter.
     """
 
     local_ssrc: int
@@ -49,24 +57,54 @@ class LegStats:
     remote_fraction_lost: int | None
     remote_cumulative_lost: int
     remote_jitter_ms: float
+    jitter_buffer: JitterStats | None
     r_factor: float
     mos: float
 
     @classmethod
     def _from_core(cls, values: dict[str, Any]) -> LegStats:
-        return cls(**{f.name: values[f.name] for f in fields(cls)})
+        converted = dict(values)
+        if values["jitter_buffer"] is not None:
+            converted["jitter_buffer"] = JitterStats(*values["jitter_buffer"])
+        return cls(**{f.name: converted[f.name] for f in fields(cls)})
 
 
 @dataclass(frozen=True)
 class MediaEvent:
-    """Something a leg reports: ``rtp_timeout``, ``rtp_resumed``, ``latched`` or ``bye``.
+    """Something a leg reports.
 
-    ``detail`` is the new remote address for ``latched``, else empty.
+    ``kind`` is one of:
+
+    - ``rtp_timeout``, ``rtp_resumed``, ``bye``;
+    - ``latched``: ``detail`` is the new remote address;
+    - ``dtmf``: ``detail`` is the digit, ``reason`` how it came (``rfc4733``
+      or ``inband``), ``duration_ms`` how long it lasted (RFC 4733 only);
+    - ``playback_finished``: ``reason`` is ``finished``, ``digit`` (barge-in,
+      ``detail`` the digit), ``stopped`` or ``error`` (``detail`` says what);
+    - ``stats``: ``stats`` holds the leg's statistics (every
+      ``stats_interval`` seconds when the leg was created with one).
     """
 
     kind: str
     leg: int
     detail: str
+    reason: str = ""
+    duration_ms: int | None = None
+    stats: LegStats | None = None
+
+    @classmethod
+    def _from_core(
+        cls, event: tuple[str, int, str, str, int | None, dict[str, Any] | None]
+    ) -> MediaEvent:
+        kind, leg, detail, reason, duration_ms, stats = event
+        return cls(
+            kind, leg, detail, reason, duration_ms,
+            LegStats._from_core(stats) if stats is not None else None,
+        )  # fmt: skip
+
+
+DTMF_DIGITS = frozenset("0123456789*#ABCD")
+"""The digits :meth:`RtpLeg.send_dtmf` sends."""
 
 
 class RtpLeg:
@@ -109,6 +147,49 @@ class RtpLeg:
             raise ValueError(f"timestamp must be in 0..4294967295: got {timestamp}")
         self.engine._core.send(self.id, payload, timestamp, marker)
 
+    def send_dtmf(self, digits: str, duration_ms: int = 100) -> None:
+        """Send DTMF ``digits`` (0-9 * # A-D) to the far end, one after another.
+
+        With a ``telephone_event`` payload type the leg sends RFC 4733 events
+        (updates every 20 ms, the end packet three times); without one it sends
+        in-band tones in its codec. Either replaces the leg's other audio while
+        it lasts. Raises ``ValueError`` for an empty string, a character that is
+        not a DTMF digit, or a duration outside 40..1000 ms.
+        """
+        if not digits or not set(digits) <= DTMF_DIGITS:
+            raise ValueError(f"digits must be a non-empty string of 0-9 * # A-D: got {digits!r}")
+        if not 40 <= duration_ms <= 1000:
+            raise ValueError(f"duration_ms must be 40..1000: got {duration_ms}")
+        self.engine._core.send_dtmf(self.id, digits, duration_ms)
+
+    def play_tone(
+        self,
+        tone: str,
+        *,
+        plan: str = "cn",
+        duration: float | None = None,
+        barge_in: bool = True,
+    ) -> None:
+        """Play a call-progress tone (``core.tone_names()``) of ``plan`` to the far end.
+
+        While it plays, the leg sends the tone instead of its bridged audio. It
+        ends after ``duration`` seconds (``None``: when stopped), on a DTMF
+        digit from the far end if ``barge_in``, or when replaced; then a
+        ``playback_finished`` event says why. Raises ``ValueError`` (a
+        ``CodecError``) for an unknown tone or plan, ``ValueError`` for a
+        duration that is not positive.
+        """
+        if duration is not None and not 0 < duration <= 86400:
+            raise ValueError(
+                f"duration must be positive seconds (at most a day) or None: got {duration}"
+            )
+        duration_ms = round(duration * 1000) if duration is not None else 0
+        self.engine._core.play_tone(self.id, plan, tone, duration_ms, barge_in)
+
+    def stop_playback(self) -> None:
+        """End what plays into the leg (``playback_finished``, reason ``stopped``); else a no-op."""
+        self.engine._core.stop_playback(self.id)
+
     def stats(self) -> LegStats:
         """The leg's statistics and quality now."""
         return LegStats._from_core(self.engine._core.stats(self.id))
@@ -116,6 +197,57 @@ class RtpLeg:
     def close(self) -> LegStats:
         """Close the leg (its ports are freed) and return its final statistics."""
         return LegStats._from_core(self.engine._core.close_leg(self.id))
+
+
+class CallRecording(_ClosedOnExit):
+    """A recording of two legs' received audio (created by :meth:`Engine.record`).
+
+    The worker pushes each leg's decoded frame of every tick into the
+    recording's lock-free ring; a writer thread writes the WAV. ``with``
+    stops it.
+    """
+
+    def __init__(self, engine: Engine, recording_id: int, path: str) -> None:
+        self.engine = engine
+        self.id = recording_id
+        self.path = path
+        self._info: RecordingInfo | None = None
+
+    def __repr__(self) -> str:
+        return f"<CallRecording {self.id} {self.path!r}>"
+
+    def close(self) -> RecordingInfo:
+        """The same as :meth:`stop` (what ``with`` calls)."""
+        return self.stop()
+
+    def pause(self) -> None:
+        """Record silence from now on (say, while a card number is read); the timing is kept.
+
+        Raises ``ValueError`` once stopped.
+        """
+        self._check_open()
+        self.engine._core.pause_recording(self.id, True)
+
+    def resume(self) -> None:
+        """Record the audio again. Raises ``ValueError`` once stopped."""
+        self._check_open()
+        self.engine._core.pause_recording(self.id, False)
+
+    def stop(self) -> RecordingInfo:
+        """Stop feeding the recording, finish the file and return what it holds (idempotent).
+
+        Waits for the next tick and for the writer (a few tens of ms); from a
+        coroutine, use ``asyncio.to_thread``. Raises ``RecordError`` if the
+        file could not be written, or once the engine was closed (its
+        recordings were finished then).
+        """
+        if self._info is None:
+            self._info = RecordingInfo(*self.engine._core.stop_recording(self.id))
+        return self._info
+
+    def _check_open(self) -> None:
+        if self._info is not None:
+            raise ValueError(f"the recording {self.path!r} is stopped")
 
 
 def _check_port(port: int, name: str) -> None:
@@ -175,20 +307,31 @@ class Engine:
         *,
         codec: str = "PCMU",
         payload_type: int | None = None,
-        clock_rate: int = 8000,
+        clock_rate: int | None = None,
         rtcp_mux: bool = False,
         rtp_timeout: float | None = None,
         rtcp_interval: float = 5.0,
         cname: str = "",
         beside: RtpLeg | None = None,
+        fmtp: str = "",
+        telephone_event: int | None = None,
+        inband_dtmf: bool = False,
+        stats_interval: float | None = None,
     ) -> RtpLeg:
         """Bind a local port pair from the range and start an RTP leg on a worker.
 
-        ``codec`` is the SDP encoding name; ``payload_type`` defaults to its
-        static number (required for dynamic codecs such as opus).
-        ``rtp_timeout`` (seconds) raises an ``rtp_timeout`` event when no RTP
-        arrives for that long, except on hold. ``beside`` puts the leg on the
-        same worker as another, so the two can be bridged.
+        ``codec`` is the SDP encoding name (PCMU, PCMA, G722, G729, opus);
+        ``payload_type`` defaults to its static number (required for dynamic
+        codecs such as opus) and ``clock_rate`` to its RTP clock (48000 for
+        opus, 8000 for the others); ``fmtp`` is the far end's ``a=fmtp`` for it.
+        ``telephone_event`` is the RFC 4733 payload type from SDP (``None``:
+        the far end has none, so DTMF goes in-band); received events become
+        ``dtmf`` events. ``inband_dtmf`` runs a DTMF detector on the decoded
+        audio of a leg without telephone-event. ``rtp_timeout`` (seconds)
+        raises an ``rtp_timeout`` event when no RTP arrives for that long,
+        except on hold. ``stats_interval`` (seconds) sends a ``stats`` event
+        that often. ``beside`` puts the leg on the same worker as another, so
+        the two can be bridged or recorded together.
 
         Raises ``ValueError`` naming a bad argument, ``RuntimeError`` when the
         port range is exhausted or the engine is closed.
@@ -199,6 +342,8 @@ class Engine:
             payload_type = _STATIC_PAYLOAD_TYPES[codec.upper()]
         if not 0 <= payload_type <= 127:
             raise ValueError(f"payload_type must be in 0..127: got {payload_type}")
+        if clock_rate is None:
+            clock_rate = codec_info(codec).rtp_clock_rate
         if not 1 <= clock_rate <= 192000:
             raise ValueError(f"clock_rate must be in 1..192000: got {clock_rate}")
         if rtp_timeout is not None and rtp_timeout <= 0:
@@ -209,21 +354,69 @@ class Engine:
             raise ValueError(f"cname must be at most 255 bytes in UTF-8: got {len(cname.encode())}")
         if beside is not None and beside.engine is not self:
             raise ValueError(f"{beside!r} belongs to another engine")
+        if telephone_event is not None and not (
+            0 <= telephone_event <= 127 and telephone_event != payload_type
+        ):
+            raise ValueError(
+                "telephone_event must be a payload type in 0..127 other than the codec's "
+                f"({payload_type}): got {telephone_event}"
+            )
+        if stats_interval is not None and stats_interval <= 0:
+            raise ValueError(
+                f"stats_interval must be positive seconds or None: got {stats_interval}"
+            )
         leg_id, port, rtcp_port = self._core.create_rtp_leg(
             codec, payload_type, clock_rate, rtcp_mux, rtp_timeout or 0.0, rtcp_interval, cname,
-            beside.id if beside is not None else None,
+            beside.id if beside is not None else None, fmtp,
+            -1 if telephone_event is None else telephone_event, inband_dtmf,
+            stats_interval or 0.0,
         )  # fmt: skip
         return RtpLeg(self, leg_id, port, rtcp_port)
 
     def bridge(self, a: RtpLeg, b: RtpLeg) -> None:
-        """Relay each leg's received packets to the other at once, without buffering.
+        """Join two legs so each far end hears the other.
 
-        Each leg keeps its own SSRC and continues its own sequence and timestamp
-        across re-bridges, so each far end sees one continuous stream. A leg
-        already bridged elsewhere is unbridged first. Raises ``ValueError`` if
-        the legs use different codecs or live on different workers.
+        Legs of the same codec relay each received packet to the other at once,
+        without buffering. Legs of different codecs transcode: each side's audio
+        goes through a jitter buffer and decoder and is encoded for the other on
+        the 20 ms tick. DTMF crosses too: RFC 4733 events are forwarded under the
+        other leg's payload type, or played as in-band tones to a leg without
+        one. Each leg keeps its own SSRC and continues its own sequence and
+        timestamp across re-bridges, so each far end sees one continuous stream.
+        A leg already bridged elsewhere is unbridged first. Raises
+        ``ValueError`` if the legs live on different workers.
         """
         self._core.bridge(a.id, b.id)
+
+    def record(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        left: RtpLeg,
+        right: RtpLeg,
+        layout: Literal["stereo", "mono"] = "stereo",
+        sample_rate: int = 8000,
+    ) -> CallRecording:
+        """Record what ``left`` (the caller) and ``right`` (the agent) receive into a WAV.
+
+        ``stereo`` puts ``left`` on the left channel and ``right`` on the right;
+        ``mono`` their sum. Each leg's audio comes through its own jitter
+        buffer and decoder, resampled to ``sample_rate`` (8000 or 16000); a leg
+        with no audio yet (or closed) records silence. A killed process leaves
+        a WAV that plays to within a second of the kill. Raises ``ValueError``
+        for bad arguments or legs on different workers, ``RecordError`` if the
+        file cannot be created.
+        """
+        if sample_rate not in (8000, 16000):
+            raise ValueError(f"sample_rate must be 8000 or 16000: got {sample_rate}")
+        if layout not in ("stereo", "mono"):
+            raise ValueError(f"layout must be 'stereo' or 'mono': got {layout!r}")
+        for leg in (left, right):
+            if leg.engine is not self:
+                raise ValueError(f"{leg!r} belongs to another engine")
+        name = os.fspath(path)
+        recording_id = self._core.record(name, left.id, right.id, layout == "stereo", sample_rate)
+        return CallRecording(self, recording_id, name)
 
     def unbridge(self, leg: RtpLeg) -> None:
         """Stop relaying between ``leg`` and the leg it is bridged to."""
@@ -231,7 +424,7 @@ class Engine:
 
     def poll_events(self) -> list[MediaEvent]:
         """Every event reported since the last call (possibly none); never blocks."""
-        return [MediaEvent(*event) for event in self._core.poll_events()]
+        return [MediaEvent._from_core(event) for event in self._core.poll_events()]
 
     def fileno(self) -> int:
         """An eventfd that is readable while :meth:`poll_events` has events."""

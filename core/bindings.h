@@ -4,6 +4,9 @@
 
 #include <pybind11/pybind11.h>
 
+#include "jitter/jitter.h"
+#include "record/recorder.h"
+
 namespace callbox::bindings {
 
 void bind_codec(pybind11::module_& m);    // core/codec/binding.cpp
@@ -13,5 +16,9 @@ void bind_jitter(pybind11::module_& m);   // core/jitter/binding.cpp
 void bind_record(pybind11::module_& m);   // core/record/binding.cpp
 void bind_mixer(pybind11::module_& m);    // core/mixer/binding.cpp
 void bind_player(pybind11::module_& m);   // core/player/binding.cpp
+
+// Shared between areas: the tuples core/_jitter.py and core/_record.py name.
+pybind11::tuple jitter_stats_tuple(const jitter::Stats& s);     // core/jitter/binding.cpp
+pybind11::tuple recording_info_tuple(const record::RecordingInfo& i);  // core/record/binding.cpp
 
 }  // namespace callbox::bindings

@@ -7,7 +7,9 @@
 #include <string>
 
 #include "bindings.h"
+#include "codec/tones.h"
 #include "engine/engine.h"
+#include "engine/tone_source.h"
 #include "pybuffer.h"
 
 namespace py = pybind11;
@@ -40,6 +42,8 @@ py::dict stats_dict(const engine::LegStats& s) {
         s.remote_fraction_lost < 0 ? py::object(py::none()) : py::object(py::int_(s.remote_fraction_lost));
     d["remote_cumulative_lost"] = s.remote_cumulative_lost;
     d["remote_jitter_ms"] = s.remote_jitter_ms;
+    d["jitter_buffer"] = s.jitter_buffer ? py::object(callbox::bindings::jitter_stats_tuple(*s.jitter_buffer))
+                                         : py::object(py::none());
     d["r_factor"] = s.r_factor;
     d["mos"] = s.mos;
     return d;
@@ -53,6 +57,12 @@ py::dict stats_of(engine::Engine& e, engine::LegId leg, engine::LegStats (engine
         s = (e.*get)(leg);
     }
     return stats_dict(s);
+}
+
+py::tuple event_tuple(const engine::Event& ev) {
+    return py::make_tuple(ev.kind, ev.leg, ev.detail, ev.reason,
+                          ev.duration_ms < 0 ? py::object(py::none()) : py::object(py::int_(ev.duration_ms)),
+                          ev.stats ? py::object(stats_dict(*ev.stats)) : py::object(py::none()));
 }
 
 std::chrono::milliseconds to_ms(double seconds) {
@@ -71,12 +81,14 @@ void bind_engine(py::module_& m) {
             "create_rtp_leg",
             [](engine::Engine& e, const std::string& codec, unsigned payload_type, std::uint32_t clock_rate,
                bool rtcp_mux, double rtp_timeout, double rtcp_interval, const std::string& cname,
-               std::optional<engine::LegId> beside) {
+               std::optional<engine::LegId> beside, const std::string& fmtp, int telephone_event, bool inband_dtmf,
+               double stats_interval) {
                 if (payload_type > 127) {
                     throw py::value_error("payload_type must be in 0..127: got " + std::to_string(payload_type));
                 }
                 engine::RtpLegConfig config;
-                config.codec = {codec, static_cast<std::uint8_t>(payload_type), clock_rate};
+                config.codec = {codec, static_cast<std::uint8_t>(payload_type), clock_rate, fmtp};
+                config.audio = {telephone_event, inband_dtmf, to_ms(stats_interval)};
                 config.rtcp_mux = rtcp_mux;
                 config.rtp_timeout = to_ms(rtp_timeout);
                 config.rtcp_interval = to_ms(rtcp_interval);
@@ -97,13 +109,44 @@ void bind_engine(py::module_& m) {
              })
         .def("bridge", &engine::Engine::bridge, Release())
         .def("unbridge", &engine::Engine::unbridge, Release())
+        .def("send_dtmf", &engine::Engine::send_dtmf, Release())
+        .def(
+            "play_tone",
+            [](engine::Engine& e, engine::LegId leg, const std::string& plan, const std::string& tone, int duration_ms,
+               bool barge_in) {
+                e.play(leg, std::make_unique<engine::ToneSource>(callbox::codec::tone_spec(plan, tone), duration_ms,
+                                                                 barge_in));
+            },
+            Release())
+        .def("stop_playback", &engine::Engine::stop_playback, Release())
+        .def(
+            "record",
+            [](engine::Engine& e, const std::string& path, engine::LegId left, engine::LegId right, bool stereo,
+               int sample_rate) {
+                callbox::record::RecordingSettings settings;
+                settings.path = path;
+                settings.sample_rate = sample_rate;
+                settings.layout = stereo ? callbox::record::Layout::stereo : callbox::record::Layout::mono;
+                return e.record(std::move(settings), left, right);
+            },
+            Release())
+        .def("pause_recording", &engine::Engine::pause_recording, Release())
+        .def("stop_recording",
+             [](engine::Engine& e, std::uint64_t recording) {
+                 callbox::record::RecordingInfo info;
+                 {
+                     py::gil_scoped_release release;
+                     info = e.stop_recording(recording);
+                 }
+                 return callbox::bindings::recording_info_tuple(info);
+             })
         .def("stats", [](engine::Engine& e, engine::LegId leg) { return stats_of(e, leg, &engine::Engine::stats); })
         .def("close_leg",
              [](engine::Engine& e, engine::LegId leg) { return stats_of(e, leg, &engine::Engine::close_leg); })
         .def("poll_events",
              [](engine::Engine& e) {
                  py::list out;
-                 for (const engine::Event& ev : e.poll_events()) out.append(py::make_tuple(ev.kind, ev.leg, ev.detail));
+                 for (const engine::Event& ev : e.poll_events()) out.append(event_tuple(ev));
                  return out;
              })
         .def("fileno", &engine::Engine::event_fd)

@@ -4,6 +4,7 @@
 
 #include <stdexcept>
 
+#include "codec/telephone_event.h"
 #include "engine/io.h"
 #include "rtp/emodel.h"
 #include "rtp/packet.h"
@@ -27,11 +28,15 @@ Engine::Engine(unsigned workers, std::uint16_t port_min, std::uint16_t port_max,
 Engine::~Engine() { close(); }
 
 void Engine::close() {
+    record::RecorderService* recorder = nullptr;
     {
         std::lock_guard lock(mutex_);
         closed_ = true;
+        recorder = recorder_.get();
     }
     for (auto& worker : workers_) worker->stop();
+    // Recordings still open are finished once nothing feeds them any more.
+    if (recorder != nullptr) recorder->stop();
 }
 
 template <class Work>
@@ -104,6 +109,23 @@ LegPorts Engine::create_rtp_leg(RtpLegConfig config, std::optional<LegId> beside
     }
     if (config.codec.clock_rate == 0) throw std::invalid_argument("clock_rate must be positive");
     if (config.rtcp_interval.count() <= 0) throw std::invalid_argument("rtcp_interval must be positive");
+    const int event_type = config.audio.telephone_event;
+    if (event_type < -1 || event_type > 127 || event_type == config.codec.payload_type) {
+        throw std::invalid_argument("telephone_event must be a payload type in 0..127 other than the codec's (" +
+                                    std::to_string(config.codec.payload_type) + "): got " +
+                                    std::to_string(event_type));
+    }
+    if (config.audio.stats_interval.count() < 0) throw std::invalid_argument("stats_interval must not be negative");
+    // The codec and its fmtp are checked now, though the leg makes its encoder
+    // and decoder only when its audio is first used on the worker.
+    const codec::CodecInfo info = codec::codec_info(config.codec.name);
+    if (config.codec.clock_rate != static_cast<std::uint32_t>(info.rtp_clock_rate)) {
+        throw std::invalid_argument("clock_rate of " + info.name + " must be " + std::to_string(info.rtp_clock_rate) +
+                                    ": got " + std::to_string(config.codec.clock_rate));
+    }
+    const codec::FmtpParams fmtp = codec::parse_fmtp(config.codec.fmtp);
+    codec::make_decoder(config.codec.name, fmtp);
+    codec::make_encoder(config.codec.name, fmtp);
     const unsigned worker = place(beside);
     std::uint16_t port = 0;
     const auto [rtp_fd, rtcp_fd] = bind_ports(config.rtcp_mux, port);
@@ -174,15 +196,6 @@ void Engine::bridge(LegId a, LegId b) {
     on_worker(worker, [=](Worker& w, Clock::time_point) {
         Leg& left = w.leg(a);
         Leg& right = w.leg(b);
-        const CodecSpec& lc = left.codec();
-        const CodecSpec& rc = right.codec();
-        if (lc.payload_type != rc.payload_type || lc.clock_rate != rc.clock_rate) {
-            throw std::invalid_argument(
-                "legs " + std::to_string(a) + " and " + std::to_string(b) + " use different codecs (" + lc.name +
-                "/" + std::to_string(lc.clock_rate) + " as " + std::to_string(lc.payload_type) + ", " +
-                rc.name + "/" + std::to_string(rc.clock_rate) + " as " + std::to_string(rc.payload_type) +
-                "): a relay needs the same one");
-        }
         for (Leg* leg : {&left, &right}) {
             if (Leg* old = leg->bridged()) old->set_bridged(nullptr);
         }
@@ -197,6 +210,92 @@ void Engine::unbridge(LegId leg) {
         if (Leg* peer = one.bridged()) peer->set_bridged(nullptr);
         one.set_bridged(nullptr);
     });
+}
+
+void Engine::send_dtmf(LegId leg, const std::string& digits, int duration_ms) {
+    if (digits.empty()) throw std::invalid_argument("no DTMF digits to send");
+    for (const char digit : digits) codec::dtmf_event(digit);  // names a digit that is not DTMF
+    const unsigned worker = worker_of(leg);
+    on_worker(worker, [=](Worker& w, Clock::time_point) {
+        Leg& l = w.leg(leg);
+        // A sender refuses a duration its 16-bit field cannot hold at the leg's clock.
+        codec::TelephoneEventSender(static_cast<int>(l.codec().clock_rate), kFrameMs).start(0, 0, duration_ms);
+        l.send_dtmf(digits, duration_ms);
+    });
+}
+
+void Engine::play(LegId leg, std::unique_ptr<AudioSource> source) {
+    const unsigned rate = source->sample_rate();
+    if (rate != 8000 && rate != 16000 && rate != 48000) {
+        throw std::invalid_argument("an audio source must play at 8000, 16000 or 48000 Hz: got " +
+                                    std::to_string(rate));
+    }
+    auto owned = std::make_shared<std::unique_ptr<AudioSource>>(std::move(source));
+    on_worker(worker_of(leg), [=](Worker& w, Clock::time_point) { w.leg(leg).play(std::move(*owned)); });
+}
+
+void Engine::stop_playback(LegId leg) {
+    on_worker(worker_of(leg), [=](Worker& w, Clock::time_point) { w.leg(leg).stop_playback(); });
+}
+
+std::uint64_t Engine::record(record::RecordingSettings settings, LegId left, LegId right) {
+    if (left == right) throw std::invalid_argument("a recording needs two different legs: got " + std::to_string(left) + " twice");
+    const unsigned worker = worker_of(left);
+    if (worker_of(right) != worker) {
+        throw std::invalid_argument("legs " + std::to_string(left) + " and " + std::to_string(right) +
+                                    " are on different workers: create the second with beside=the first");
+    }
+    std::uint64_t id = 0;
+    record::RecorderService* recorder = nullptr;
+    {
+        std::lock_guard lock(mutex_);
+        if (!recorder_) recorder_ = std::make_unique<record::RecorderService>(std::chrono::milliseconds(20));
+        recorder = recorder_.get();
+        id = next_recording_++;
+    }
+    std::shared_ptr<record::Recording> recording = recorder->start(std::move(settings));
+    try {
+        on_worker(worker, [=](Worker& w, Clock::time_point) { w.add_tap(id, {recording, left, right}); });
+    } catch (...) {
+        recorder->close(recording);
+        throw;
+    }
+    std::lock_guard lock(mutex_);
+    recordings_[id] = {worker, recording};
+    return id;
+}
+
+Engine::ActiveRecording Engine::recording_of(std::uint64_t recording) {
+    std::lock_guard lock(mutex_);
+    const auto it = recordings_.find(recording);
+    if (it == recordings_.end()) {
+        throw std::invalid_argument("no recording " + std::to_string(recording) + " in this engine (stopped already?)");
+    }
+    return it->second;
+}
+
+void Engine::pause_recording(std::uint64_t recording, bool paused) {
+    // The recording's flag is atomic: no need to wait for the worker.
+    const ActiveRecording active = recording_of(recording);
+    if (paused) {
+        active.recording->pause();
+    } else {
+        active.recording->resume();
+    }
+}
+
+record::RecordingInfo Engine::stop_recording(std::uint64_t recording) {
+    const ActiveRecording active = recording_of(recording);
+    {
+        std::lock_guard lock(mutex_);
+        recordings_.erase(recording);
+    }
+    try {
+        on_worker(active.worker, [=](Worker& w, Clock::time_point) { w.remove_tap(recording); });
+    } catch (const std::runtime_error&) {
+        // The engine closed: its workers feed nothing any more.
+    }
+    return recorder_->close(active.recording);
 }
 
 LegStats Engine::stats(LegId leg) {

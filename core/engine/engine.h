@@ -12,9 +12,11 @@
 #include <unordered_map>
 #include <vector>
 
+#include "engine/audio_source.h"
 #include "engine/events.h"
 #include "engine/rtp_leg.h"
 #include "engine/worker.h"
+#include "record/recorder.h"
 
 namespace callbox::engine {
 
@@ -39,9 +41,22 @@ public:
     void set_hold(LegId leg, bool on_hold);
     // Queues one frame for the far end; does not wait.
     void send(LegId leg, std::vector<std::uint8_t> payload, std::uint32_t timestamp, bool marker);
-    // Relays each leg's received frames to the other (replacing earlier bridges).
+    // Joins two legs (replacing earlier bridges): a relay of each one's frames
+    // to the other when they share a codec, else a transcoder on the tick.
     void bridge(LegId a, LegId b);
     void unbridge(LegId leg);
+    // Queues DTMF for the far end (RFC 4733, or in-band without telephone-event).
+    void send_dtmf(LegId leg, const std::string& digits, int duration_ms);
+    // Plays `source` into the leg instead of its bridged audio until it ends.
+    void play(LegId leg, std::unique_ptr<AudioSource> source);
+    void stop_playback(LegId leg);
+    // Records the two legs' received audio (left and right channel, or their
+    // sum) from the next tick on; returns the recording's id. Throws
+    // std::invalid_argument for bad legs, record::RecordError for the file.
+    std::uint64_t record(record::RecordingSettings settings, LegId left, LegId right);
+    void pause_recording(std::uint64_t recording, bool paused);
+    // Stops feeding the recording, finishes the file and says what it holds.
+    record::RecordingInfo stop_recording(std::uint64_t recording);
     LegStats stats(LegId leg);
     // Closes the leg and returns its final statistics.
     LegStats close_leg(LegId leg);
@@ -58,6 +73,11 @@ private:
     auto on_worker(unsigned worker, Work work) -> decltype(work(std::declval<Worker&>(), Clock::now()));
     unsigned place(std::optional<LegId> beside);
     std::pair<int, int> bind_ports(bool rtcp_mux, std::uint16_t& port);
+    struct ActiveRecording {
+        unsigned worker;
+        std::shared_ptr<record::Recording> recording;
+    };
+    ActiveRecording recording_of(std::uint64_t recording);
 
     EventQueue events_;
     std::vector<std::unique_ptr<Worker>> workers_;
@@ -71,6 +91,9 @@ private:
     LegId next_leg_ = 1;
     unsigned next_worker_ = 0;
     std::unordered_map<LegId, unsigned> leg_worker_;
+    std::unique_ptr<record::RecorderService> recorder_;  // started with the first recording
+    std::uint64_t next_recording_ = 1;
+    std::unordered_map<std::uint64_t, ActiveRecording> recordings_;
 };
 
 }  // namespace callbox::engine

@@ -1,13 +1,22 @@
-// The leg interface: what a worker, a bridge and (later) the jitter buffer,
-// mixer and recorder see of a call leg. Frames carry codec payload and timing,
-// never transport headers, so an E1 channel or WebRTC leg can implement it too.
+// The leg interface: what a worker, a bridge, the recorder and a player see
+// of a call leg. Frames carry codec payload and timing, never transport
+// headers, so an E1 channel or WebRTC leg can implement it too; the audio
+// side (jitter buffer, codecs, DTMF, playback) lives in this base class.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
+
+#include "codec/dtmf.h"
+#include "engine/audio_source.h"
+#include "engine/media.h"
+#include "jitter/jitter.h"
 
 namespace callbox::engine {
 
@@ -30,6 +39,14 @@ struct CodecSpec {
     std::string name;  // SDP encoding name, e.g. PCMU
     std::uint8_t payload_type = 0;
     std::uint32_t clock_rate = 8000;
+    std::string fmtp;  // the far end's a=fmtp for it (Opus FEC, G.729 annex B, ...)
+};
+
+// What a leg does with audio beyond relaying it.
+struct AudioOptions {
+    int telephone_event = -1;  // RFC 4733 payload type from SDP; -1: none (DTMF goes in-band)
+    bool inband_dtmf = false;  // run a DTMF detector on the decoded audio
+    std::chrono::milliseconds stats_interval{0};  // a periodic stats event; 0: none
 };
 
 // Quality and counters of one leg (RFC 3550 statistics plus the E-model).
@@ -54,14 +71,22 @@ struct LegStats {
     int remote_fraction_lost = -1;       // what the far end reports, /256; -1 until known
     std::int64_t remote_cumulative_lost = 0;
     double remote_jitter_ms = 0;
+    std::optional<jitter::Stats> jitter_buffer;  // while the leg's audio is decoded on the worker
     double r_factor = 0;
     double mos = 0;
 };
 
 struct Event {
-    std::string kind;  // rtp_timeout, rtp_resumed, latched, bye
+    Event(std::string kind_, LegId leg_, std::string detail_ = {}, std::string reason_ = {})
+        : kind(std::move(kind_)), leg(leg_), detail(std::move(detail_)), reason(std::move(reason_)) {}
+
+    // rtp_timeout, rtp_resumed, latched, bye, dtmf, playback_finished, stats
+    std::string kind;
     LegId leg = 0;
-    std::string detail;
+    std::string detail;  // latched: the address; dtmf: the digit; playback_finished: SourceEnd::detail
+    std::string reason;  // dtmf: "rfc4733" or "inband"; playback_finished: SourceEnd::reason
+    int duration_ms = -1;  // dtmf over RFC 4733: how long the digit lasted
+    std::optional<LegStats> stats;
 };
 
 class Outbox;
@@ -80,13 +105,14 @@ protected:
 
 class Leg {
 public:
-    explicit Leg(LegId id) : id_(id), local_stream_((id << 32) | 0xFFFFFFFFu) {}
-    virtual ~Leg() = default;
+    Leg(LegId id, CodecSpec codec, AudioOptions audio);
+    virtual ~Leg();
     Leg(const Leg&) = delete;
     Leg& operator=(const Leg&) = delete;
 
     LegId id() const { return id_; }
-    virtual const CodecSpec& codec() const = 0;
+    const CodecSpec& codec() const { return codec_; }
+    const AudioOptions& audio_options() const { return audio_; }
     // File descriptors the worker watches for this leg.
     virtual std::vector<int> fds() const = 0;
     virtual void on_readable(int fd, Clock::time_point now) = 0;
@@ -99,7 +125,9 @@ public:
 
     void attach(LegHost& host) { host_ = &host; }
     Leg* bridged() const { return bridged_; }
-    void set_bridged(Leg* peer) { bridged_ = peer; }
+    // Bridges to `peer` (nullptr: none): a relay when both use one codec, else a transcoder.
+    void set_bridged(Leg* peer);
+    static bool same_codec(const CodecSpec& a, const CodecSpec& b);
 
     // A frame that Python hands in: it forms one stream of its own.
     void send_local(std::span<const std::uint8_t> payload, std::uint32_t timestamp, bool marker,
@@ -108,19 +136,81 @@ public:
                    now);
     }
 
+    // The worker's tick, after on_tick(): first every leg takes this tick's
+    // received audio, then every leg sends (so a transcoding bridge reads its
+    // peer's audio of this tick), then the housekeeping.
+    void pull_audio(Clock::time_point now);
+    void send_audio(Clock::time_point now);
+    void after_tick(Clock::time_point now);
+    // This tick's received audio (empty while none: no PCM path, or buffering).
+    std::span<const std::int16_t> received_audio() const { return received_; }
+    int received_rate() const;
+    // Consumers of the received audio besides a bridge (recording taps).
+    void add_audio_user() { ++audio_users_; }
+    void remove_audio_user() { --audio_users_; }
+
+    // Queues DTMF digits for the far end: RFC 4733 with the leg's
+    // telephone-event payload type, in-band tones without one.
+    void send_dtmf(const std::string& digits, int duration_ms);
+    // Plays `source` instead of the bridged audio until it ends (replacing one playing).
+    void play(std::unique_ptr<AudioSource> source);
+    void stop_playback();
+
 protected:
     LegHost& host() { return *host_; }
-    // A frame from the far end: relayed at once to the bridged leg, if any.
-    void deliver(const Frame& frame, Clock::time_point now) {
-        if (bridged_ != nullptr) bridged_->send_frame(frame, now);
-    }
+    // A frame from the far end: relayed at once to a same-codec peer, and
+    // buffered for decoding when the worker consumes this leg's audio.
+    void deliver(const Frame& frame, Clock::time_point now);
+    // The jitter buffer's counters, while the leg's audio is decoded on the worker.
+    std::optional<jitter::Stats> jitter_stats() const;
 
 private:
+    bool wants_audio() const;
+    bool speaking_locally() const;
+    void on_telephone_event(const Frame& frame, Clock::time_point now);
+    void on_digit_started(char digit);
+    void on_digit_ended(const Digit& digit, const char* how);
+    void send_local_audio(std::span<const std::int16_t> pcm, int sample_rate, Clock::time_point now);
+    void send_local_frame(std::span<const std::uint8_t> payload, std::uint8_t payload_type, std::uint32_t timestamp,
+                          bool marker, Clock::time_point now);
+    bool send_queued_dtmf(Clock::time_point now);
+    void finish_playback(SourceEnd end);
+
     LegId id_;
+    CodecSpec codec_;
+    AudioOptions audio_;
     std::uint64_t local_stream_;
     std::uint16_t local_sequence_ = 0;
     LegHost* host_ = nullptr;
     Leg* bridged_ = nullptr;
+    bool relay_ = false;  // bridged to a leg of the same codec
+
+    // Received audio, decoded on the worker while someone consumes it.
+    int audio_users_ = 0;
+    std::unique_ptr<ReceivePath> receive_;
+    std::span<const std::int16_t> received_;
+    std::unique_ptr<codec::DtmfDetector> detector_;
+    std::unique_ptr<RateConverter> detector_rate_;
+    std::unique_ptr<TelephoneEventTracker> digits_in_;
+
+    // Audio the leg makes itself: its own stream, numbered by the tick.
+    std::uint64_t audio_stream_;
+    std::uint16_t audio_sequence_ = 0;
+    std::uint32_t audio_timestamp_ = 0;
+    bool audio_sent_last_tick_ = false;
+    bool audio_sent_this_tick_ = false;
+    std::unique_ptr<SendPath> send_;
+    std::unique_ptr<AudioSource> source_;
+    std::vector<std::int16_t> source_frame_;
+    struct QueuedDigit {
+        char digit;
+        int duration_ms;
+    };
+    std::deque<QueuedDigit> digits_out_;
+    std::unique_ptr<codec::TelephoneEventSender> event_sender_;
+    std::unique_ptr<codec::DtmfGenerator> tone_digit_;
+
+    Clock::time_point next_stats_at_{};
 };
 
 }  // namespace callbox::engine

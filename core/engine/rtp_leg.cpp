@@ -17,8 +17,11 @@ namespace {
 // A new source address is trusted after this many valid RTP packets in a row
 // from it, so one stray packet cannot steal a call's media.
 constexpr int kLatchAfter = 2;
-// Nominal one-way delay the leg itself adds: packetization plus a minimal jitter buffer.
-constexpr double kBaseDelayMs = 40.0;
+// Nominal one-way delay of packetization (one 20 ms frame).
+constexpr double kPacketizationMs = 20.0;
+// Without a jitter buffer of our own, the far end's is guessed at twice the
+// interarrival jitter plus a 20 ms minimum.
+constexpr double kMinimalBufferMs = 20.0;
 constexpr std::uint64_t kNtpUnixOffset = 2208988800ULL;
 
 std::uint64_t ntp_now() {
@@ -50,7 +53,7 @@ sockaddr_in with_port(sockaddr_in address, std::uint16_t port) {
 }  // namespace
 
 RtpLeg::RtpLeg(LegId id, RtpLegConfig config, int rtp_fd, int rtcp_fd, Clock::time_point now)
-    : Leg(id),
+    : Leg(id, config.codec, config.audio),
       config_(std::move(config)),
       rtp_fd_(rtp_fd),
       rtcp_fd_(rtcp_fd),
@@ -77,7 +80,7 @@ Clock::duration RtpLeg::next_report_delay() {
 
 std::uint32_t RtpLeg::to_timestamp_units(Clock::time_point t) const {
     const auto us = std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
-    return static_cast<std::uint32_t>(static_cast<std::uint64_t>(us) * config_.codec.clock_rate / 1'000'000);
+    return static_cast<std::uint32_t>(static_cast<std::uint64_t>(us) * codec().clock_rate / 1'000'000);
 }
 
 void RtpLeg::set_remote(const sockaddr_in& rtp, const sockaddr_in& rtcp, Clock::time_point now) {
@@ -302,7 +305,7 @@ LegStats RtpLeg::stats() const {
     s.lost = earlier_sources_.lost + current.lost;
     s.duplicates = earlier_sources_.duplicates + current.duplicates;
     s.reordered = earlier_sources_.reordered + current.reordered;
-    const double rate = config_.codec.clock_rate;
+    const double rate = codec().clock_rate;
     s.jitter_ms = current.jitter * 1000.0 / rate;
     s.rtcp_sent = rtcp_sent_;
     s.rtcp_received = rtcp_received_;
@@ -311,8 +314,17 @@ LegStats RtpLeg::stats() const {
     s.remote_cumulative_lost = remote_cumulative_lost_;
     s.remote_jitter_ms = remote_jitter_ * 1000.0 / rate;
     const double loss_percent = s.expected > 0 && s.lost > 0 ? 100.0 * s.lost / s.expected : 0.0;
-    const double delay = (rtt_ms_ >= 0 ? rtt_ms_ / 2 : 0.0) + 2 * s.jitter_ms + kBaseDelayMs;
-    const rtp::CodecImpairment* impairment = rtp::codec_impairment(config_.codec.name);
+    s.jitter_buffer = jitter_stats();
+    // The jitter buffer's measured delay when the leg has one (mean waiting
+    // time of played frames, else its target), else the guess.
+    double buffer_ms = 2 * s.jitter_ms + kMinimalBufferMs;
+    if (const auto& jb = s.jitter_buffer) {
+        const std::int64_t played = jb->normal + jb->merged + jb->accelerated;
+        buffer_ms = played > 0 ? static_cast<double>(jb->waiting_ms_total) / static_cast<double>(played)
+                               : static_cast<double>(jb->target_delay_ms);
+    }
+    const double delay = (rtt_ms_ >= 0 ? rtt_ms_ / 2 : 0.0) + buffer_ms + kPacketizationMs;
+    const rtp::CodecImpairment* impairment = rtp::codec_impairment(codec().name);
     const rtp::Quality q = rtp::e_model(delay, loss_percent, *impairment);
     s.r_factor = q.r_factor;
     s.mos = q.mos;

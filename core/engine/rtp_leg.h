@@ -16,6 +16,7 @@ namespace callbox::engine {
 
 struct RtpLegConfig {
     CodecSpec codec;
+    AudioOptions audio;
     bool rtcp_mux = false;
     std::chrono::milliseconds rtp_timeout{0};  // 0: never time out
     std::chrono::milliseconds rtcp_interval{5000};
@@ -28,7 +29,6 @@ public:
     RtpLeg(LegId id, RtpLegConfig config, int rtp_fd, int rtcp_fd, Clock::time_point now);
     ~RtpLeg() override;
 
-    const CodecSpec& codec() const override { return config_.codec; }
     std::vector<int> fds() const override;
     void on_readable(int fd, Clock::time_point now) override;
     void on_tick(Clock::time_point now) override;

@@ -96,9 +96,50 @@ Leg& Worker::leg(LegId id) {
     return *it->second;
 }
 
+Leg* Worker::find_leg(LegId id) {
+    const auto it = legs_.find(id);
+    return it == legs_.end() ? nullptr : it->second.get();
+}
+
+void Worker::add_tap(std::uint64_t id, RecordingTap tap) {
+    const int rate = static_cast<int>(tap.recording->frame_samples()) * 1000 / record::kFrameMs;
+    for (const LegId side : {tap.left, tap.right}) leg(side).add_audio_user();
+    const std::size_t samples = tap.recording->frame_samples();
+    taps_.emplace(id, ActiveTap{std::move(tap), RateConverter(rate), RateConverter(rate),
+                                std::vector<std::int16_t>(samples, 0)});
+}
+
+void Worker::remove_tap(std::uint64_t id) {
+    const auto it = taps_.find(id);
+    if (it == taps_.end()) return;
+    for (const LegId side : {it->second.tap.left, it->second.tap.right}) {
+        if (Leg* l = find_leg(side)) l->remove_audio_user();
+    }
+    taps_.erase(it);
+}
+
+void Worker::record_tick() {
+    for (auto& [id, active] : taps_) {
+        // A side with no audio this tick (buffering, or its leg closed) records silence.
+        const auto side = [&](LegId leg_id, RateConverter& rate) -> const std::int16_t* {
+            const Leg* l = find_leg(leg_id);
+            if (l == nullptr || l->received_audio().empty()) return active.silence.data();
+            return rate.convert(l->received_audio(), l->received_rate()).data();
+        };
+        const std::int16_t* left = side(active.tap.left, active.left_rate);
+        const std::int16_t* right = side(active.tap.right, active.right_rate);
+        active.tap.recording->push(left, right);
+    }
+}
+
 void Worker::remove_leg(LegId id) {
     Leg& gone = leg(id);
     if (Leg* peer = gone.bridged()) peer->set_bridged(nullptr);
+    for (auto& [tap_id, active] : taps_) {
+        for (LegId* side : {&active.tap.left, &active.tap.right}) {
+            if (*side == id) *side = 0;  // leg ids start at 1: the side records silence from now on
+        }
+    }
     for (int fd : gone.fds()) {
         epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
         by_fd_.erase(fd);
@@ -116,6 +157,12 @@ void Worker::tick(Clock::time_point now) {
     }
     for (Command& command : commands) command(*this, now);
     for (auto& [id, leg] : legs_) leg->on_tick(now);
+    // Every leg takes this tick's audio before any sends, so a transcoding
+    // bridge or a recording sees both sides of the same tick.
+    for (auto& [id, leg] : legs_) leg->pull_audio(now);
+    record_tick();
+    for (auto& [id, leg] : legs_) leg->send_audio(now);
+    for (auto& [id, leg] : legs_) leg->after_tick(now);
     outbox_->flush();
 }
 

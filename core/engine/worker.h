@@ -14,10 +14,19 @@
 
 #include "engine/io.h"
 #include "engine/leg.h"
+#include "engine/media.h"
+#include "record/recorder.h"
 
 namespace callbox::engine {
 
 class EventQueue;
+
+// A recording fed from two legs' received audio on the worker's tick.
+struct RecordingTap {
+    std::shared_ptr<record::Recording> recording;
+    LegId left = 0;
+    LegId right = 0;
+};
 
 class Worker final : public LegHost {
 public:
@@ -38,6 +47,8 @@ public:
     void add_leg(std::unique_ptr<Leg> leg);
     Leg& leg(LegId id);
     void remove_leg(LegId id);
+    void add_tap(std::uint64_t id, RecordingTap tap);
+    void remove_tap(std::uint64_t id);
 
     Outbox& outbox() override { return *outbox_; }
     Inbox& inbox() override { return *inbox_; }
@@ -46,6 +57,15 @@ public:
 private:
     void run();
     void tick(Clock::time_point now);
+    void record_tick();
+    Leg* find_leg(LegId id);
+
+    struct ActiveTap {
+        RecordingTap tap;
+        RateConverter left_rate;  // each side's audio to the recording's rate
+        RateConverter right_rate;
+        std::vector<std::int16_t> silence;
+    };
 
     EventQueue& events_;
     int epoll_fd_ = -1;
@@ -55,6 +75,7 @@ private:
     std::unique_ptr<Outbox> outbox_ = std::make_unique<Outbox>();
     std::unordered_map<LegId, std::unique_ptr<Leg>> legs_;
     std::unordered_map<int, Leg*> by_fd_;
+    std::unordered_map<std::uint64_t, ActiveTap> taps_;
 
     std::mutex mutex_;
     std::vector<Command> pending_;

@@ -10,18 +10,15 @@
 namespace py = pybind11;
 namespace jitter = callbox::jitter;
 
-namespace {
+namespace callbox::bindings {
 
-py::tuple stats_tuple(const jitter::Stats& s) {
+py::tuple jitter_stats_tuple(const jitter::Stats& s) {
     return py::make_tuple(s.received, s.duplicates, s.late, s.lost, s.discarded, s.flushes, s.buffering,
                           s.normal, s.merged, s.expanded, s.accelerated, s.preemptive_expanded,
                           s.waiting_ms_total, s.target_delay_ms, s.buffer_delay_ms, s.max_buffer_delay_ms,
                           s.buffered_frames);
 }
 
-}  // namespace
-
-namespace callbox::bindings {
 
 void bind_jitter(py::module_& m) {
     py::class_<jitter::JitterBuffer>(m, "JitterBuffer")
@@ -47,7 +44,7 @@ void bind_jitter(py::module_& m) {
                  return py::make_tuple(static_cast<int>(out.decision), payload, out.timestamp, out.sequence,
                                        out.samples);
              })
-        .def("stats", [](const jitter::JitterBuffer& jb) { return stats_tuple(jb.stats()); })
+        .def("stats", [](const jitter::JitterBuffer& jb) { return jitter_stats_tuple(jb.stats()); })
         .def("target_delay_ms", &jitter::JitterBuffer::target_delay_ms)
         .def("buffer_delay_ms", &jitter::JitterBuffer::buffer_delay_ms);
 }

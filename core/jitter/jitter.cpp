@@ -321,6 +321,11 @@ void JitterBuffer::play(Decision decision, std::int64_t now_ms, Output& out) {
     slots_.pop_front();
 }
 
+std::span<const std::uint8_t> JitterBuffer::next_held() const {
+    if (!started_ || slots_.empty() || slots_.front().timestamp != next_timestamp_) return {};
+    return slots_.front().payload;
+}
+
 Stats JitterBuffer::stats() const {
     Stats s = stats_;
     s.lost = lost_prior_ + (have_sequence_ ? highest_sequence_ - base_sequence_ + 1 - unique_ : 0);

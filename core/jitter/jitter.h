@@ -84,6 +84,11 @@ public:
     // so time-stretching (accelerate, preemptive expand) would not be heard.
     void get(std::int64_t now_ms, bool low_energy, Output& out);
 
+    // The frame that plays next, when the slot just concealed was the one right
+    // before it (empty otherwise): a codec with in-band FEC (Opus) rebuilds the
+    // lost frame from it.
+    std::span<const std::uint8_t> next_held() const;
+
     std::int64_t target_delay_ms() const { return target_ms_; }
     std::int64_t buffer_delay_ms() const { return to_ms(level()); }
     Stats stats() const;

@@ -16,11 +16,6 @@ namespace record = callbox::record;
 
 namespace {
 
-py::tuple info_tuple(const record::RecordingInfo& i) {
-    return py::make_tuple(i.path, i.sample_rate, i.channels, i.frames_written, i.frames_dropped, i.frames_paused,
-                          i.pauses);
-}
-
 bool write_frame(record::Recording& r, const py::object& left, const py::object& right) {
     callbox::ByteView l(left);
     callbox::ByteView rr(right);
@@ -35,6 +30,12 @@ bool write_frame(record::Recording& r, const py::object& left, const py::object&
 }  // namespace
 
 namespace callbox::bindings {
+
+py::tuple recording_info_tuple(const record::RecordingInfo& i) {
+    return py::make_tuple(i.path, i.sample_rate, i.channels, i.frames_written, i.frames_dropped, i.frames_paused,
+                          i.pauses);
+}
+
 
 void bind_record(py::module_& m) {
     py::register_exception<record::RecordError>(m, "RecordError", PyExc_OSError);
@@ -61,7 +62,7 @@ void bind_record(py::module_& m) {
                      py::gil_scoped_release release;
                      info = s.close(r);
                  }
-                 return info_tuple(info);
+                 return recording_info_tuple(info);
              })
         .def("active", &record::RecorderService::active)
         .def("stop", &record::RecorderService::stop, py::call_guard<py::gil_scoped_release>());

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from types import ModuleType
 
 import pytest
 
 import core
-from core import _reference
+from core import Engine, _reference
+from tests.core.engine_peers import LOOPBACK, Peer
 
 
 @pytest.fixture(params=["core", "reference"])
@@ -20,3 +22,24 @@ def twin(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Mod
     if request.param == "reference":
         monkeypatch.setattr(core._loader, "impl", _reference)
     return core
+
+
+@pytest.fixture
+def engine() -> Iterator[Engine]:
+    """An engine with two workers on loopback."""
+    with Engine(workers=2, port_min=31000, port_max=31999, host=LOOPBACK) as e:
+        yield e
+
+
+@pytest.fixture
+def peers() -> Iterator[Callable[[], Peer]]:
+    """Makes far ends, closed after the test."""
+    made: list[Peer] = []
+
+    def make() -> Peer:
+        made.append(Peer())
+        return made[-1]
+
+    yield make
+    for peer in made:
+        peer.close()

@@ -1,0 +1,495 @@
+"""The engine carrying decoded audio, with real RTP on loopback: transcoding
+bridges, DTMF on legs, recording taps, playback and jitter buffer statistics.
+
+Far ends encode real tones with ``core.Encoder`` and send them paced at 20 ms;
+what arrives is decoded with ``core.Decoder`` and measured (Goertzel at the
+expected frequency, against the signal's whole energy). Waits have generous
+upper bounds; nothing asserts how fast anything happens.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import wave
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+import core
+from core import Engine, RtpLeg
+from tests.core.engine_peers import LOOPBACK, PATIENCE, Peer, connected_leg, eventually, next_event
+from tests.core.signals import dbm0, goertzel_peak, rms, tone_pcm
+from tests.core.tools import run_tool
+
+pytestmark = pytest.mark.skipif(
+    core.IMPLEMENTATION == "python", reason="the Python twin has no media engine"
+)
+
+PAYLOAD_TYPES = {"PCMU": 0, "PCMA": 8, "G722": 9, "G729": 18, "opus": 111}
+TONE_LEVEL = -10.0  # dBm0
+TALK_FRAMES = 60  # 1.2 s of audio per side
+SETTLE_S = 0.4  # what arrives first (buffering, filter delays) is not measured
+MEASURE_S = 0.5
+
+
+@pytest.fixture
+def engine() -> Iterator[Engine]:
+    """One worker, so every leg can be bridged and recorded with every other."""
+    with Engine(workers=1, port_min=30000, port_max=30999, host=LOOPBACK) as e:
+        yield e
+
+
+class Talker:
+    """A far end that sends a tone in ``codec`` as paced RTP and keeps what it receives."""
+
+    def __init__(self, peer: Peer, port: int, codec: str, frequency: float) -> None:
+        self.peer = peer
+        self.port = port
+        self.codec = codec
+        self.frequency = frequency
+        self.encoder = core.Encoder(codec)
+        self.received: list[core.RtpPacket] = []
+
+    def run(self, frames: int = TALK_FRAMES) -> None:
+        """Send ``frames`` frames on a 20 ms grid, receiving in between, then a little more."""
+        info = self.encoder
+        start = time.monotonic()
+        self.peer.sock.settimeout(0.005)
+        for n in range(frames + 15):
+            if n < frames:
+                pcm = tone_pcm(
+                    self.frequency, TONE_LEVEL, info.sample_rate, info.frame_samples,
+                    start=n * info.frame_samples,
+                )  # fmt: skip
+                self.peer.send_rtp(
+                    self.port, PAYLOAD_TYPES[self.codec], n, n * info.rtp_clock_rate // 50,
+                    self.encoder.encode(pcm), marker=n == 0,
+                )  # fmt: skip
+            deadline = start + (n + 1) * 0.02
+            while (left := deadline - time.monotonic()) > 0:
+                self.peer.sock.settimeout(max(left, 0.001))
+                try:
+                    data, _ = self.peer.sock.recvfrom(4096)
+                except TimeoutError:
+                    continue
+                self.received.append(core.parse_rtp(data))
+        self.peer.sock.settimeout(PATIENCE)
+
+
+def decoded(packets: list[core.RtpPacket], codec: str, payload_type: int) -> tuple[bytes, int]:
+    """The audio of the ``payload_type`` packets, decoded, and its sample rate."""
+    decoder = core.Decoder(codec)
+    audio = b"".join(decoder.decode(p.payload) for p in packets if p.payload_type == payload_type)
+    return audio, decoder.sample_rate
+
+
+def assert_tone(audio: bytes, rate: int, frequency: float, level_tolerance_db: float) -> None:
+    """``audio`` holds ``frequency`` at TONE_LEVEL and almost nothing else."""
+    window = audio[int(SETTLE_S * rate) * 2 : int((SETTLE_S + MEASURE_S) * rate) * 2]
+    assert len(window) == int(MEASURE_S * rate) * 2, "too little audio arrived"
+    peak = goertzel_peak(window, rate, frequency)
+    # A pure sine's peak is sqrt(2) times its RMS: most energy must sit at the frequency.
+    purity = peak / (math.sqrt(2) * max(rms(window), 1e-9))
+    assert purity > 0.8, f"only {purity:.2f} of the signal is at {frequency} Hz"
+    assert abs(dbm0(peak) - TONE_LEVEL) < level_tolerance_db, f"level {dbm0(peak):.1f} dBm0"
+
+
+class Call:
+    """Two far ends, each with its leg, the legs bridged; a sends 1000 Hz, b 600 Hz."""
+
+    def __init__(
+        self, engine: Engine, peers: Callable[[], Peer], codec_a: str, codec_b: str
+    ) -> None:
+        peer_a, peer_b = peers(), peers()
+        self.leg_a = connected_leg(
+            engine, peer_a, codec=codec_a, payload_type=PAYLOAD_TYPES[codec_a]
+        )
+        self.leg_b = connected_leg(
+            engine, peer_b, codec=codec_b, payload_type=PAYLOAD_TYPES[codec_b]
+        )
+        engine.bridge(self.leg_a, self.leg_b)
+        self.a = Talker(peer_a, self.leg_a.local_port, codec_a, 1000)
+        self.b = Talker(peer_b, self.leg_b.local_port, codec_b, 600)
+
+    def talk(self) -> None:
+        """Both far ends send their tone at the same time."""
+        threads = [threading.Thread(target=t.run) for t in (self.a, self.b)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(PATIENCE * 3)
+
+
+# G.729 is a speech coder: a pure tone comes out within a few dB.
+LEVEL_TOLERANCE = {"PCMU": 1.0, "PCMA": 1.0, "G722": 1.5, "G729": 4.0, "opus": 2.0}
+
+
+@pytest.mark.parametrize(
+    ("codec_a", "codec_b"),
+    [("PCMU", "PCMA"), ("PCMA", "G722"), ("PCMA", "G729"), ("PCMA", "opus"), ("G722", "opus")],
+)
+def test_a_transcoding_bridge_carries_each_sides_tone_at_its_frequency_and_level(
+    engine: Engine, peers: Callable[[], Peer], codec_a: str, codec_b: str
+) -> None:
+    c = Call(engine, peers, codec_a, codec_b)
+    c.talk()
+    a, b = c.a, c.b
+    tolerance = max(LEVEL_TOLERANCE[codec_a], LEVEL_TOLERANCE[codec_b])
+    heard_by_b, rate_b = decoded(b.received, codec_b, PAYLOAD_TYPES[codec_b])
+    assert_tone(heard_by_b, rate_b, a.frequency, tolerance)
+    heard_by_a, rate_a = decoded(a.received, codec_a, PAYLOAD_TYPES[codec_a])
+    assert_tone(heard_by_a, rate_a, b.frequency, tolerance)
+
+
+def test_a_transcoded_stream_is_one_continuous_stream_of_the_legs_own(
+    engine: Engine, peers: Callable[[], Peer]
+) -> None:
+    c = Call(engine, peers, "PCMA", "opus")
+    c.talk()
+    packets = [p for p in c.b.received if p.payload_type == PAYLOAD_TYPES["opus"]]
+    assert len({p.ssrc for p in packets}) == 1
+    assert packets[0].marker
+    for before, after in itertools.pairwise(packets):
+        assert after.sequence == (before.sequence + 1) & 0xFFFF
+        assert after.timestamp == (before.timestamp + 960) & 0xFFFFFFFF  # 20 ms at 48 kHz
+
+
+def test_a_same_codec_bridge_relays_without_a_jitter_buffer(
+    engine: Engine, peers: Callable[[], Peer]
+) -> None:
+    c = Call(engine, peers, "PCMA", "PCMA")
+    c.talk()
+    heard_by_b, rate = decoded(c.b.received, "PCMA", 8)
+    assert_tone(heard_by_b, rate, c.a.frequency, LEVEL_TOLERANCE["PCMA"])
+    assert c.leg_a.stats().jitter_buffer is None  # relayed as it came: nothing buffered or decoded
+
+
+def test_a_transcoding_legs_stats_carry_its_jitter_buffer(
+    engine: Engine, peers: Callable[[], Peer]
+) -> None:
+    c = Call(engine, peers, "PCMU", "G722")
+    c.talk()
+    stats = c.leg_a.stats()
+    assert stats.jitter_buffer is not None
+    assert stats.jitter_buffer.received == TALK_FRAMES
+    assert stats.jitter_buffer.played > 0
+    assert stats.jitter_buffer.target_delay_ms >= 20
+    assert stats.mos > 4.0  # loopback: no loss, little delay
+
+
+def test_stats_events_arrive_at_the_interval_asked_for(engine: Engine) -> None:
+    leg = engine.create_rtp_leg(stats_interval=0.1)
+    first = next_event(engine, "stats")
+    assert first.leg == leg.id
+    assert first.stats is not None
+    assert first.stats.local_ssrc == leg.stats().local_ssrc
+    next_event(engine, "stats")
+
+
+# --- DTMF ---
+
+
+def telephone_event(digit: str, end: bool, duration: int) -> bytes:
+    return core.TelephoneEvent(core.dtmf_event(digit), end, 10, duration).encode()
+
+
+def send_digit(peer: Peer, leg: RtpLeg, digit: str, ts: int, seq: int) -> int:
+    """One RFC 4733 digit of 100 ms as payload type 101: start, updates, the end three times."""
+    for n, duration in enumerate((160, 320, 480, 640, 800)):
+        event = telephone_event(digit, False, duration)
+        peer.send_rtp(leg.local_port, 101, seq, ts, event, marker=n == 0)
+        seq += 1
+    for _ in range(3):
+        peer.send_rtp(leg.local_port, 101, seq, ts, telephone_event(digit, True, 800))
+        seq += 1
+    return seq
+
+
+def dtmf_events(engine: Engine, count: int) -> list[core.MediaEvent]:
+    found: list[core.MediaEvent] = []
+
+    def arrived() -> bool:
+        found.extend(e for e in engine.poll_events() if e.kind == "dtmf")
+        return len(found) >= count
+
+    eventually(arrived, f"{count} dtmf events")
+    time.sleep(0.1)  # a duplicate would come now
+    found.extend(e for e in engine.poll_events() if e.kind == "dtmf")
+    return found
+
+
+def test_rfc4733_digits_are_reported_once_each_with_their_duration(
+    engine: Engine, peers: Callable[[], Peer]
+) -> None:
+    peer = peers()
+    leg = connected_leg(engine, peer, telephone_event=101)
+    seq = send_digit(peer, leg, "5", 1000, 1)
+    seq = send_digit(peer, leg, "#", 3000, seq)
+    send_digit(peer, leg, "#", 3000, seq)  # the whole digit retransmitted: not a new one
+    events = dtmf_events(engine, 2)
+    assert [(e.detail, e.reason, e.duration_ms) for e in events] == [
+        ("5", "rfc4733", 100),
+        ("#", "rfc4733", 100),
+    ]
+
+
+def rfc4733_packets(packets: list[core.RtpPacket], payload_type: int) -> list[core.TelephoneEvent]:
+    return [
+        core.TelephoneEvent.decode(p.payload) for p in packets if p.payload_type == payload_type
+    ]
+
+
+def test_send_dtmf_sends_rfc4733_with_three_end_packets(
+    engine: Engine, peers: Callable[[], Peer]
+) -> None:
+    peer = peers()
+    leg = connected_leg(engine, peer, telephone_event=101)
+    leg.send_dtmf("19", duration_ms=100)
+    packets = [peer.receive_rtp() for _ in range(2 * (4 + 3))]
+    assert {p.payload_type for p in packets} == {101}
+    events = rfc4733_packets(packets, 101)
+    assert [e.event for e in events] == [1] * 7 + [9] * 7
+    # Updates every 20 ms, then the end (with the full 100 ms) three times.
+    assert [(e.end, e.duration) for e in events[:7]] == [
+        (False, 160), (False, 320), (False, 480), (False, 640),
+        (True, 800), (True, 800), (True, 800),
+    ]  # fmt: skip
+    first, second = packets[:7], packets[7:]
+    assert first[0].marker
+    assert second[0].marker
+    assert len({p.timestamp for p in first}) == 1
+    assert len({p.timestamp for p in second}) == 1
+    assert second[0].timestamp > first[0].timestamp
+
+
+def inband_digits(audio: bytes) -> str:
+    detector = core.DtmfDetector()
+    return "".join(detector.process(audio[i : i + 320]) for i in range(0, len(audio), 320))
+
+
+def collect(peer: Peer, seconds: float) -> list[core.RtpPacket]:
+    """Every RTP packet ``peer`` receives within ``seconds``."""
+    packets = []
+    deadline = time.monotonic() + seconds
+    peer.sock.settimeout(0.05)
+    while time.monotonic() < deadline:
+        try:
+            data, _ = peer.sock.recvfrom(4096)
+        except TimeoutError:
+            continue
+        packets.append(core.parse_rtp(data))
+    peer.sock.settimeout(PATIENCE)
+    return packets
+
+
+def test_send_dtmf_without_telephone_event_sends_inband_tones(
+    engine: Engine, peers: Callable[[], Peer]
+) -> None:
+    peer = peers()
+    leg = connected_leg(engine, peer, codec="PCMA")
+    leg.send_dtmf("7*", duration_ms=80)
+    audio, _ = decoded(collect(peer, 1.0), "PCMA", 8)
+    assert inband_digits(audio) == "7*"
+
+
+def test_a_bridge_forwards_rfc4733_under_the_other_legs_payload_type(
+    engine: Engine, peers: Callable[[], Peer]
+) -> None:
+    caller, agent = peers(), peers()
+    a = connected_leg(engine, caller, telephone_event=101)
+    b = connected_leg(engine, agent, telephone_event=96)
+    engine.bridge(a, b)
+    send_digit(caller, a, "3", 5000, 1)
+    packets = [agent.receive_rtp() for _ in range(8)]
+    assert {p.payload_type for p in packets} == {96}
+    assert [e.event for e in rfc4733_packets(packets, 96)] == [3] * 8
+
+
+@pytest.mark.parametrize("codec_b", ["PCMU", "G722"])
+def test_a_bridge_plays_rfc4733_as_tones_to_a_leg_without_telephone_event(
+    engine: Engine, peers: Callable[[], Peer], codec_b: str
+) -> None:
+    caller, agent = peers(), peers()
+    a = connected_leg(engine, caller, telephone_event=101)
+    b = connected_leg(engine, agent, codec=codec_b, payload_type=PAYLOAD_TYPES[codec_b])
+    engine.bridge(a, b)
+    send_digit(caller, a, "8", 5000, 1)
+    audio, rate = decoded(collect(agent, 1.0), codec_b, PAYLOAD_TYPES[codec_b])
+    if rate != 8000:
+        audio = core.Resampler(rate, 8000).process(audio)
+    assert inband_digits(audio) == "8"
+
+
+def test_inband_detection_reports_digits_heard_in_the_audio(
+    engine: Engine, peers: Callable[[], Peer]
+) -> None:
+    peer = peers()
+    leg = connected_leg(engine, peer, inband_dtmf=True)
+    generator = core.DtmfGenerator(level_dbm0=-10, on_ms=100, off_ms=100)
+    generator.queue("42")
+    encoder = core.Encoder("PCMU")
+    start = time.monotonic()
+    for n in range(40):
+        peer.send_rtp(leg.local_port, 0, n, n * 160, encoder.encode(generator.generate(160)))
+        time.sleep(max(0.0, start + (n + 1) * 0.02 - time.monotonic()))
+    events = dtmf_events(engine, 2)
+    assert [(e.detail, e.reason, e.duration_ms) for e in events] == [
+        ("4", "inband", None),
+        ("2", "inband", None),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"digits": ""}, "digits must be a non-empty string"),
+        ({"digits": "12x"}, "digits must be a non-empty string of 0-9"),
+        ({"digits": "1", "duration_ms": 5}, "duration_ms must be 40..1000: got 5"),
+    ],
+)
+def test_bad_dtmf_arguments_are_refused_by_name(
+    engine: Engine, kwargs: dict[str, object], message: str
+) -> None:
+    leg = engine.create_rtp_leg()
+    with pytest.raises(ValueError, match=message):
+        leg.send_dtmf(**kwargs)  # type: ignore[arg-type]
+
+
+# --- Playback ---
+
+
+def test_a_tone_plays_into_a_leg_and_its_end_is_reported(
+    engine: Engine, peers: Callable[[], Peer]
+) -> None:
+    peer = peers()
+    leg = connected_leg(engine, peer, codec="G722", payload_type=9)
+    leg.play_tone("dial", duration=1.0)  # China: 450 Hz at -10 dBm0, continuous
+    audio, rate = decoded(collect(peer, 1.3), "G722", 9)
+    finished = next_event(engine, "playback_finished")
+    assert (finished.leg, finished.reason, finished.detail) == (leg.id, "finished", "")
+    peak = goertzel_peak(audio[: rate * 2 // 2], rate, 450)
+    assert abs(dbm0(peak) - TONE_LEVEL) < 1.5
+    assert 0.9 * rate * 2 <= len(audio) <= 1.1 * rate * 2  # one second of it
+
+
+def test_a_digit_barges_in_on_a_tone(engine: Engine, peers: Callable[[], Peer]) -> None:
+    peer = peers()
+    leg = connected_leg(engine, peer, telephone_event=101)
+    leg.play_tone("ringback")
+    peer.receive_rtp()  # it plays
+    send_digit(peer, leg, "6", 1000, 1)
+    finished = next_event(engine, "playback_finished")
+    assert (finished.reason, finished.detail) == ("digit", "6")
+
+
+def test_a_tone_replaces_the_bridged_audio_while_it_plays(
+    engine: Engine, peers: Callable[[], Peer]
+) -> None:
+    c = Call(engine, peers, "PCMU", "PCMU")
+    c.leg_b.play_tone("dial", duration=5.0)
+    c.talk()
+    heard_by_b, rate = decoded(c.b.received, "PCMU", 0)
+    assert_tone(heard_by_b, rate, 450, 1.0)  # the tone, not a's 1000 Hz
+    c.leg_b.stop_playback()
+    assert next_event(engine, "playback_finished").reason == "stopped"
+
+
+def test_an_unknown_tone_is_refused_by_name(engine: Engine) -> None:
+    leg = engine.create_rtp_leg()
+    with pytest.raises(ValueError, match="hum"):
+        leg.play_tone("hum")
+
+
+# --- Recording ---
+
+
+def channels(path: Path) -> tuple[bytes, bytes, int]:
+    """The left and right channel of a stereo WAV, and its rate."""
+    with wave.open(str(path)) as wav:
+        assert wav.getnchannels() == 2
+        frames = wav.readframes(wav.getnframes())
+        rate = wav.getframerate()
+    left = b"".join(frames[i : i + 2] for i in range(0, len(frames), 4))
+    right = b"".join(frames[i + 2 : i + 4] for i in range(0, len(frames), 4))
+    return left, right, rate
+
+
+@pytest.mark.parametrize(
+    ("codec_a", "codec_b", "rate"), [("PCMA", "PCMA", 8000), ("PCMU", "G722", 16000)]
+)
+def test_a_stereo_recording_holds_each_side_on_its_channel(
+    engine: Engine, peers: Callable[[], Peer], tmp_path: Path, codec_a: str, codec_b: str, rate: int
+) -> None:
+    c = Call(engine, peers, codec_a, codec_b)
+    recording = engine.record(tmp_path / "call.wav", left=c.leg_a, right=c.leg_b, sample_rate=rate)
+    c.talk()
+    info = recording.stop()
+    assert (info.channels, info.sample_rate, info.frames_dropped) == (2, rate, 0)
+    left, right, file_rate = channels(tmp_path / "call.wav")
+    assert file_rate == rate
+    assert_tone(left, rate, c.a.frequency, 1.5)
+    assert_tone(right, rate, c.b.frequency, 1.5)
+
+
+def test_a_paused_recording_holds_silence(
+    engine: Engine, peers: Callable[[], Peer], tmp_path: Path
+) -> None:
+    c = Call(engine, peers, "PCMU", "PCMU")
+    with engine.record(
+        tmp_path / "card.wav", left=c.leg_a, right=c.leg_b, layout="mono"
+    ) as recording:
+        recording.pause()
+        c.talk()
+    info = recording.stop()
+    assert info.channels == 1
+    assert info.pauses == 1
+    assert info.frames_paused > TALK_FRAMES
+    with wave.open(str(tmp_path / "card.wav")) as wav:
+        assert rms(wav.readframes(wav.getnframes())) == 0
+    with pytest.raises(ValueError, match="is stopped"):
+        recording.resume()
+
+
+KILLED_CALL = """
+import sys, time
+import core
+engine = core.Engine(workers=1, port_min=30000, port_max=30999, host="127.0.0.1")
+a = engine.create_rtp_leg(codec="PCMU")
+b = engine.create_rtp_leg(codec="PCMA", beside=a)
+engine.bridge(a, b)
+engine.record(sys.argv[1], left=a, right=b)
+print(a.local_port, flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_killed_process_leaves_a_recording_that_wave_and_sox_open(
+    peers: Callable[[], Peer], tmp_path: Path
+) -> None:
+    path = tmp_path / "killed.wav"
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLED_CALL, str(path)], stdout=subprocess.PIPE, text=True,
+        env={**os.environ},
+    )  # fmt: skip
+    try:
+        assert child.stdout is not None
+        port = int(child.stdout.readline())
+        Talker(peers(), port, "PCMU", 1000).run(frames=100)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        if child.stdout is not None:
+            child.stdout.close()
+    left, _right, rate = channels(path)
+    assert rate == 8000
+    assert len(left) >= 8000 * 2  # at least one of the two seconds
+    assert_tone(left, 8000, 1000, 1.5)
+    assert "Channels       : 2" in run_tool(["sox", "--i", str(path)])
