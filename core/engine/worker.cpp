@@ -1,5 +1,6 @@
 #include "engine/worker.h"
 
+#include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/timerfd.h>
@@ -167,6 +168,8 @@ void Worker::tick(Clock::time_point now) {
 }
 
 void Worker::run() {
+    // Named so top -H and the benchmarks can tell the media threads apart.
+    pthread_setname_np(pthread_self(), "callbox-media");
     std::array<epoll_event, 64> ready{};
     while (!stopping_) {
         const int n = epoll_wait(epoll_fd_, ready.data(), static_cast<int>(ready.size()), -1);

@@ -50,38 +50,55 @@ def engine() -> Iterator[Engine]:
 class Talker:
     """A far end that sends a tone in ``codec`` as paced RTP and keeps what it receives."""
 
-    def __init__(self, peer: Peer, port: int, codec: str, frequency: float) -> None:
+    def __init__(
+        self, peer: Peer, port: int, codec: str, frequency: float, frame_ms: int = 20
+    ) -> None:
         self.peer = peer
         self.port = port
         self.codec = codec
         self.frequency = frequency
-        self.encoder = core.Encoder(codec)
+        self.encoder = core.Encoder(codec, frame_ms=frame_ms)
+        self.frame_ms = frame_ms
         self.received: list[core.RtpPacket] = []
+        self.lost: set[int] = set()
+        """Frames never sent."""
+        self.late: set[int] = set()
+        """Frames sent one packet interval late, after the next one."""
 
     def run(self, frames: int = TALK_FRAMES) -> None:
-        """Send ``frames`` frames on a 20 ms grid, receiving in between, then a little more."""
+        """Send ``frames`` packets on a grid of the packet interval, receiving in between."""
         info = self.encoder
+        interval = self.frame_ms / 1000
+        held: list[tuple[int, bytes]] = []
         start = time.monotonic()
-        self.peer.sock.settimeout(0.005)
         for n in range(frames + 15):
+            ready, held = held, []
             if n < frames:
                 pcm = tone_pcm(
                     self.frequency, TONE_LEVEL, info.sample_rate, info.frame_samples,
                     start=n * info.frame_samples,
                 )  # fmt: skip
+                payload = self.encoder.encode(pcm)
+                if n in self.late:
+                    held.append((n, payload))
+                elif n not in self.lost:
+                    ready.insert(0, (n, payload))
+            for seq, payload in ready:
+                step = info.rtp_clock_rate * self.frame_ms // 1000
                 self.peer.send_rtp(
-                    self.port, PAYLOAD_TYPES[self.codec], n, n * info.rtp_clock_rate // 50,
-                    self.encoder.encode(pcm), marker=n == 0,
-                )  # fmt: skip
-            deadline = start + (n + 1) * 0.02
-            while (left := deadline - time.monotonic()) > 0:
-                self.peer.sock.settimeout(max(left, 0.001))
-                try:
-                    data, _ = self.peer.sock.recvfrom(4096)
-                except TimeoutError:
-                    continue
-                self.received.append(core.parse_rtp(data))
+                    self.port, PAYLOAD_TYPES[self.codec], seq, seq * step, payload, marker=seq == 0
+                )
+            self.receive_until(start + (n + 1) * interval)
         self.peer.sock.settimeout(PATIENCE)
+
+    def receive_until(self, deadline: float) -> None:
+        while (left := deadline - time.monotonic()) > 0:
+            self.peer.sock.settimeout(max(left, 0.001))
+            try:
+                data, _ = self.peer.sock.recvfrom(4096)
+            except TimeoutError:
+                continue
+            self.received.append(core.parse_rtp(data))
 
 
 def decoded(packets: list[core.RtpPacket], codec: str, payload_type: int) -> tuple[bytes, int]:
@@ -147,6 +164,33 @@ def test_a_transcoding_bridge_carries_each_sides_tone_at_its_frequency_and_level
     assert_tone(heard_by_b, rate_b, a.frequency, tolerance)
     heard_by_a, rate_a = decoded(a.received, codec_a, PAYLOAD_TYPES[codec_a])
     assert_tone(heard_by_a, rate_a, b.frequency, tolerance)
+
+
+def test_a_transcoder_conceals_lost_packets_and_reorders_late_ones(
+    engine: Engine, peers: Callable[[], Peer]
+) -> None:
+    c = Call(engine, peers, "PCMA", "opus")
+    c.a.lost = {12, 27, 41}
+    c.a.late = {18, 33}
+    c.talk()
+    heard_by_b, rate = decoded(c.b.received, "opus", PAYLOAD_TYPES["opus"])
+    assert_tone(heard_by_b, rate, c.a.frequency, LEVEL_TOLERANCE["PCMA"])
+    stats = c.leg_a.stats()
+    assert stats.reordered == 2
+    assert stats.jitter_buffer is not None
+    assert stats.jitter_buffer.lost == 3
+    assert stats.jitter_buffer.expanded >= 3  # each lost frame concealed
+
+
+def test_a_far_end_with_30_ms_packets_is_reframed_to_20_ms(
+    engine: Engine, peers: Callable[[], Peer]
+) -> None:
+    c = Call(engine, peers, "PCMU", "G722")
+    c.a = Talker(c.a.peer, c.a.port, "PCMU", 1000, frame_ms=30)
+    c.talk()
+    heard_by_b, rate = decoded(c.b.received, "G722", PAYLOAD_TYPES["G722"])
+    assert_tone(heard_by_b, rate, c.a.frequency, LEVEL_TOLERANCE["G722"])
+    assert {len(p.payload) for p in c.b.received} == {160}  # 20 ms of G.722
 
 
 def test_a_transcoded_stream_is_one_continuous_stream_of_the_legs_own(
@@ -437,6 +481,26 @@ def test_a_stereo_recording_holds_each_side_on_its_channel(
     assert file_rate == rate
     assert_tone(left, rate, c.a.frequency, 1.5)
     assert_tone(right, rate, c.b.frequency, 1.5)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"sample_rate": 44100}, ValueError, "sample_rate must be 8000 or 16000: got 44100"),
+        ({"layout": "surround"}, ValueError, "layout must be 'stereo' or 'mono'"),
+        ({"path": "/nonexistent/dir/call.wav"}, core.RecordError, "/nonexistent/dir/call.wav"),
+    ],
+)
+def test_bad_recording_arguments_are_refused_by_name(
+    engine: Engine, tmp_path: Path, kwargs: dict[str, object], error: type[Exception], message: str
+) -> None:
+    a = engine.create_rtp_leg()
+    b = engine.create_rtp_leg()
+    arguments: dict[str, object] = {"path": tmp_path / "x.wav", "left": a, "right": b, **kwargs}
+    with pytest.raises(error, match=message):
+        engine.record(**arguments)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="a recording needs two different legs"):
+        engine.record(tmp_path / "y.wav", left=a, right=a)
 
 
 def test_a_paused_recording_holds_silence(
