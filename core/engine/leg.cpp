@@ -16,6 +16,8 @@ constexpr int kInbandPauseMs = 60;
 // In-band digits at a level phones and detectors expect (ITU-T Q.23 range).
 constexpr int kInbandLevelDbm0 = -10;
 constexpr int kDetectorRate = 8000;
+constexpr int kMinDigitMs = 40;  // ITU-T Q.24's shortest digit
+constexpr int kMaxDigitMs = 1000;
 
 }  // namespace
 
@@ -76,9 +78,11 @@ void Leg::on_telephone_event(const Frame& frame, Clock::time_point now) {
     }
     if (result.ended) on_digit_ended(*result.ended, "rfc4733");
     if (result.started) on_digit_started(*result.started);
-    // Otherwise the peer gets the digit once its duration is known.
+    // Otherwise the peer gets the digit once its duration is known, within
+    // what send_dtmf() accepts (a 16-bit duration at 48 kHz lasts 1.36 s).
     if (result.ended && bridged_ != nullptr && !forward_live) {
-        bridged_->send_dtmf(std::string(1, result.ended->digit), result.ended->duration_ms);
+        const int duration_ms = std::clamp(result.ended->duration_ms, kMinDigitMs, kMaxDigitMs);
+        bridged_->send_dtmf(std::string(1, result.ended->digit), duration_ms);
     }
 }
 

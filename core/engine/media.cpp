@@ -72,6 +72,18 @@ void ReceivePath::decode(std::span<const std::uint8_t> payload) {
     }
 }
 
+void ReceivePath::conceal(std::span<const std::uint8_t> next) {
+    if (!next.empty()) {
+        try {
+            append(decoder_->conceal_with_next(next));
+            return;
+        } catch (const codec::CodecError&) {
+            // A corrupt next packet carries no usable FEC either.
+        }
+    }
+    append(decoder_->conceal());
+}
+
 std::span<const std::int16_t> ReceivePath::pull(std::int64_t now_ms) {
     const std::size_t wanted = frame_samples(sample_rate());
     for (int round = 0; round < kMaxDecodesPerTick && pending_.size() < wanted; ++round) {
@@ -86,14 +98,12 @@ std::span<const std::int16_t> ReceivePath::pull(std::int64_t now_ms) {
             case jitter::Decision::accelerate:
                 decode(out_.payload);
                 break;
-            case jitter::Decision::expand: {
-                const auto next = buffer_.next_held();
-                append(next.empty() ? decoder_->conceal() : decoder_->conceal_with_next(next));
+            case jitter::Decision::expand:
+                conceal(buffer_.next_held());
                 break;
-            }
             case jitter::Decision::preemptive_expand:
                 // Quiet audio, stretched by one frame: the codec's concealment continues it.
-                append(decoder_->conceal());
+                conceal({});
                 break;
         }
     }

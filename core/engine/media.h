@@ -58,6 +58,8 @@ private:
     // Timestamp units a payload covers (the jitter buffer's frame duration).
     std::uint32_t duration_of(std::span<const std::uint8_t> payload) const;
     void decode(std::span<const std::uint8_t> payload);
+    // One frame of concealment, rebuilt from `next` (Opus FEC) when given.
+    void conceal(std::span<const std::uint8_t> next);
     void append(const codec::Pcm& pcm);
 
     std::string codec_;

@@ -150,6 +150,19 @@ void Worker::remove_leg(LegId id) {
 
 void Worker::post_event(Event event) { events_.push(std::move(event)); }
 
+template <class Work>
+void Worker::for_each_leg(Work work) {
+    for (auto& [id, leg] : legs_) {
+        // A fault in one leg's audio (a codec refusing what it was given) must
+        // not take the worker, and every other call on it, down with it.
+        try {
+            work(*leg);
+        } catch (const std::exception& error) {
+            post_event({"error", id, error.what()});
+        }
+    }
+}
+
 void Worker::tick(Clock::time_point now) {
     std::vector<Command> commands;
     {
@@ -160,10 +173,10 @@ void Worker::tick(Clock::time_point now) {
     for (auto& [id, leg] : legs_) leg->on_tick(now);
     // Every leg takes this tick's audio before any sends, so a transcoding
     // bridge or a recording sees both sides of the same tick.
-    for (auto& [id, leg] : legs_) leg->pull_audio(now);
+    for_each_leg([&](Leg& leg) { leg.pull_audio(now); });
     record_tick();
-    for (auto& [id, leg] : legs_) leg->send_audio(now);
-    for (auto& [id, leg] : legs_) leg->after_tick(now);
+    for_each_leg([&](Leg& leg) { leg.send_audio(now); });
+    for_each_leg([&](Leg& leg) { leg.after_tick(now); });
     outbox_->flush();
 }
 

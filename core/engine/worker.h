@@ -58,6 +58,9 @@ private:
     void run();
     void tick(Clock::time_point now);
     void record_tick();
+    // Runs `work` on every leg; an exception from one becomes an error event.
+    template <class Work>
+    void for_each_leg(Work work);
     Leg* find_leg(LegId id);
 
     struct ActiveTap {

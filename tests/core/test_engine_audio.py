@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -191,6 +192,25 @@ def test_a_far_end_with_30_ms_packets_is_reframed_to_20_ms(
     heard_by_b, rate = decoded(c.b.received, "G722", PAYLOAD_TYPES["G722"])
     assert_tone(heard_by_b, rate, c.a.frequency, LEVEL_TOLERANCE["G722"])
     assert {len(p.payload) for p in c.b.received} == {160}  # 20 ms of G.722
+
+
+@pytest.mark.parametrize("codec", ["PCMA", "G722", "G729", "opus"])
+def test_random_payloads_never_upset_a_decoding_leg(
+    engine: Engine, peers: Callable[[], Peer], codec: str
+) -> None:
+    c = Call(engine, peers, codec, "PCMU")
+    rng = random.Random(4733)
+    for n in range(200):
+        # Numbered far from the tone that follows, which the buffer then takes as a new start.
+        junk = rng.randbytes(rng.randrange(0, 400))
+        c.a.peer.send_rtp(c.a.port, PAYLOAD_TYPES[codec], 40000 + n, 50_000_000 + n * 160, junk)
+        if n % 20 == 19:
+            time.sleep(0.02)  # in small batches, so the socket buffer never overflows
+    eventually(lambda: c.leg_a.stats().packets_received == 200, "the junk received")
+    collect(c.b.peer, 0.3)  # whatever the junk decoded to
+    c.talk()
+    heard_by_b, rate = decoded(c.b.received, "PCMU", PAYLOAD_TYPES["PCMU"])
+    assert_tone(heard_by_b, rate, c.a.frequency, LEVEL_TOLERANCE[codec])
 
 
 def test_a_transcoded_stream_is_one_continuous_stream_of_the_legs_own(
