@@ -42,6 +42,7 @@ from core._codecs import (
 )
 from core._engine import (
     CallRecording,
+    Conference,
     Engine,
     LegStats,
     MediaEvent,
@@ -117,6 +118,7 @@ __all__ = [
     "CallRecording",
     "CodecError",
     "CodecInfo",
+    "Conference",
     "Decoder",
     "Disposition",
     "DtmfDetector",

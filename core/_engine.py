@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 from core import _loader
 from core._codecs import codec_info
 from core._jitter import JitterStats
+from core._mixer import SupervisorMode, gain_q12, route_supervisor
 from core._record import RecordingInfo, _ClosedOnExit
 
 # Static payload types (RFC 3551); dynamic ones (opus) must be given.
@@ -82,7 +83,11 @@ class MediaEvent:
     - ``playback_finished``: ``reason`` is ``finished``, ``digit`` (barge-in,
       ``detail`` the digit), ``stopped`` or ``error`` (``detail`` says what);
     - ``stats``: ``stats`` holds the leg's statistics (every
-      ``stats_interval`` seconds when the leg was created with one).
+      ``stats_interval`` seconds when the leg was created with one);
+    - ``talk_start``, ``talk_stop``: the leg started or stopped talking in a
+      conference (``detail`` the conference's id);
+    - ``error``: the leg's audio failed on the worker (``detail`` says how);
+      the leg and the worker carry on.
     """
 
     kind: str
@@ -248,6 +253,75 @@ class CallRecording(_ClosedOnExit):
     def _check_open(self) -> None:
         if self._info is not None:
             raise ValueError(f"the recording {self.path!r} is stopped")
+
+
+class Conference(_ClosedOnExit):
+    """A conference on one worker (created by :meth:`Engine.create_conference`).
+
+    Every member hears the others (N-1 mixes from one sum, with a limiter);
+    each member's audio comes through its own jitter buffer and decoder and
+    what it hears is encoded in its own codec. Members who hear the whole
+    conference and use G.711 share one encode per codec. Talkers are reported
+    as ``talk_start`` and ``talk_stop`` events (``detail`` the conference id).
+    ``with`` closes it.
+    """
+
+    def __init__(self, engine: Engine, conference_id: int) -> None:
+        self.engine = engine
+        self.id = conference_id
+
+    def __repr__(self) -> str:
+        return f"<Conference {self.id}>"
+
+    def add(self, leg: RtpLeg, *, gain_db: float = 0.0, muted: bool = False) -> None:
+        """Join ``leg`` (unbridging it, or taking it from another conference, first).
+
+        The leg must live on the conference's worker (``beside=`` a member).
+        """
+        self._check(leg)
+        q12 = gain_q12(gain_db)
+        self.engine._core.conference_add(self.id, leg.id)
+        self.engine._core.conference_set_gain(self.id, leg.id, q12)
+        self.engine._core.conference_set_muted(self.id, leg.id, muted)
+
+    def remove(self, leg: RtpLeg) -> None:
+        """Take ``leg`` out (it then sends nothing until bridged or played to)."""
+        self._check(leg)
+        self.engine._core.conference_remove(self.id, leg.id)
+
+    def set_gain(self, leg: RtpLeg, gain_db: float) -> None:
+        """Scale what ``leg`` says by ``gain_db`` (-60..+20 dB) for every listener."""
+        self._check(leg)
+        self.engine._core.conference_set_gain(self.id, leg.id, gain_q12(gain_db))
+
+    def set_muted(self, leg: RtpLeg, muted: bool = True) -> None:
+        """Mute: nobody hears ``leg``; it still hears, and is still reported talking."""
+        self._check(leg)
+        self.engine._core.conference_set_muted(self.id, leg.id, muted)
+
+    def set_hears(self, listener: RtpLeg, talker: RtpLeg, hears: bool) -> None:
+        """Whether ``listener`` hears ``talker`` (everyone hears everyone by default)."""
+        self._check(listener)
+        self._check(talker)
+        self.engine._core.conference_set_hears(self.id, listener.id, talker.id, hears)
+
+    def supervise(
+        self, supervisor: RtpLeg, agent: RtpLeg, caller: RtpLeg, mode: SupervisorMode
+    ) -> None:
+        """Route a supervisor on an agent's call (all three members); call again to change mode.
+
+        The supervisor always hears both. LISTEN: nobody hears it; WHISPER:
+        only the agent does; BARGE: both do.
+        """
+        route_supervisor(self.set_hears, supervisor, agent, caller, mode)
+
+    def close(self) -> None:
+        """End the conference; its members stay open and send nothing until bridged again."""
+        self.engine._core.close_conference(self.id)
+
+    def _check(self, leg: RtpLeg) -> None:
+        if leg.engine is not self.engine:
+            raise ValueError(f"{leg!r} belongs to another engine")
 
 
 def _check_port(port: int, name: str) -> None:
@@ -421,6 +495,18 @@ class Engine:
     def unbridge(self, leg: RtpLeg) -> None:
         """Stop relaying between ``leg`` and the leg it is bridged to."""
         self._core.unbridge(leg.id)
+
+    def create_conference(self, *, beside: RtpLeg, sample_rate: int = 8000) -> Conference:
+        """A conference on ``beside``'s worker, mixing at ``sample_rate`` (8000 or 16000).
+
+        Its members must live on that worker (create them ``beside=`` one
+        another). Raises ``ValueError`` for a bad rate.
+        """
+        if sample_rate not in (8000, 16000):
+            raise ValueError(f"sample_rate must be 8000 or 16000: got {sample_rate}")
+        if beside.engine is not self:
+            raise ValueError(f"{beside!r} belongs to another engine")
+        return Conference(self, self._core.create_conference(sample_rate, beside.id))
 
     def poll_events(self) -> list[MediaEvent]:
         """Every event reported since the last call (possibly none); never blocks."""

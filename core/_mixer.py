@@ -6,14 +6,17 @@ Part of the public ``core`` package: import from ``core``, not from here.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
 
 from core import _loader
+
+_P = TypeVar("_P")  # a participant: a mixer's int, an engine's leg
 
 MIN_GAIN_DB = -60.0
 MAX_GAIN_DB = 20.0
@@ -29,6 +32,28 @@ class SupervisorMode(Enum):
     """The supervisor hears both and coaches the agent; the caller does not hear it."""
     BARGE = "barge"
     """A full three-way call: everyone hears everyone."""
+
+
+def gain_q12(gain_db: float) -> int:
+    """A gain in dB (-60..+20) as the mixer's Q12 factor; ``ValueError`` outside the range."""
+    if not MIN_GAIN_DB <= gain_db <= MAX_GAIN_DB:
+        raise ValueError(f"gain_db must be in {MIN_GAIN_DB}..{MAX_GAIN_DB}: got {gain_db}")
+    return round(4096 * 10 ** (gain_db / 20))
+
+
+def route_supervisor(
+    set_hears: Callable[[_P, _P, bool], None],
+    supervisor: _P,
+    agent: _P,
+    caller: _P,
+    mode: SupervisorMode,
+) -> None:
+    """Route a supervisor through ``set_hears(listener, talker, hears)``: it always hears
+    both parties; ``mode`` says who hears it."""
+    set_hears(supervisor, agent, True)
+    set_hears(supervisor, caller, True)
+    set_hears(agent, supervisor, mode is not SupervisorMode.LISTEN)
+    set_hears(caller, supervisor, mode is SupervisorMode.BARGE)
 
 
 @dataclass(frozen=True)
@@ -118,9 +143,7 @@ class Mixer:
 
     def set_gain(self, participant: int, gain_db: float) -> None:
         """Scale what ``participant`` says by ``gain_db`` (-60..+20 dB) for every listener."""
-        if not MIN_GAIN_DB <= gain_db <= MAX_GAIN_DB:
-            raise ValueError(f"gain_db must be in {MIN_GAIN_DB}..{MAX_GAIN_DB}: got {gain_db}")
-        self._mixer.set_gain(participant, round(4096 * 10 ** (gain_db / 20)))
+        self._mixer.set_gain(participant, gain_q12(gain_db))
 
     def set_muted(self, participant: int, muted: bool) -> None:
         """Mute: nobody hears ``participant``; it still hears, and is still detected talking."""
@@ -141,10 +164,7 @@ class Mixer:
         All three must have joined. The supervisor always hears both parties;
         ``mode`` says who hears the supervisor.
         """
-        self.set_hears(supervisor, agent, True)
-        self.set_hears(supervisor, caller, True)
-        self.set_hears(agent, supervisor, mode is not SupervisorMode.LISTEN)
-        self.set_hears(caller, supervisor, mode is SupervisorMode.BARGE)
+        route_supervisor(self.set_hears, supervisor, agent, caller, mode)
 
     def talking(self, participant: int) -> bool:
         """Whether ``participant`` is talking (as of the last :meth:`mix`)."""

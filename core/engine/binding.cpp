@@ -140,6 +140,13 @@ void bind_engine(py::module_& m) {
                  }
                  return callbox::bindings::recording_info_tuple(info);
              })
+        .def("create_conference", &engine::Engine::create_conference, Release())
+        .def("conference_add", &engine::Engine::conference_add, Release())
+        .def("conference_remove", &engine::Engine::conference_remove, Release())
+        .def("conference_set_gain", &engine::Engine::conference_set_gain, Release())
+        .def("conference_set_muted", &engine::Engine::conference_set_muted, Release())
+        .def("conference_set_hears", &engine::Engine::conference_set_hears, Release())
+        .def("close_conference", &engine::Engine::close_conference, Release())
         .def("stats", [](engine::Engine& e, engine::LegId leg) { return stats_of(e, leg, &engine::Engine::stats); })
         .def("close_leg",
              [](engine::Engine& e, engine::LegId leg) { return stats_of(e, leg, &engine::Engine::close_leg); })

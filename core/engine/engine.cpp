@@ -152,6 +152,15 @@ LegPorts Engine::create_rtp_leg(RtpLegConfig config, std::optional<LegId> beside
 
 namespace {
 
+void detach_bridge(Leg& leg) {
+    if (Leg* peer = leg.bridged()) peer->set_bridged(nullptr);
+    leg.set_bridged(nullptr);
+}
+
+void leave_conference(Leg& leg) {
+    if (Conference* conference = leg.conference()) conference->remove(leg.id(), &leg);
+}
+
 RtpLeg& as_rtp(Leg& leg) {
     auto* rtp = dynamic_cast<RtpLeg*>(&leg);
     if (rtp == nullptr) throw std::invalid_argument("leg " + std::to_string(leg.id()) + " is not an RTP leg");
@@ -197,7 +206,8 @@ void Engine::bridge(LegId a, LegId b) {
         Leg& left = w.leg(a);
         Leg& right = w.leg(b);
         for (Leg* leg : {&left, &right}) {
-            if (Leg* old = leg->bridged()) old->set_bridged(nullptr);
+            detach_bridge(*leg);
+            leave_conference(*leg);
         }
         left.set_bridged(&right);
         right.set_bridged(&left);
@@ -205,11 +215,74 @@ void Engine::bridge(LegId a, LegId b) {
 }
 
 void Engine::unbridge(LegId leg) {
-    on_worker(worker_of(leg), [=](Worker& w, Clock::time_point) {
-        Leg& one = w.leg(leg);
-        if (Leg* peer = one.bridged()) peer->set_bridged(nullptr);
-        one.set_bridged(nullptr);
+    on_worker(worker_of(leg), [=](Worker& w, Clock::time_point) { detach_bridge(w.leg(leg)); });
+}
+
+ConferenceId Engine::create_conference(int sample_rate, LegId beside) {
+    auto conference = std::make_shared<std::unique_ptr<Conference>>();
+    const unsigned worker = worker_of(beside);
+    ConferenceId id = 0;
+    {
+        std::lock_guard lock(mutex_);
+        id = next_conference_++;
+    }
+    *conference = std::make_unique<Conference>(id, sample_rate);
+    on_worker(worker, [=](Worker& w, Clock::time_point) { w.add_conference(std::move(*conference)); });
+    std::lock_guard lock(mutex_);
+    conference_worker_[id] = worker;
+    return id;
+}
+
+unsigned Engine::worker_of_conference(ConferenceId conference) {
+    std::lock_guard lock(mutex_);
+    if (closed_) throw std::runtime_error("the media engine is closed");
+    const auto it = conference_worker_.find(conference);
+    if (it == conference_worker_.end()) {
+        throw std::invalid_argument("no conference " + std::to_string(conference) + " in this engine (closed already?)");
+    }
+    return it->second;
+}
+
+template <class Work>
+void Engine::on_conference(ConferenceId conference, Work work) {
+    on_worker(worker_of_conference(conference),
+              [=](Worker& w, Clock::time_point) { work(w, w.conference(conference)); });
+}
+
+void Engine::conference_add(ConferenceId conference, LegId leg) {
+    if (worker_of(leg) != worker_of_conference(conference)) {
+        throw std::invalid_argument("leg " + std::to_string(leg) + " is on another worker than conference " +
+                                    std::to_string(conference) + ": create it with beside=a member");
+    }
+    on_conference(conference, [=](Worker& w, Conference& c) {
+        Leg& member = w.leg(leg);
+        if (member.conference() == &c) return;
+        detach_bridge(member);
+        leave_conference(member);
+        c.add(member);
     });
+}
+
+void Engine::conference_remove(ConferenceId conference, LegId leg) {
+    on_conference(conference, [=](Worker& w, Conference& c) { c.remove(leg, w.find_leg(leg)); });
+}
+
+void Engine::conference_set_gain(ConferenceId conference, LegId leg, std::int32_t gain_q12) {
+    on_conference(conference, [=](Worker&, Conference& c) { c.set_gain(leg, gain_q12); });
+}
+
+void Engine::conference_set_muted(ConferenceId conference, LegId leg, bool muted) {
+    on_conference(conference, [=](Worker&, Conference& c) { c.set_muted(leg, muted); });
+}
+
+void Engine::conference_set_hears(ConferenceId conference, LegId listener, LegId talker, bool hears) {
+    on_conference(conference, [=](Worker&, Conference& c) { c.set_hears(listener, talker, hears); });
+}
+
+void Engine::close_conference(ConferenceId conference) {
+    on_worker(worker_of_conference(conference), [=](Worker& w, Clock::time_point) { w.remove_conference(conference); });
+    std::lock_guard lock(mutex_);
+    conference_worker_.erase(conference);
 }
 
 void Engine::send_dtmf(LegId leg, const std::string& digits, int duration_ms) {

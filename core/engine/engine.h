@@ -57,6 +57,16 @@ public:
     void pause_recording(std::uint64_t recording, bool paused);
     // Stops feeding the recording, finishes the file and says what it holds.
     record::RecordingInfo stop_recording(std::uint64_t recording);
+    // A conference on `beside`'s worker, mixing at `sample_rate`; its members
+    // must live there too.
+    ConferenceId create_conference(int sample_rate, LegId beside);
+    // Adds the leg (unbridging it first): it hears the others and they hear it.
+    void conference_add(ConferenceId conference, LegId leg);
+    void conference_remove(ConferenceId conference, LegId leg);
+    void conference_set_gain(ConferenceId conference, LegId leg, std::int32_t gain_q12);
+    void conference_set_muted(ConferenceId conference, LegId leg, bool muted);
+    void conference_set_hears(ConferenceId conference, LegId listener, LegId talker, bool hears);
+    void close_conference(ConferenceId conference);
     LegStats stats(LegId leg);
     // Closes the leg and returns its final statistics.
     LegStats close_leg(LegId leg);
@@ -78,6 +88,10 @@ private:
         std::shared_ptr<record::Recording> recording;
     };
     ActiveRecording recording_of(std::uint64_t recording);
+    unsigned worker_of_conference(ConferenceId conference);
+    // Runs `work` on the conference on its worker.
+    template <class Work>
+    void on_conference(ConferenceId conference, Work work);
 
     EventQueue events_;
     std::vector<std::unique_ptr<Worker>> workers_;
@@ -94,6 +108,8 @@ private:
     std::unique_ptr<record::RecorderService> recorder_;  // started with the first recording
     std::uint64_t next_recording_ = 1;
     std::unordered_map<std::uint64_t, ActiveRecording> recordings_;
+    ConferenceId next_conference_ = 1;
+    std::unordered_map<ConferenceId, unsigned> conference_worker_;
 };
 
 }  // namespace callbox::engine

@@ -1,7 +1,6 @@
 #include "engine/leg.h"
 
 #include <algorithm>
-#include <strings.h>
 
 namespace callbox::engine {
 
@@ -33,7 +32,7 @@ Leg::Leg(LegId id, CodecSpec codec, AudioOptions audio)
 Leg::~Leg() = default;
 
 bool Leg::same_codec(const CodecSpec& a, const CodecSpec& b) {
-    return strcasecmp(a.name.c_str(), b.name.c_str()) == 0 && a.clock_rate == b.clock_rate;
+    return lower_case(a.name) == lower_case(b.name) && a.clock_rate == b.clock_rate;
 }
 
 void Leg::set_bridged(Leg* peer) {
@@ -165,9 +164,15 @@ void Leg::send_audio(Clock::time_point now) {
         } else {
             finish_playback(source_->end());
         }
+    } else if (!fed_payload_.empty()) {
+        send_local_frame(fed_payload_, codec_.payload_type, audio_timestamp_, !audio_sent_last_tick_, now);
+    } else if (!fed_pcm_.empty()) {
+        send_local_audio(fed_pcm_, fed_rate_, now);
     } else if (bridged_ != nullptr && !relay_ && !bridged_->received_.empty()) {
         send_local_audio(bridged_->received_, bridged_->received_rate(), now);
     }
+    fed_payload_ = {};
+    fed_pcm_ = {};
     audio_sent_last_tick_ = audio_sent_this_tick_;
     // The leg's own stream runs on the tick's clock, sent or not (RFC 3550 5.1).
     audio_timestamp_ += codec_.clock_rate / 1000 * kFrameMs;
@@ -186,6 +191,13 @@ void Leg::after_tick(Clock::time_point now) {
         next_stats_at_ = now + audio_.stats_interval;
     }
 }
+
+void Leg::feed_mix(std::span<const std::int16_t> pcm, int sample_rate) {
+    fed_pcm_ = pcm;
+    fed_rate_ = sample_rate;
+}
+
+void Leg::feed_encoded(std::span<const std::uint8_t> payload) { fed_payload_ = payload; }
 
 void Leg::send_dtmf(const std::string& digits, int duration_ms) {
     for (const char digit : digits) digits_out_.push_back({digit, duration_ms});

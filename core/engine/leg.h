@@ -91,6 +91,7 @@ struct Event {
 
 class Outbox;
 class Inbox;
+class Conference;
 
 // What a leg may use of the worker it lives on.
 class LegHost {
@@ -148,6 +149,14 @@ public:
     // Consumers of the received audio besides a bridge (recording taps).
     void add_audio_user() { ++audio_users_; }
     void remove_audio_user() { --audio_users_; }
+
+    // What a conference gives the leg to send this tick (when nothing with
+    // priority plays): a mix to encode, or a payload already encoded for the
+    // leg's codec. Both stay valid until the leg's send_audio().
+    void feed_mix(std::span<const std::int16_t> pcm, int sample_rate);
+    void feed_encoded(std::span<const std::uint8_t> payload);
+    Conference* conference() const { return conference_; }
+    void set_conference(Conference* conference) { conference_ = conference; }
 
     // Queues DTMF digits for the far end: RFC 4733 with the leg's
     // telephone-event payload type, in-band tones without one.
@@ -211,6 +220,11 @@ private:
     std::unique_ptr<codec::DtmfGenerator> tone_digit_;
 
     Clock::time_point next_stats_at_{};
+
+    Conference* conference_ = nullptr;
+    std::span<const std::int16_t> fed_pcm_;
+    int fed_rate_ = 0;
+    std::span<const std::uint8_t> fed_payload_;
 };
 
 }  // namespace callbox::engine

@@ -24,12 +24,12 @@ bool quiet(std::span<const std::int16_t> pcm) {
     return energy / static_cast<std::int64_t>(pcm.size()) < kLowEnergy;
 }
 
-std::string lower(std::string name) {
+}  // namespace
+
+std::string lower_case(std::string name) {
     std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
     return name;
 }
-
-}  // namespace
 
 std::span<const std::int16_t> RateConverter::convert(std::span<const std::int16_t> pcm, int in_rate) {
     if (in_rate == out_rate_) return pcm;
@@ -39,7 +39,7 @@ std::span<const std::int16_t> RateConverter::convert(std::span<const std::int16_
 }
 
 ReceivePath::ReceivePath(const std::string& codec, const codec::FmtpParams& fmtp, std::uint32_t clock_rate)
-    : codec_(lower(codec)), decoder_(codec::make_decoder(codec, fmtp)), buffer_(jitter::Settings{clock_rate}) {}
+    : codec_(lower_case(codec)), decoder_(codec::make_decoder(codec, fmtp)), buffer_(jitter::Settings{clock_rate}) {}
 
 std::uint32_t ReceivePath::duration_of(std::span<const std::uint8_t> payload) const {
     const auto octets = static_cast<std::uint32_t>(payload.size());

@@ -20,6 +20,9 @@ namespace callbox::engine {
 
 inline constexpr int kFrameMs = 20;
 
+// Codec names compare without case (RFC 4566).
+std::string lower_case(std::string name);
+
 // Samples in one tick's frame at `sample_rate`.
 constexpr std::size_t frame_samples(int sample_rate) { return static_cast<std::size_t>(sample_rate / 1000 * kFrameMs); }
 

@@ -119,6 +119,25 @@ void Worker::remove_tap(std::uint64_t id) {
     taps_.erase(it);
 }
 
+void Worker::add_conference(std::unique_ptr<Conference> conference) {
+    const ConferenceId id = conference->id();
+    conferences_.emplace(id, std::move(conference));
+}
+
+Conference& Worker::conference(ConferenceId id) {
+    const auto it = conferences_.find(id);
+    if (it == conferences_.end()) {
+        throw std::invalid_argument("no conference " + std::to_string(id) + " in this engine (closed already?)");
+    }
+    return *it->second;
+}
+
+void Worker::remove_conference(ConferenceId id) {
+    Conference& gone = conference(id);
+    for (const LegId member : gone.members()) gone.remove(member, find_leg(member));
+    conferences_.erase(id);
+}
+
 void Worker::record_tick() {
     for (auto& [id, active] : taps_) {
         // A side with no audio this tick (buffering, or its leg closed) records silence.
@@ -136,6 +155,7 @@ void Worker::record_tick() {
 void Worker::remove_leg(LegId id) {
     Leg& gone = leg(id);
     if (Leg* peer = gone.bridged()) peer->set_bridged(nullptr);
+    if (Conference* conference = gone.conference()) conference->remove(id, nullptr);
     for (auto& [tap_id, active] : taps_) {
         for (LegId* side : {&active.tap.left, &active.tap.right}) {
             if (*side == id) *side = 0;  // leg ids start at 1: the side records silence from now on
@@ -174,6 +194,7 @@ void Worker::tick(Clock::time_point now) {
     // Every leg takes this tick's audio before any sends, so a transcoding
     // bridge or a recording sees both sides of the same tick.
     for_each_leg([&](Leg& leg) { leg.pull_audio(now); });
+    for (auto& [id, conference] : conferences_) conference->tick(*this);
     record_tick();
     for_each_leg([&](Leg& leg) { leg.send_audio(now); });
     for_each_leg([&](Leg& leg) { leg.after_tick(now); });

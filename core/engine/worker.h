@@ -12,6 +12,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "engine/conference.h"
 #include "engine/io.h"
 #include "engine/leg.h"
 #include "engine/media.h"
@@ -47,8 +48,13 @@ public:
     void add_leg(std::unique_ptr<Leg> leg);
     Leg& leg(LegId id);
     void remove_leg(LegId id);
+    // The leg, or nullptr if it is gone.
+    Leg* find_leg(LegId id);
     void add_tap(std::uint64_t id, RecordingTap tap);
     void remove_tap(std::uint64_t id);
+    void add_conference(std::unique_ptr<Conference> conference);
+    Conference& conference(ConferenceId id);
+    void remove_conference(ConferenceId id);
 
     Outbox& outbox() override { return *outbox_; }
     Inbox& inbox() override { return *inbox_; }
@@ -61,7 +67,6 @@ private:
     // Runs `work` on every leg; an exception from one becomes an error event.
     template <class Work>
     void for_each_leg(Work work);
-    Leg* find_leg(LegId id);
 
     struct ActiveTap {
         RecordingTap tap;
@@ -79,6 +84,7 @@ private:
     std::unordered_map<LegId, std::unique_ptr<Leg>> legs_;
     std::unordered_map<int, Leg*> by_fd_;
     std::unordered_map<std::uint64_t, ActiveTap> taps_;
+    std::unordered_map<ConferenceId, std::unique_ptr<Conference>> conferences_;
 
     std::mutex mutex_;
     std::vector<Command> pending_;

@@ -65,6 +65,8 @@ class Talker:
         """Frames never sent."""
         self.late: set[int] = set()
         """Frames sent one packet interval late, after the next one."""
+        self.silent = False
+        """Only listens."""
 
     def run(self, frames: int = TALK_FRAMES) -> None:
         """Send ``frames`` packets on a grid of the packet interval, receiving in between."""
@@ -74,7 +76,7 @@ class Talker:
         start = time.monotonic()
         for n in range(frames + 15):
             ready, held = held, []
-            if n < frames:
+            if n < frames and not self.silent:
                 pcm = tone_pcm(
                     self.frequency, TONE_LEVEL, info.sample_rate, info.frame_samples,
                     start=n * info.frame_samples,
@@ -120,6 +122,13 @@ def assert_tone(audio: bytes, rate: int, frequency: float, level_tolerance_db: f
     assert abs(dbm0(peak) - TONE_LEVEL) < level_tolerance_db, f"level {dbm0(peak):.1f} dBm0"
 
 
+def level_at(audio: bytes, rate: int, frequency: float) -> float:
+    """The level (dBm0) of ``frequency`` in the measured window of ``audio``."""
+    window = audio[int(SETTLE_S * rate) * 2 : int((SETTLE_S + MEASURE_S) * rate) * 2]
+    assert len(window) == int(MEASURE_S * rate) * 2, "too little audio arrived"
+    return dbm0(goertzel_peak(window, rate, frequency))
+
+
 class Call:
     """Two far ends, each with its leg, the legs bridged; a sends 1000 Hz, b 600 Hz."""
 
@@ -139,11 +148,16 @@ class Call:
 
     def talk(self) -> None:
         """Both far ends send their tone at the same time."""
-        threads = [threading.Thread(target=t.run) for t in (self.a, self.b)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(PATIENCE * 3)
+        talk_together([self.a, self.b])
+
+
+def talk_together(talkers: list[Talker]) -> None:
+    """Every far end sends its tone (if any) and listens, at the same time."""
+    threads = [threading.Thread(target=t.run) for t in talkers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(PATIENCE * 3)
 
 
 # G.729 is a speech coder: a pure tone comes out within a few dB.
@@ -470,6 +484,112 @@ def test_an_unknown_tone_is_refused_by_name(engine: Engine) -> None:
     leg = engine.create_rtp_leg()
     with pytest.raises(ValueError, match="hum"):
         leg.play_tone("hum")
+
+
+# --- Conferences ---
+
+PARTY_TONES = {"PCMU": 500.0, "PCMA": 1100.0, "G722": 1700.0}
+
+
+def conference_of(
+    engine: Engine, peers: Callable[[], Peer], tones: dict[str, float | None]
+) -> tuple[core.Conference, list[RtpLeg], list[Talker]]:
+    """A conference of one leg per codec in ``tones``, each far end sending its tone."""
+    legs: list[RtpLeg] = []
+    talkers = []
+    for codec, frequency in tones.items():
+        peer = peers()
+        beside = legs[0] if legs else None
+        leg = connected_leg(
+            engine, peer, codec=codec, payload_type=PAYLOAD_TYPES[codec], beside=beside
+        )
+        legs.append(leg)
+        talkers.append(Talker(peer, leg.local_port, codec, frequency or 0.0))
+        talkers[-1].silent = frequency is None
+    conference = engine.create_conference(beside=legs[0])
+    for leg in legs:
+        conference.add(leg)
+    return conference, legs, talkers
+
+
+def heard(talker: Talker) -> tuple[bytes, int]:
+    audio, rate = decoded(talker.received, talker.codec, PAYLOAD_TYPES[talker.codec])
+    if rate != 8000:
+        audio = core.Resampler(rate, 8000).process(audio)
+    return audio, 8000
+
+
+def test_each_member_of_a_conference_hears_everyone_but_itself(
+    engine: Engine, peers: Callable[[], Peer]
+) -> None:
+    _conference, _legs, talkers = conference_of(engine, peers, dict(PARTY_TONES))
+    talk_together(talkers)
+    for listener in talkers:
+        audio, rate = heard(listener)
+        for talker in talkers:
+            level = level_at(audio, rate, talker.frequency)
+            if talker is listener:
+                assert level < TONE_LEVEL - 30, f"{listener.codec} hears itself at {level:.1f} dBm0"
+            else:
+                assert abs(level - TONE_LEVEL) < 1.5, (
+                    f"{listener.codec} hears {talker.codec} at {level:.1f}"
+                )
+
+
+@pytest.mark.parametrize(
+    ("mode", "heard_by_caller"), [("LISTEN", False), ("WHISPER", False), ("BARGE", True)]
+)
+def test_a_supervisor_is_heard_as_its_mode_says(
+    engine: Engine, peers: Callable[[], Peer], mode: str, heard_by_caller: bool
+) -> None:
+    tones: dict[str, float | None] = {"PCMU": 500.0, "PCMA": 1100.0, "G722": 1700.0}
+    conference, (caller, agent, supervisor), (caller_end, agent_end, supervisor_end) = (
+        conference_of(engine, peers, tones)
+    )
+    conference.supervise(supervisor, agent, caller, core.SupervisorMode[mode])
+    talk_together([caller_end, agent_end, supervisor_end])
+    supervisor_tone = 1700.0
+    caller_hears = level_at(*heard(caller_end), supervisor_tone)
+    agent_hears = level_at(*heard(agent_end), supervisor_tone)
+    assert (caller_hears > TONE_LEVEL - 1.5) is heard_by_caller
+    assert (agent_hears > TONE_LEVEL - 1.5) is (mode != "LISTEN")
+    supervisor_hears, rate = heard(supervisor_end)
+    assert level_at(supervisor_hears, rate, 500.0) > TONE_LEVEL - 1.5
+    assert level_at(supervisor_hears, rate, 1100.0) > TONE_LEVEL - 1.5
+
+
+def test_a_muted_member_is_not_heard_but_still_reported_talking(
+    engine: Engine, peers: Callable[[], Peer]
+) -> None:
+    conference, legs, talkers = conference_of(engine, peers, {"PCMU": 500.0, "PCMA": None})
+    conference.set_muted(legs[0])
+    talk_together(talkers)
+    assert level_at(*heard(talkers[1]), 500.0) < TONE_LEVEL - 30
+    talk: list[core.MediaEvent] = []
+
+    def stopped() -> bool:
+        talk.extend(e for e in engine.poll_events() if e.kind.startswith("talk_"))
+        return any(e.kind == "talk_stop" for e in talk)
+
+    eventually(stopped, "the muted member to stop talking")
+    assert [(e.kind, e.leg, e.detail) for e in talk] == [
+        ("talk_start", legs[0].id, str(conference.id)),
+        ("talk_stop", legs[0].id, str(conference.id)),
+    ]
+
+
+def test_bad_conference_arguments_are_refused_by_name(engine: Engine) -> None:
+    leg = engine.create_rtp_leg()
+    with pytest.raises(ValueError, match="sample_rate must be 8000 or 16000: got 48000"):
+        engine.create_conference(beside=leg, sample_rate=48000)
+    conference = engine.create_conference(beside=leg)
+    with pytest.raises(ValueError, match="gain_db must be in"):
+        conference.add(leg, gain_db=30)
+    with pytest.raises(ValueError, match=f"leg {leg.id} is not in conference"):
+        conference.set_muted(leg)
+    conference.close()
+    with pytest.raises(ValueError, match="closed already"):
+        conference.add(leg)
 
 
 # --- Recording ---
