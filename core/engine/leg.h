@@ -113,7 +113,6 @@ public:
 
     LegId id() const { return id_; }
     const CodecSpec& codec() const { return codec_; }
-    const AudioOptions& audio_options() const { return audio_; }
     // File descriptors the worker watches for this leg.
     virtual std::vector<int> fds() const = 0;
     virtual void on_readable(int fd, Clock::time_point now) = 0;
@@ -146,7 +145,7 @@ public:
     // This tick's received audio (empty while none: no PCM path, or buffering).
     std::span<const std::int16_t> received_audio() const { return received_; }
     int received_rate() const;
-    // Consumers of the received audio besides a bridge (recording taps).
+    // Consumers of the received audio besides a bridge (recordings, conferences).
     void add_audio_user() { ++audio_users_; }
     void remove_audio_user() { --audio_users_; }
 
