@@ -26,11 +26,12 @@ import core
 from benchmarks.run import RESULTS, machine
 from tests.core.signals import tone_pcm
 
-PAYLOAD_TYPES = {"PCMA": 8, "G722": 9, "opus": 111}
+PAYLOAD_TYPES = {"PCMA": 8, "G722": 9, "G729": 18, "opus": 111}
 SCENARIOS = [
     ("relay PCMA-PCMA", "PCMA", "PCMA", False),
     ("relay PCMA-PCMA, recorded", "PCMA", "PCMA", True),
     ("transcode PCMA-G722, recorded", "PCMA", "G722", True),
+    ("transcode PCMA-G729, recorded", "PCMA", "G729", True),
     ("transcode PCMA-opus, recorded", "PCMA", "opus", True),
 ]
 
