@@ -238,7 +238,8 @@ unsigned Engine::worker_of_conference(ConferenceId conference) {
     if (closed_) throw std::runtime_error("the media engine is closed");
     const auto it = conference_worker_.find(conference);
     if (it == conference_worker_.end()) {
-        throw std::invalid_argument("no conference " + std::to_string(conference) + " in this engine (closed already?)");
+        throw std::invalid_argument("no conference " + std::to_string(conference) +
+                                    " in this engine (closed already?)");
     }
     return it->second;
 }
@@ -312,7 +313,9 @@ void Engine::stop_playback(LegId leg) {
 }
 
 std::uint64_t Engine::record(record::RecordingSettings settings, LegId left, LegId right) {
-    if (left == right) throw std::invalid_argument("a recording needs two different legs: got " + std::to_string(left) + " twice");
+    if (left == right) {
+        throw std::invalid_argument("a recording needs two different legs: got " + std::to_string(left) + " twice");
+    }
     const unsigned worker = worker_of(left);
     if (worker_of(right) != worker) {
         throw std::invalid_argument("legs " + std::to_string(left) + " and " + std::to_string(right) +

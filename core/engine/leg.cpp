@@ -62,12 +62,15 @@ void Leg::deliver(const Frame& frame, Clock::time_point now) {
         bridged_->send_frame(relayed, now);
     }
     if (frame.payload_type != codec_.payload_type || !wants_audio()) return;
-    if (!receive_) receive_ = std::make_unique<ReceivePath>(codec_.name, codec::parse_fmtp(codec_.fmtp), codec_.clock_rate);
+    if (!receive_) {
+        receive_ = std::make_unique<ReceivePath>(codec_.name, codec::parse_fmtp(codec_.fmtp), codec_.clock_rate);
+    }
     receive_->put(frame.payload, frame.timestamp, frame.sequence, static_cast<std::uint32_t>(frame.stream), to_ms(now));
 }
 
 void Leg::on_telephone_event(const Frame& frame, Clock::time_point now) {
-    const TelephoneEventTracker::Result result = digits_in_->receive(frame.payload, frame.timestamp, frame.stream, to_ms(now));
+    const TelephoneEventTracker::Result result =
+        digits_in_->receive(frame.payload, frame.timestamp, frame.stream, to_ms(now));
     // A relay forwards the event's packets as they come, under the peer's payload type.
     const bool forward_live = relay_ && bridged_->audio_.telephone_event >= 0;
     if (forward_live && !bridged_->speaking_locally()) {

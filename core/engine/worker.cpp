@@ -104,7 +104,10 @@ Leg* Worker::find_leg(LegId id) {
 
 void Worker::add_tap(std::uint64_t id, RecordingTap tap) {
     const int rate = static_cast<int>(tap.recording->frame_samples()) * 1000 / record::kFrameMs;
-    for (const LegId side : {tap.left, tap.right}) leg(side).add_audio_user();
+    Leg& left = leg(tap.left);  // both looked up before either is touched
+    Leg& right = leg(tap.right);
+    left.add_audio_user();
+    right.add_audio_user();
     const std::size_t samples = tap.recording->frame_samples();
     taps_.emplace(id, ActiveTap{std::move(tap), RateConverter(rate), RateConverter(rate),
                                 std::vector<std::int16_t>(samples, 0)});
