@@ -6,6 +6,7 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstring>
@@ -186,7 +187,7 @@ void Worker::for_each_leg(Work work) {
     }
 }
 
-void Worker::tick(Clock::time_point now) {
+void Worker::tick(Clock::time_point now, std::uint64_t frames) {
     std::vector<Command> commands;
     {
         std::lock_guard lock(mutex_);
@@ -194,12 +195,17 @@ void Worker::tick(Clock::time_point now) {
     }
     for (Command& command : commands) command(*this, now);
     for (auto& [id, leg] : legs_) leg->on_tick(now);
-    // Every leg takes this tick's audio before any sends, so a transcoding
-    // bridge or a recording sees both sides of the same tick.
-    for_each_leg([&](Leg& leg) { leg.pull_audio(now); });
-    for (auto& [id, conference] : conferences_) conference->tick(*this);
-    record_tick();
-    for_each_leg([&](Leg& leg) { leg.send_audio(now); });
+    // A late wake-up (a busy machine) makes up the frames it missed, so
+    // recordings keep the call's length and far ends still get 50 packets a
+    // second; beyond kMaxCatchUp the lost time is given up.
+    for (std::uint64_t frame = 0; frame < std::min(frames, kMaxCatchUp); ++frame) {
+        // Every leg takes this frame's audio before any sends, so a transcoding
+        // bridge or a recording sees both sides of the same frame.
+        for_each_leg([&](Leg& leg) { leg.pull_audio(now); });
+        for (auto& [id, conference] : conferences_) conference->tick(*this);
+        record_tick();
+        for_each_leg([&](Leg& leg) { leg.send_audio(now); });
+    }
     for_each_leg([&](Leg& leg) { leg.after_tick(now); });
     outbox_->flush();
 }
@@ -212,13 +218,11 @@ void Worker::run() {
         const int n = epoll_wait(epoll_fd_, ready.data(), static_cast<int>(ready.size()), -1);
         if (n < 0) continue;  // EINTR
         const Clock::time_point now = Clock::now();
-        bool ticked = false;
+        std::uint64_t frames = 0;
         for (int i = 0; i < n; ++i) {
             const int fd = ready[static_cast<std::size_t>(i)].data.fd;
             if (fd == timer_fd_) {
-                std::uint64_t expirations = 0;
-                [[maybe_unused]] const auto got = read(timer_fd_, &expirations, sizeof expirations);
-                ticked = true;
+                [[maybe_unused]] const auto got = read(timer_fd_, &frames, sizeof frames);
             } else if (fd != wake_fd_) {
                 // Legs are only removed by commands, which run after this loop,
                 // but an fd closed by an earlier command has no entry any more.
@@ -227,9 +231,9 @@ void Worker::run() {
         }
         // Relayed packets leave now, in one batch per socket, not at the next tick.
         outbox_->flush();
-        if (ticked) tick(now);
+        if (frames > 0) tick(now, frames);
     }
-    tick(Clock::now());  // commands queued before stop still get their answer
+    tick(Clock::now(), 0);  // commands queued before stop still get their answer
 }
 
 }  // namespace callbox::engine

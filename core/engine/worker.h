@@ -32,6 +32,7 @@ struct RecordingTap {
 class Worker final : public LegHost {
 public:
     static constexpr std::chrono::milliseconds kTick{20};
+    static constexpr std::uint64_t kMaxCatchUp = 5;  // frames made up after a late wake-up
     using Command = std::function<void(Worker&, Clock::time_point)>;
 
     explicit Worker(EventQueue& events);
@@ -62,7 +63,8 @@ public:
 
 private:
     void run();
-    void tick(Clock::time_point now);
+    // Commands, timers, then `frames` 20 ms frames of audio (the timer's expirations).
+    void tick(Clock::time_point now, std::uint64_t frames);
     void record_tick();
     // Runs `work` on every leg; an exception from one becomes an error event.
     template <class Work>
