@@ -667,6 +667,20 @@ def test_a_paused_recording_holds_silence(
         recording.resume()
 
 
+def test_closing_the_engine_finishes_a_recording_still_open(
+    peers: Callable[[], Peer], tmp_path: Path
+) -> None:
+    with Engine(workers=1, port_min=30000, port_max=30999, host=LOOPBACK) as engine:
+        c = Call(engine, peers, "PCMU", "PCMA")
+        recording = engine.record(tmp_path / "open.wav", left=c.leg_a, right=c.leg_b)
+        c.talk()
+    left, right, rate = channels(tmp_path / "open.wav")
+    assert_tone(left, rate, c.a.frequency, 1.5)
+    assert_tone(right, rate, c.b.frequency, 1.5)
+    with pytest.raises(core.RecordError, match="finished"):
+        recording.stop()
+
+
 KILLED_CALL = """
 import sys, time
 import core
