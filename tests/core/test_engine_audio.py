@@ -1,5 +1,6 @@
 """The engine carrying decoded audio, with real RTP on loopback: transcoding
-bridges, DTMF on legs, recording taps, playback and jitter buffer statistics.
+bridges, DTMF on legs, playback, conferences, recording taps and jitter
+buffer statistics.
 
 Far ends encode real tones with ``core.Encoder`` and send them paced at 20 ms;
 what arrives is decoded with ``core.Decoder`` and measured (Goertzel at the
