@@ -143,9 +143,9 @@ def test_duplicate_names_and_duplicate_keys_are_refused(demo_text: str) -> None:
 
 
 def test_trunk_rules_are_checked(demo_text: str) -> None:
-    text = demo_text.replace("    allow: [192.0.2.10/32]\n", "")
+    text = demo_text.replace("    allow: [127.0.0.2/32]\n", "")
     assert "needs 'allow'" in _error(text).message
-    text = demo_text.replace("allow: [192.0.2.10/32]", "allow: [192.0.2.300]")
+    text = demo_text.replace("allow: [127.0.0.2/32]", "allow: [192.0.2.300]")
     error = _error(text)
     assert error.path == "trunks[0].allow[0]"
     assert "must be an IP address or network" in error.message
