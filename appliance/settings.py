@@ -113,6 +113,10 @@ class SecuritySettings:
     """How long a ban lasts."""
     drop_scanners: bool = True
     """Drop requests whose User-Agent is a known scanner's, without an answer."""
+    source_messages_per_s: Annotated[float, Range(1, 1_000_000)] = 500.0
+    """SIP messages one IP address may send per second, sustained; more are dropped."""
+    source_burst: Annotated[int, Range(1, 1_000_000)] = 1000
+    """SIP messages one IP address may send at once before that rate applies."""
 
 
 @dataclass(frozen=True)

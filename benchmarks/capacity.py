@@ -141,6 +141,14 @@ def niceness(pid: int) -> int:
         return int(stat.read().rsplit(")", 1)[1].split()[16])
 
 
+def lift_priority(nice: int, realtime: bool) -> None:
+    """Run this process at ``nice``, or under SCHED_FIFO with ``realtime``, if permitted."""
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
+        if realtime:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(REALTIME_PRIORITY))
+
+
 @contextmanager
 def child(args: list[str], nice: int, realtime: bool) -> Iterator[subprocess.Popen[str]]:
     """A child process speaking lines on stdin/stdout; killed if the step fails.
@@ -150,19 +158,13 @@ def child(args: list[str], nice: int, realtime: bool) -> Iterator[subprocess.Pop
     Without the privilege it runs at the normal priority, which the JSON shows.
     """
 
-    def lift_priority() -> None:
-        with contextlib.suppress(OSError):
-            os.setpriority(os.PRIO_PROCESS, 0, nice)
-            if realtime:
-                os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(REALTIME_PRIORITY))
-
     process = subprocess.Popen(
         args,
         cwd=ROOT,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
-        preexec_fn=lift_priority,
+        preexec_fn=lambda: lift_priority(nice, realtime),
     )
     try:
         yield process

@@ -22,6 +22,7 @@ from appliance.settings import Settings
 from appliance.sip.registrar import Registrar
 from appliance.sip.security import SourceGuard
 from appliance.sip.session import SessionManager
+from appliance.sip.transport import TransportLimits
 from appliance.sip.trunk import Trunks
 from appliance.sip.ua import SipStack
 from appliance.store import Store, Txn
@@ -43,8 +44,16 @@ class Switch:
         self.guard = SourceGuard(settings.security)
         self.trunks = Trunks()
         self.sessions = SessionManager()
+        security = settings.security
+        limits = TransportLimits(
+            messages_per_second=security.source_messages_per_s, burst=security.source_burst
+        )
         self.sip = SipStack(
-            registrar=self.registrar, guard=self.guard, trunks=self.trunks, sessions=self.sessions
+            limits,
+            registrar=self.registrar,
+            guard=self.guard,
+            trunks=self.trunks,
+            sessions=self.sessions,
         )
         self.engine: core.Engine | None = None
         self.media_events: MediaEvents | None = None
