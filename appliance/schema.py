@@ -255,13 +255,29 @@ def _kind(data: Any) -> str:
     return names.get(type(data), type(data).__name__)
 
 
+_RECORD_FIELDS: dict[type, tuple[dict[str, Any], dict[str, dataclasses.Field[Any]]]] = {}
+
+
+def _record_fields(cls: type) -> tuple[dict[str, Any], dict[str, dataclasses.Field[Any]]]:
+    """A dataclass's resolved type hints and its init fields by name.
+
+    Resolving the hints evaluates every annotation string: done once per
+    class, since a record is parsed on each store read.
+    """
+    found = _RECORD_FIELDS.get(cls)
+    if found is None:
+        assert dataclasses.is_dataclass(cls)
+        hints = typing.get_type_hints(cls, include_extras=True)
+        found = hints, {f.name: f for f in dataclasses.fields(cls) if f.init}
+        _RECORD_FIELDS[cls] = found
+    return found
+
+
 def parse_record(cls: type[T], data: Any, path: str = "", *, from_strings: bool = False) -> T:
     """Build the dataclass ``cls`` from a mapping; unknown and missing keys are errors."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"must be a mapping, got {_kind(data)}", path)
-    assert dataclasses.is_dataclass(cls)
-    hints = typing.get_type_hints(cls, include_extras=True)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    hints, fields = _record_fields(cls)
     for key in data:
         if key not in fields:
             raise ConfigError(_unknown_key_message(str(key), list(fields)), join(path, str(key)))

@@ -167,6 +167,7 @@ _ADDR_SPEC_RE = re.compile(r"[^;, \t]+")
 _SENT_BY_RE = re.compile(r"(\[[^\]]*\]|[A-Za-z0-9\-.]+)(:\d+)?")
 _DIGITS_RE = re.compile(r"[0-9]+")
 _HEADER_NAME_RE = re.compile(rf"({_TOKEN})[ \t]*:")
+_LIST_SPECIAL_RE = re.compile(r'[",<>\\]')
 
 
 class SipParseError(ValueError):
@@ -209,15 +210,21 @@ def split_list(value: str) -> list[str]:
 
     Empty elements are kept (as "") so the caller can reject them.
     """
+    if '"' not in value and "<" not in value:
+        # Nothing can hide a comma: the common Via, Supported or Allow line.
+        return [item.strip(" \t") for item in value.split(",")]
     items: list[str] = []
-    start = 0
+    start = pos = 0
     quoted = angled = False
-    i = 0
-    while i < len(value):
+    # Jump from one character that matters to the next (an Authorization
+    # value is a few hundred characters, nearly all of them plain).
+    while (found := _LIST_SPECIAL_RE.search(value, pos)) is not None:
+        i = found.start()
         ch = value[i]
+        pos = i + 1
         if quoted:
             if ch == "\\":
-                i += 1
+                pos = i + 2
             elif ch == '"':
                 quoted = False
         elif ch == '"':
@@ -229,7 +236,6 @@ def split_list(value: str) -> list[str]:
         elif ch == "," and not angled:
             items.append(value[start:i].strip(" \t"))
             start = i + 1
-        i += 1
     items.append(value[start:].strip(" \t"))
     return items
 
@@ -642,6 +648,7 @@ def _address(cur: _Cursor, *, name_addr_only: bool = False) -> Address:
     return Address(uri, display, cur.params())
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_address(value: str, what: str = "address", *, name_addr_only: bool = False) -> Address:
     """Parse one name-addr or addr-spec with its parameters (From, To, one Contact)."""
     cur = _Cursor(value, what)
@@ -703,6 +710,10 @@ class Via:
         return f"{self.protocol}/{self.transport} {self.host}{port}{_format_params(self.params)}"
 
 
+# Each message's Via, From, To and CSeq are read by the parser's checks, the
+# transport, the transaction layer and the TU: parsed once, then looked up.
+# The values are frozen, so sharing them is safe.
+@functools.lru_cache(maxsize=1024)
 def parse_via(value: str) -> Via:
     """Parse one via-parm (one element of a Via list)."""
     cur = _Cursor(value, "Via")
@@ -744,6 +755,7 @@ class CSeq:
         return f"{self.number} {self.method}"
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_cseq(value: str) -> CSeq:
     """Parse a CSeq value; the number must be below 2**31."""
     cur = _Cursor(value, "CSeq")

@@ -52,6 +52,9 @@ PING = b"\r\n\r\n"
 PONG = b"\r\n"
 """RFC 5626 3.5.1: the server's answer to a ping."""
 
+MAX_UDP_FLOWS = 65536
+"""UDP flows (one per source address and port) kept for reuse."""
+
 _CONTENT_LENGTH_RE = re.compile(rb"(?im)^(?:content-length|l)[ \t]*:[ \t]*([0-9]+)[ \t]*\r?$")
 
 
@@ -226,6 +229,7 @@ class SipTransport:
         self._tcp: asyncio.Server | None = None
         self._tls: asyncio.Server | None = None
         self._connections: dict[tuple[str, int], StreamConnection] = {}
+        self._udp_flows: dict[tuple[str, int], Flow] = {}
         self._per_source: dict[str, int] = {}
         self.udp_address: tuple[str, int] = ("", 0)
         self.tcp_address: tuple[str, int] = ("", 0)
@@ -323,8 +327,23 @@ class SipTransport:
         return connection.flow
 
     def udp_flow(self, destination: tuple[str, int]) -> Flow:
-        """A flow that sends datagrams to ``destination`` from the listener."""
-        return Flow("UDP", destination, self.udp_address, lambda d: self.send_udp(d, destination))
+        """A flow that sends datagrams to ``destination`` from the listener.
+
+        A UDP flow holds no state of its own, so one per source serves every
+        datagram from it: each transaction keeps its flow for 32 s after its
+        answer (timer J), and fewer objects alive means shorter pauses of the
+        garbage collector.
+        """
+        flow = self._udp_flows.get(destination)
+        if flow is None:
+            if len(self._udp_flows) >= MAX_UDP_FLOWS:
+                # Spoofed sources must not grow the table; dropped flows still work.
+                self._udp_flows.clear()
+            flow = Flow(
+                "UDP", destination, self.udp_address, lambda d: self.send_udp(d, destination)
+            )
+            self._udp_flows[destination] = flow
+        return flow
 
     def send_response(self, response: Response, flow: Flow) -> None:
         """Send a response: on the request's connection, or by RFC 3261 18.2.2 over UDP."""
