@@ -167,6 +167,12 @@ _ADDR_SPEC_RE = re.compile(r"[^;, \t]+")
 _SENT_BY_RE = re.compile(r"(\[[^\]]*\]|[A-Za-z0-9\-.]+)(:\d+)?")
 _DIGITS_RE = re.compile(r"[0-9]+")
 _HEADER_NAME_RE = re.compile(rf"({_TOKEN})[ \t]*:")
+# A via-parm without LWS inside and with token parameters (what phones send):
+# name/version/transport SP sent-by *(;name[=value]).
+_VIA_FAST_RE = re.compile(
+    rf"({_TOKEN})/({_TOKEN})/({_TOKEN}) ((?:\[[^\]]*\]|[A-Za-z0-9\-.]+)(?::\d+)?)"
+    rf"((?:;{_TOKEN}(?:={_TOKEN})?)*)"
+)
 _LIST_SPECIAL_RE = re.compile(r'[",<>\\]')
 
 
@@ -716,31 +722,41 @@ class Via:
 @functools.lru_cache(maxsize=1024)
 def parse_via(value: str) -> Via:
     """Parse one via-parm (one element of a Via list)."""
-    cur = _Cursor(value, "Via")
-    name = cur.token()
-    cur.expect("/")
-    version = cur.token()
-    cur.expect("/")
-    transport = cur.token().upper()
-    cur.skip_lws()
-    m = _SENT_BY_RE.match(cur.text, cur.pos)
-    if m is None:
-        raise cur.error("missing sent-by host")
-    host, port = _split_hostport(m.group(), "Via")
-    cur.pos = m.end()
-    params = cur.params()
-    if not cur.at_end():
-        raise cur.error(f"unexpected {cur.peek()!r}")
-    via = Via(transport, host, port, params, f"{name.upper()}/{version}")
+    fast = _VIA_FAST_RE.fullmatch(value)
+    if fast is not None:
+        # The usual shape (no LWS inside, token parameters): split, not scanned.
+        name, version, transport, sent_by, param_text = fast.groups()
+        host, port = _split_hostport(sent_by, "Via")
+        params: Params = tuple(
+            (key, item if eq else None)
+            for key, eq, item in (param.partition("=") for param in param_text.split(";")[1:])
+        )
+    else:
+        cur = _Cursor(value, "Via")
+        name = cur.token()
+        cur.expect("/")
+        version = cur.token()
+        cur.expect("/")
+        transport = cur.token()
+        cur.skip_lws()
+        m = _SENT_BY_RE.match(cur.text, cur.pos)
+        if m is None:
+            raise cur.error("missing sent-by host")
+        host, port = _split_hostport(m.group(), "Via")
+        cur.pos = m.end()
+        params = cur.params()
+        if not cur.at_end():
+            raise cur.error(f"unexpected {cur.peek()!r}")
+    via = Via(transport.upper(), host, port, params, f"{name.upper()}/{version}")
     for key in ("received", "maddr"):
         if (got := via.param(key)) is not None:
             _check_host(got, f"Via {key}")
     for key, limit in (("rport", 65535), ("ttl", 255)):
         got = via.param(key)
         if got and (not got.isdigit() or int(got) > limit):
-            raise cur.error(f"invalid {key} {got!r}")
+            raise SipParseError(f"Bad Via: invalid {key} {got!r}")
     if via.param("ttl") == "":
-        raise cur.error("ttl needs a value")
+        raise SipParseError("Bad Via: ttl needs a value")
     return via
 
 
