@@ -313,7 +313,7 @@ def run_sipp(
         and unexpected == 0
     )
     if not row["clean"]:
-        row["errors"] = first_error(rundir) or done.stdout[-1500:]
+        row["errors"] = (first_error(rundir) or done.stdout[-1500:])[:800]
     shutil.rmtree(rundir, ignore_errors=True)
     return row
 

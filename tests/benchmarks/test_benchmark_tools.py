@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import core
-from benchmarks import capacity, jitter_quality
+from benchmarks import capacity, jitter_quality, sip_load
 from benchmarks.speex_jitter import SpeexGet, SpeexJitterBuffer
 
 pytestmark = pytest.mark.slow
@@ -125,6 +125,38 @@ def test_capacity_harness_writes_summary_steps_machine_and_commit(
     assert result["recording"] == expected
     assert {"cpu_model", "cores", "kernel", "compiler"} <= set(result["machine"])
     assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?", result["commit"])
+
+
+@needs_two_cpus
+def test_sip_load_registers_cleanly_at_low_rates_and_says_why_calls_were_not_measured(
+    tmp_path: Path,
+) -> None:
+    output = tmp_path / "sip-load.json"
+    args = ["--register-rates", "20,40", "--call-rates", "2", "--hold", "1", "--extensions", "40"]
+    assert sip_load.main([*args, "--callees", "2", "--nice", "0", "--output", str(output)]) == 0
+    run = json.loads(output.read_text(encoding="utf-8"))["runs"]["latest"]
+
+    register = run["register"]
+    assert [step["rate"] for step in register["steps"]] == [20, 40]
+    for step in register["steps"]:
+        # 20 and 40 digest registrations a second are far below what the switch serves.
+        assert step["clean"], step
+        assert step["successful"] == step["calls"] == step["rate"]
+        assert step["switch_cpu_us_per_transaction"] > 0
+    assert register["summary"]["max_clean_per_s"] == 40
+    calls = run["calls"]
+    if "not_measured" in calls:  # a switch without call control answers INVITE with 480
+        assert "480" in calls["not_measured"]
+    else:
+        assert calls["steps"][0]["clean"], calls["steps"][0]
+    assert {"cpu_model", "cores", "kernel"} <= set(run["machine"])
+    assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?", run["commit"])
+
+
+def test_sip_response_times_are_read_in_milliseconds() -> None:
+    assert sip_load.response_ms("00:00:01:250000") == 1250.0
+    assert sip_load.response_ms("00:00:00:012") == 12.0
+    assert sip_load.response_ms("") is None
 
 
 def test_speexdsp_buffer_plays_frames_put_in_order() -> None:
