@@ -119,7 +119,7 @@ class Transaction:
         self.timers = timers
         self.state = State.TERMINATED
         self._timers: dict[str, TimerHandle] = {}
-        self.on_terminated: Callable[[Transaction], None] = lambda _: None
+        self.on_terminated: Callable[[Transaction], None] = _ignore
 
     def start(self) -> None:
         """Enter the initial state and send what that state sends."""
@@ -330,7 +330,7 @@ class ServerTransaction(Transaction):
         super().__init__(request, flow, clock, timers)
         self._send = send_response
         self.last_response: Response | None = None
-        self.on_failure: Callable[[ServerTransaction], None] = lambda _: None
+        self.on_failure: Callable[[ServerTransaction], None] = _ignore
         """Called when the ACK for a final non-2xx never came (timer H)."""
 
     def _transmit(self, response: Response) -> None:
@@ -436,7 +436,13 @@ class ServerInviteTransaction(ServerTransaction):
 
 
 class ServerNonInviteTransaction(ServerTransaction):
-    """RFC 3261 17.2.2: the non-INVITE server transaction."""
+    """RFC 3261 17.2.2: the non-INVITE server transaction.
+
+    ``timer_j_batch``, when set (the transaction layer sets it), runs timer
+    J over UDP for many transactions at once instead of one timer each.
+    """
+
+    timer_j_batch: TimerBatch | None = None
 
     def start(self) -> None:
         """Enter Trying; the TU answers when ready."""
@@ -451,7 +457,10 @@ class ServerNonInviteTransaction(ServerTransaction):
             self.state = State.PROCEEDING
         else:
             self.state = State.COMPLETED
-            self._start_timer("J", self._after(self.timers.timeout), self.timer_j)
+            if self.timer_j_batch is not None and not self.flow.reliable:
+                self.timer_j_batch.add(self.timer_j)
+            else:
+                self._start_timer("J", self._after(self.timers.timeout), self.timer_j)
 
     def timer_j(self) -> None:
         """The wait for request retransmissions is over."""
@@ -462,6 +471,56 @@ class ServerNonInviteTransaction(ServerTransaction):
         if self.state in (State.PROCEEDING, State.COMPLETED):
             self._retransmit()
         return None
+
+
+def _ignore(_: Transaction) -> None:
+    """The callback of a transaction nobody listens to."""
+
+
+class TimerBatch:
+    """One timer for every callback added within ``window`` seconds: each runs ``delay`` after.
+
+    Under load the switch answers thousands of REGISTERs a second, and RFC
+    3261 keeps each non-INVITE server transaction 64*T1 (timer J) after its
+    answer to absorb retransmissions. One asyncio timer per transaction is
+    a handle, a context and a closure alive for those 32 s; the garbage
+    collector walks them all at every full collection. Batched, a callback
+    runs between ``delay`` and ``delay + window`` after it was added: a
+    transaction absorbs retransmissions a little longer, never shorter.
+    """
+
+    def __init__(self, clock: Clock, delay: float, window: float = 0.1) -> None:
+        self.clock = clock
+        self.delay = delay
+        self.window = window
+        self._open: list[Callable[[], None]] | None = None
+        self._pending: dict[int, TimerHandle] = {}
+
+    def add(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` ``delay`` (to ``delay + window``) seconds from now."""
+        if self._open is None:
+            batch: list[Callable[[], None]] = []
+            self._open = batch
+            self._pending[id(batch)] = self.clock.call_later(
+                self.window, lambda: self._close(batch)
+            )
+        self._open.append(callback)
+
+    def _close(self, batch: list[Callable[[], None]]) -> None:
+        self._open = None
+        self._pending[id(batch)] = self.clock.call_later(self.delay, lambda: self._run(batch))
+
+    def _run(self, batch: list[Callable[[], None]]) -> None:
+        del self._pending[id(batch)]
+        for callback in batch:
+            callback()
+
+    def cancel(self) -> None:
+        """Drop every pending callback."""
+        for handle in self._pending.values():
+            handle.cancel()
+        self._pending.clear()
+        self._open = None
 
 
 class TransactionUser(Protocol):
@@ -493,6 +552,7 @@ class TransactionLayer:
         self.timers = timers or Timers()
         self.server: dict[tuple[str, ...], ServerTransaction] = {}
         self.client: dict[tuple[str, str], ClientTransaction] = {}
+        self._timer_j = TimerBatch(self.clock, self.timers.timeout)
 
     def receive(self, message: Request | Response, flow: Flow) -> None:
         """Entry point for the transport: route one parsed message."""
@@ -521,6 +581,8 @@ class TransactionLayer:
             ServerInviteTransaction if request.method == "INVITE" else ServerNonInviteTransaction
         )
         transaction = kind(request, flow, self.clock, self.timers, self.send_response)
+        if isinstance(transaction, ServerNonInviteTransaction):
+            transaction.timer_j_batch = self._timer_j
         self.server[key] = transaction
         transaction.on_terminated = lambda _: self._forget(self.server, key)
         transaction.start()
@@ -538,6 +600,7 @@ class TransactionLayer:
         """Terminate every transaction and cancel its timers (the stack is stopping)."""
         for transaction in [*self.server.values(), *self.client.values()]:
             transaction._terminate()
+        self._timer_j.cancel()
 
     @staticmethod
     def _forget(table: dict[_K, _T], key: _K) -> None:

@@ -282,6 +282,24 @@ def test_lost_response_to_options_is_recovered_by_retransmission() -> None:
     assert link.layers["bob"].server == {}  # timer J
 
 
+def test_answered_non_invite_transactions_share_timer_j_yet_each_lasts_64_t1() -> None:
+    link = Link()
+    link.bob.answer = answer_with(200, "OK")
+    link.call("OPTIONS", branch="z9hG4bKfirst")
+    link.clock.advance(0.05)
+    link.call("OPTIONS", branch="z9hG4bKsecond")
+    first, second = (tx for _, tx in link.bob.requests)
+    assert first is not None
+    assert second is not None
+    link.clock.advance(31.94)  # 32 s after the first answer, less a hundredth
+    assert state(first) is State.COMPLETED
+    assert state(second) is State.COMPLETED
+    link.clock.advance(0.2)  # past the batch's timer: 32 s after the second answer, plus 0.1 s
+    assert state(first) is State.TERMINATED
+    assert state(second) is State.TERMINATED
+    assert link.layers["bob"].server == {}
+
+
 def test_non_invite_retransmissions_cap_at_t2_and_timer_f_times_out() -> None:
     link = Link()
     link.lose = lambda sender, data, count: sender == "alice"
