@@ -329,6 +329,8 @@ class ServerTransaction(Transaction):
     ) -> None:
         super().__init__(request, flow, clock, timers)
         self._send = send_response
+        self.key: tuple[str, ...] = ()
+        """Where the transaction layer files it (``transaction_key``)."""
         self.last_response: Response | None = None
         self.on_failure: Callable[[ServerTransaction], None] = _ignore
         """Called when the ACK for a final non-2xx never came (timer H)."""
@@ -553,6 +555,9 @@ class TransactionLayer:
         self.server: dict[tuple[str, ...], ServerTransaction] = {}
         self.client: dict[tuple[str, str], ClientTransaction] = {}
         self._timer_j = TimerBatch(self.clock, self.timers.timeout)
+        # One callback object for every server transaction (not a closure each:
+        # each answered one stays alive 32 s and the collector walks it).
+        self._server_ended: Callable[[Transaction], None] = self._forget_server
 
     def receive(self, message: Request | Response, flow: Flow) -> None:
         """Entry point for the transport: route one parsed message."""
@@ -584,7 +589,8 @@ class TransactionLayer:
         if isinstance(transaction, ServerNonInviteTransaction):
             transaction.timer_j_batch = self._timer_j
         self.server[key] = transaction
-        transaction.on_terminated = lambda _: self._forget(self.server, key)
+        transaction.key = key
+        transaction.on_terminated = self._server_ended
         transaction.start()
         self.user.request_received(request, transaction)
 
@@ -605,6 +611,10 @@ class TransactionLayer:
     @staticmethod
     def _forget(table: dict[_K, _T], key: _K) -> None:
         table.pop(key, None)
+
+    def _forget_server(self, transaction: Transaction) -> None:
+        if isinstance(transaction, ServerTransaction):
+            self._forget(self.server, transaction.key)
 
     def invite_for_cancel(self, cancel: Request) -> ServerInviteTransaction | None:
         """RFC 3261 9.2: the INVITE server transaction a CANCEL refers to."""
