@@ -251,6 +251,22 @@ def first_error(workdir: Path) -> str:
     return ""
 
 
+def run_queue_wait_s(pid: int) -> float:
+    """Seconds the threads of ``pid`` have waited, runnable, for a CPU (schedstat field 2).
+
+    On a shared machine this says whether the switch was slow or merely not
+    given its CPU: other processes on CPU 0 (in other cgroups, which nice
+    does not outweigh) delay it while its socket fills.
+    """
+    total_ns = 0
+    for schedstat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        try:
+            total_ns += int(schedstat.read_text(encoding="ascii").split()[1])
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total_ns / 1e9
+
+
 def children_cpu_s() -> float:
     """CPU seconds of this process's waited-for children (SIPp, once it has exited)."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -269,6 +285,7 @@ def run_sipp(
     )  # fmt: skip
     sipp_cpu_before = children_cpu_s()
     switch_cpu_before = cpu_seconds(switch.process.pid)
+    switch_wait_before = run_queue_wait_s(switch.process.pid)
     started = time.monotonic()
     done = subprocess.run(
         command,
@@ -280,6 +297,7 @@ def run_sipp(
     )
     elapsed = time.monotonic() - started
     switch_cpu = cpu_seconds(switch.process.pid) - switch_cpu_before
+    switch_wait = run_queue_wait_s(switch.process.pid) - switch_wait_before
     sipp_cpu = children_cpu_s() - sipp_cpu_before
     stat_files = list(rundir.glob("*_.csv"))
     if not stat_files:
@@ -301,6 +319,7 @@ def run_sipp(
         "achieved_rate": round(successful / elapsed, 1) if elapsed else 0.0,
         "switch_cpu_s": round(switch_cpu, 3),
         "switch_cpu_pct": round(100 * switch_cpu / elapsed, 1) if elapsed else 0.0,
+        "switch_run_queue_wait_pct": round(100 * switch_wait / elapsed, 1) if elapsed else 0.0,
         "sipp_cpu_pct": round(100 * sipp_cpu / elapsed, 1) if elapsed else 0.0,
         "response_time_1_ms": response_ms(stats.get("ResponseTime1(C)", "")),
         "response_time_2_ms": response_ms(stats.get("ResponseTime2(C)", "")),
@@ -386,7 +405,8 @@ def print_row(kind: str, row: dict[str, Any]) -> None:
         f"{kind} {row['rate']:5d}/s: {row['successful']}/{row['calls']} ok, "
         f"{row['failed']} failed, {row['retransmissions']} retransmitted; switch "
         f"{row['switch_cpu_pct']:5.1f}% CPU, "
-        f"{row['switch_cpu_us_per_transaction']} us/transaction; "
+        f"{row['switch_cpu_us_per_transaction']} us/transaction, "
+        f"waited for CPU {row['switch_run_queue_wait_pct']:5.1f}%; "
         f"SIPp {row['sipp_cpu_pct']:5.1f}% CPU; {verdict}",
         flush=True,
     )

@@ -25,6 +25,7 @@ import errno
 import ipaddress
 import logging
 import re
+import socket
 import ssl
 import time
 from collections.abc import Callable
@@ -68,6 +69,13 @@ class TransportLimits:
     """Sustained messages from one IP address (token bucket)."""
     burst: int = 1000
     """Messages one IP address may send at once before the rate applies."""
+    udp_receive_buffer: int = 4 * 1024 * 1024
+    """Bytes the kernel may queue on the UDP listener (capped by net.core.rmem_max).
+
+    The default (about 200 KB) holds only a few hundred small datagrams: a
+    pause of the loop for a garbage collection under load overflows it, and
+    every datagram dropped costs its sender a retransmission 500 ms later.
+    """
 
 
 class SourceLimiter:
@@ -254,6 +262,9 @@ class SipTransport:
             lambda: _DatagramProtocol(self), local_addr=(host, port)
         )
         self._udp = udp
+        udp.get_extra_info("socket").setsockopt(
+            socket.SOL_SOCKET, socket.SO_RCVBUF, self.limits.udp_receive_buffer
+        )
         self.udp_address = _address(udp.get_extra_info("sockname"))
         try:
             self._tcp = await loop.create_server(
