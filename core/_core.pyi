@@ -67,6 +67,15 @@ class Engine:
     def play_tone(
         self, leg: int, plan: str, tone: str, duration_ms: int, barge_in: bool, /
     ) -> None: ...
+    def play(
+        self,
+        leg: int,
+        items: Sequence[tuple[Prompt | None, int]],
+        rate: int,
+        loop: bool,
+        barge_in: str,
+        /,
+    ) -> None: ...
     def stop_playback(self, leg: int, /) -> None: ...
     def record(
         self, path: str, left: int, right: int, stereo: bool, sample_rate: int, /

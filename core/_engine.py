@@ -6,6 +6,7 @@ Part of the public ``core`` package: import from ``core``, not from here.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Literal, Self
 
@@ -16,6 +17,7 @@ from core import _loader
 from core._codecs import codec_info
 from core._jitter import JitterStats
 from core._mixer import SupervisorMode, gain_q12, route_supervisor
+from core._player import Prompt, Silence, _playlist_items
 from core._record import RecordingInfo, _ClosedOnExit
 
 # Static payload types (RFC 3551); dynamic ones (opus) must be given.
@@ -81,7 +83,8 @@ class MediaEvent:
     - ``dtmf``: ``detail`` is the digit, ``reason`` how it came (``rfc4733``
       or ``inband``), ``duration_ms`` how long it lasted (RFC 4733 only);
     - ``playback_finished``: ``reason`` is ``finished``, ``digit`` (barge-in,
-      ``detail`` the digit), ``stopped`` or ``error`` (``detail`` says what);
+      ``detail`` the digit), ``stopped`` (``detail`` is ``replaced`` when a
+      new playback took its place) or ``error`` (``detail`` says what);
     - ``stats``: ``stats`` holds the leg's statistics (every
       ``stats_interval`` seconds when the leg was created with one);
     - ``talk_start``, ``talk_stop``: the leg started or stopped talking in a
@@ -115,9 +118,14 @@ DTMF_DIGITS = frozenset("0123456789*#ABCD")
 class RtpLeg:
     """A handle on one RTP leg of an :class:`Engine` (created by :meth:`Engine.create_rtp_leg`)."""
 
-    def __init__(self, engine: Engine, leg_id: int, local_port: int, local_rtcp_port: int) -> None:
+    def __init__(
+        self, engine: Engine, leg_id: int, local_port: int, local_rtcp_port: int, sample_rate: int
+    ) -> None:
         self.engine = engine
         self.id = leg_id
+        self.sample_rate = sample_rate
+        """The PCM rate of the leg's codec (8000 for G.711 and G.729, 16000 for
+        G.722, 48000 for Opus): what its prompts are played at."""
         self.local_port = local_port
         """The even local RTP port."""
         self.local_rtcp_port = local_rtcp_port
@@ -190,6 +198,26 @@ class RtpLeg:
             )
         duration_ms = round(duration * 1000) if duration is not None else 0
         self.engine._core.play_tone(self.id, plan, tone, duration_ms, barge_in)
+
+    def play(
+        self, playlist: Sequence[Prompt | Silence], *, loop: bool = False, barge_in: str = ""
+    ) -> None:
+        """Play prompts and silences in order to the far end (music on hold with ``loop``).
+
+        The engine's worker runs a prompt player at the leg's
+        :attr:`sample_rate` (prompts at another rate are resampled now, once,
+        sharing the decoded prompts): while it plays, the leg sends it instead
+        of its bridged audio, which resumes after. A playlist that does not
+        loop ends after its last item (``playback_finished``, reason
+        ``finished``); ``loop`` starts over until :meth:`stop_playback`
+        (reason ``stopped``). A DTMF digit from the far end that is in
+        ``barge_in`` ends it (reason ``digit``, ``detail`` the digit). A new
+        :meth:`play` or :meth:`play_tone` replaces it (reason ``stopped``,
+        ``detail`` ``replaced``). Raises ``TypeError`` for an item that is not
+        a :class:`~core.Prompt` or :class:`~core.Silence`, ``ValueError`` for
+        a bad barge-in digit or a looping playlist of no length.
+        """
+        self.engine._core.play(self.id, _playlist_items(playlist), self.sample_rate, loop, barge_in)
 
     def stop_playback(self) -> None:
         """End what plays into the leg (``playback_finished``, reason ``stopped``); else a no-op."""
@@ -445,7 +473,7 @@ class Engine:
             -1 if telephone_event is None else telephone_event, inband_dtmf,
             stats_interval or 0.0,
         )  # fmt: skip
-        return RtpLeg(self, leg_id, port, rtcp_port)
+        return RtpLeg(self, leg_id, port, rtcp_port, codec_info(codec).sample_rate)
 
     def bridge(self, a: RtpLeg, b: RtpLeg) -> None:
         """Join two legs so each far end hears the other.

@@ -116,6 +116,19 @@ class Silence:
             raise ValueError(f"a silence lasts 0 to 3600000 ms: got {self.ms}")
 
 
+def _playlist_items(playlist: Sequence[Prompt | Silence]) -> list[tuple[Any, int]]:
+    """The playlist as the C++ player takes it: (native prompt or None, silence ms) pairs."""
+    items: list[tuple[Any, int]] = []
+    for item in playlist:
+        if isinstance(item, Prompt):
+            items.append((item._native, 0))
+        elif isinstance(item, Silence):
+            items.append((None, item.ms))
+        else:
+            raise TypeError(f"a playlist holds Prompt and Silence items: got {item!r}")
+    return items
+
+
 class PromptCacheInfo(NamedTuple):
     """What the process's prompt cache holds (``bytes`` of PCM, at most ``max_bytes``)
     and how loads went.
@@ -189,15 +202,7 @@ class Player:
     ) -> None:
         if rate not in PLAYER_RATES:
             raise ValueError(f"rate must be one of {PLAYER_RATES}: got {rate}")
-        items: list[tuple[Any, int]] = []
-        for item in playlist:
-            if isinstance(item, Prompt):
-                items.append((item._native, 0))
-            elif isinstance(item, Silence):
-                items.append((None, item.ms))
-            else:
-                raise TypeError(f"a playlist holds Prompt and Silence items: got {item!r}")
-        self._native = _native("Player")(items, rate, loop, barge_in)
+        self._native = _native("Player")(_playlist_items(playlist), rate, loop, barge_in)
         self.sample_rate = rate
         """Samples per second of the frames."""
         self.frame_samples = rate // 50

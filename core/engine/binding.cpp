@@ -118,6 +118,14 @@ void bind_engine(py::module_& m) {
                                                                  barge_in));
             },
             Release())
+        .def("play",
+             [](engine::Engine& e, engine::LegId leg, const callbox::bindings::PlaylistItems& items, unsigned rate,
+                bool loop, const std::string& barge_in) {
+                 // Made here and handed over whole: the worker runs the player, Python never holds it.
+                 auto player = callbox::bindings::make_player(items, rate, loop, barge_in);
+                 py::gil_scoped_release release;
+                 e.play(leg, std::move(player));
+             })
         .def("stop_playback", &engine::Engine::stop_playback, Release())
         .def(
             "record",

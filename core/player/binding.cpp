@@ -38,18 +38,6 @@ py::bytes prompt_pcm(const player::Prompt& prompt) {
     return py::bytes(reinterpret_cast<const char*>(pcm.data()), static_cast<py::ssize_t>(pcm.size_bytes()));
 }
 
-// The playlist crosses as (prompt or None, silence_ms) pairs.
-using Item = std::pair<std::shared_ptr<player::Prompt>, unsigned>;
-
-std::unique_ptr<player::Player> make_player(const std::vector<Item>& items, unsigned rate, bool loop,
-                                            const std::string& barge_in) {
-    std::vector<player::PlaylistItem> playlist;
-    playlist.reserve(items.size());
-    for (const auto& [prompt, silence_ms] : items) playlist.push_back({prompt, silence_ms});
-    py::gil_scoped_release release;
-    return std::make_unique<player::Player>(playlist, rate, loop, barge_in);
-}
-
 py::object next_frame(player::Player& p) {
     const auto samples = static_cast<py::ssize_t>(p.sample_rate() / 50);
     py::bytes frame(nullptr, samples * 2);
@@ -66,6 +54,15 @@ py::tuple cache_info() {
 }  // namespace
 
 namespace callbox::bindings {
+
+std::unique_ptr<player::Player> make_player(const PlaylistItems& items, unsigned rate, bool loop,
+                                            const std::string& barge_in) {
+    std::vector<player::PlaylistItem> playlist;
+    playlist.reserve(items.size());
+    for (const auto& [prompt, silence_ms] : items) playlist.push_back({prompt, silence_ms});
+    py::gil_scoped_release release;
+    return std::make_unique<player::Player>(playlist, rate, loop, barge_in);
+}
 
 void bind_player(py::module_& m) {
     py::register_exception<player::PromptError>(m, "PromptError", PyExc_ValueError);

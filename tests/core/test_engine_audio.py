@@ -520,6 +520,139 @@ def test_an_unknown_tone_is_refused_by_name(engine: Engine) -> None:
         leg.play_tone("hum")
 
 
+def prompt_wav(path: Path, frequency: float, seconds: float, rate: int = 16000) -> core.Prompt:
+    """A prompt file of ``frequency`` at TONE_LEVEL, written now as 16-bit mono PCM."""
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(tone_pcm(frequency, TONE_LEVEL, rate, round(seconds * rate)))
+    return core.Prompt.load(path)
+
+
+def frame_labels(audio: bytes, rate: int, frequencies: list[float]) -> list[str]:
+    """Per 20 ms frame: the strongest of ``frequencies`` (as text), or ``quiet``."""
+    size = rate // 50 * 2
+    labels = []
+    for start in range(0, len(audio) - size + 1, size):
+        frame = audio[start : start + size]
+        if dbm0(math.sqrt(2) * rms(frame)) < TONE_LEVEL - 30:
+            labels.append("quiet")
+        else:
+            labels.append(str(max(frequencies, key=lambda f: goertzel_peak(frame, rate, f))))
+    return labels
+
+
+def runs(labels: list[str], at_least: int = 3) -> list[tuple[str, int]]:
+    """Consecutive equal labels as (label, count), leaving out runs shorter than
+    ``at_least`` (a frame that straddles two sounds)."""
+    grouped = [(label, len(list(group))) for label, group in itertools.groupby(labels)]
+    return [(label, count) for label, count in grouped if count >= at_least]
+
+
+@pytest.mark.parametrize(("codec", "rate"), [("PCMA", 8000), ("G722", 16000), ("opus", 48000)])
+def test_a_wav_prompt_arrives_at_its_frequency_level_and_length(
+    engine: Engine, peers: Callable[[], Peer], tmp_path: Path, codec: str, rate: int
+) -> None:
+    peer = peers()
+    leg = connected_leg(engine, peer, codec=codec, payload_type=PAYLOAD_TYPES[codec])
+    assert leg.sample_rate == rate  # what the player plays at
+    leg.play([prompt_wav(tmp_path / "welcome.wav", 1000, 1.0)])
+    audio, decoded_rate = decoded(collect(peer), codec, PAYLOAD_TYPES[codec])
+    finished = next_event(engine, "playback_finished")
+    assert (finished.leg, finished.reason, finished.detail) == (leg.id, "finished", "")
+    assert_tone(audio, decoded_rate, 1000, LEVEL_TOLERANCE[codec])
+    assert 0.96 <= len(audio) / 2 / decoded_rate <= 1.04  # one second of it
+
+
+def test_a_playlist_plays_its_prompts_and_silences_in_order(
+    engine: Engine, peers: Callable[[], Peer], tmp_path: Path
+) -> None:
+    peer = peers()
+    leg = connected_leg(engine, peer, codec="PCMA", payload_type=8)
+    first = prompt_wav(tmp_path / "first.wav", 600, 0.4, rate=8000)
+    second = prompt_wav(tmp_path / "second.wav", 1400, 0.4)
+    leg.play([first, core.Silence(400), second])
+    audio, rate = decoded(collect(peer), "PCMA", 8)
+    assert next_event(engine, "playback_finished").reason == "finished"
+    labels = frame_labels(audio, rate, [600, 1400])
+    assert runs(labels) == [("600", 20), ("quiet", 20), ("1400", 20)]
+
+
+def test_a_digit_in_the_barge_in_set_ends_a_prompt_and_others_do_not(
+    engine: Engine, peers: Callable[[], Peer], tmp_path: Path
+) -> None:
+    peer = peers()
+    leg = connected_leg(engine, peer, codec="PCMA", payload_type=8, telephone_event=101)
+    leg.play([prompt_wav(tmp_path / "menu.wav", 1000, 0.5)], loop=True, barge_in="5#")
+    peer.receive_rtp()  # it plays
+    seq = send_digit(peer, leg, "3", 1000, 1)
+    assert dtmf_events(engine, 1)[0].detail == "3"
+    send_digit(peer, leg, "5", 3000, seq)
+    finished = next_event(engine, "playback_finished")
+    assert (finished.leg, finished.reason, finished.detail) == (leg.id, "digit", "5")
+
+
+def music_on_hold(engine: Engine, peer: Peer, folder: Path) -> RtpLeg:
+    """A PCMA leg to ``peer`` looping a 0.2 s prompt of 1000 Hz."""
+    leg = connected_leg(engine, peer, codec="PCMA", payload_type=8)
+    leg.play([prompt_wav(folder / "hold.wav", 1000, 0.2)], loop=True)
+    return leg
+
+
+def test_music_on_hold_loops_until_stopped(
+    engine: Engine, peers: Callable[[], Peer], tmp_path: Path
+) -> None:
+    peer = peers()
+    leg = music_on_hold(engine, peer, tmp_path)
+    packets = [peer.receive_rtp() for _ in range(50)]  # five times the prompt's length
+    assert not [e for e in engine.poll_events() if e.kind == "playback_finished"]
+    audio, rate = decoded(packets, "PCMA", 8)
+    assert_tone(audio, rate, 1000, LEVEL_TOLERANCE["PCMA"])  # no seam where it starts over
+    leg.stop_playback()
+    finished = next_event(engine, "playback_finished")
+    assert (finished.reason, finished.detail) == ("stopped", "")
+    collect(peer)  # what was on its way, until 0.5 s pass without a packet
+    peer.sock.settimeout(0.5)
+    with pytest.raises(TimeoutError):
+        peer.receive_rtp()  # nothing plays any more
+
+
+def test_a_new_playback_replaces_the_one_playing(
+    engine: Engine, peers: Callable[[], Peer], tmp_path: Path
+) -> None:
+    peer = peers()
+    leg = music_on_hold(engine, peer, tmp_path)
+    peer.receive_rtp()  # it plays
+    leg.play_tone("dial", duration=0.2)
+    replaced = next_event(engine, "playback_finished")
+    assert (replaced.reason, replaced.detail) == ("stopped", "replaced")
+    assert next_event(engine, "playback_finished").reason == "finished"
+
+
+@pytest.mark.parametrize(("codec_a", "codec_b"), [("PCMU", "PCMU"), ("PCMA", "G722")])
+def test_a_prompt_replaces_the_bridged_audio_and_the_bridge_resumes_after(
+    engine: Engine, peers: Callable[[], Peer], tmp_path: Path, codec_a: str, codec_b: str
+) -> None:
+    c = Call(engine, peers, codec_a, codec_b)
+    c.leg_b.play([prompt_wav(tmp_path / "announce.wav", 1400, 0.4)])
+    c.b.silent = True
+    c.talk()  # a talks for 1.2 s, on after the prompt
+    heard_by_b, rate = decoded(c.b.received, codec_b, PAYLOAD_TYPES[codec_b])
+    assert next_event(engine, "playback_finished").reason == "finished"
+    # A transcoder goes on sending its own stream (quiet) once a stops talking.
+    sounds = [label for label, _ in runs(frame_labels(heard_by_b, rate, [1000, 1400]))]
+    assert [label for label in sounds if label != "quiet"] == ["1400", "1000"]
+
+
+def test_a_playlist_of_other_things_is_refused_by_name(engine: Engine) -> None:
+    leg = engine.create_rtp_leg()
+    with pytest.raises(TypeError, match="Prompt and Silence"):
+        leg.play(["welcome.wav"])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="longer than 0 ms"):
+        leg.play([core.Silence(0)], loop=True)
+
+
 # --- Conferences ---
 
 PARTY_TONES = {"PCMU": 500.0, "PCMA": 1100.0, "G722": 1700.0}
