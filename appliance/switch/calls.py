@@ -82,8 +82,10 @@ log = logging.getLogger(__name__)
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
-ENGINE_THREADS = 64
-"""Threads that wait on engine commands: each waits up to one 20 ms tick, mostly asleep."""
+ENGINE_THREADS = 4
+"""Threads that run engine commands. A command wakes its worker and comes back in
+tens of microseconds (benchmarks/test_engine_commands.py), so a few threads
+keep the loop free of the odd slow one (a worker busy with a tick's audio)."""
 
 RELAYED_CODECS = ("PCMA", "PCMU", "G722", "G729")
 """Codecs the engine relays today: fixed clock, static payload types (no transcoding yet)."""
@@ -209,8 +211,8 @@ class CallControl:
         self.calls: dict[str, Call] = {}
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
-        # Engine commands wait for their worker's next tick with the GIL released:
-        # run them on threads of their own, enough that the wait, not the pool, limits.
+        # Engine commands wait for their worker with the GIL released: off the
+        # loop, so a worker in the middle of a tick never stalls it.
         self._executor = ThreadPoolExecutor(ENGINE_THREADS, thread_name_prefix="engine-cmd")
         sessions.on_incoming = self.incoming
 
@@ -225,7 +227,7 @@ class CallControl:
         return [await self._media(call.status) for call in list(self.calls.values())]
 
     async def _media(self, command: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> _R:
-        """Run an engine command off the loop (it waits up to one tick for its worker)."""
+        """Run an engine command off the loop (it waits for its worker to apply it)."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
             self._executor, functools.partial(command, *args, **kwargs)

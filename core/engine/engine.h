@@ -1,6 +1,6 @@
 // The media engine: a set of workers, the RTP port range, and the event queue.
 // Its methods are called from Python threads; each one that needs the worker
-// queues a command and waits for it to be applied at the worker's next tick.
+// queues a command, wakes the worker and waits for it to be applied there.
 #pragma once
 
 #include <cstdint>
@@ -78,7 +78,7 @@ public:
     void close();
 
 private:
-    // Runs `work` on the leg's worker at its next tick and returns its result.
+    // Runs `work` on the leg's worker (woken for it) and returns its result.
     template <class Work>
     auto on_worker(unsigned worker, Work work) -> decltype(work(std::declval<Worker&>(), Clock::now()));
     unsigned place(std::optional<LegId> beside);

@@ -65,9 +65,22 @@ Worker::~Worker() {
 }
 
 void Worker::post(Command command) {
-    std::lock_guard lock(mutex_);
-    if (!accepting_) throw std::runtime_error("the media engine is closed");
-    pending_.push_back(std::move(command));
+    bool first = false;
+    {
+        std::lock_guard lock(mutex_);
+        if (!accepting_) throw std::runtime_error("the media engine is closed");
+        first = pending_.empty();
+        pending_.push_back(std::move(command));
+    }
+    // Wakes the worker so the command applies now, not at the next tick. One
+    // write per batch: commands posted before the worker drains the queue
+    // ride on the same wake-up.
+    if (first) wake();
+}
+
+void Worker::wake() {
+    const std::uint64_t one = 1;
+    [[maybe_unused]] const auto written = write(wake_fd_, &one, sizeof one);
 }
 
 void Worker::stop() {
@@ -77,8 +90,7 @@ void Worker::stop() {
     }
     if (!thread_.joinable()) return;
     stopping_ = true;
-    const std::uint64_t one = 1;
-    [[maybe_unused]] const auto written = write(wake_fd_, &one, sizeof one);
+    wake();
     thread_.join();
 }
 
@@ -187,13 +199,17 @@ void Worker::for_each_leg(Work work) {
     }
 }
 
-void Worker::tick(Clock::time_point now, std::uint64_t frames) {
-    std::vector<Command> commands;
+void Worker::apply_commands(Clock::time_point now) {
     {
         std::lock_guard lock(mutex_);
-        commands.swap(pending_);
+        applying_.swap(pending_);
     }
-    for (Command& command : commands) command(*this, now);
+    for (Command& command : applying_) command(*this, now);
+    // Cleared outside the lock; the vector keeps its capacity for the next batch.
+    applying_.clear();
+}
+
+void Worker::tick(Clock::time_point now, std::uint64_t frames) {
     for (auto& [id, leg] : legs_) leg->on_tick(now);
     // A late wake-up (a busy machine) makes up the frames it missed, so
     // recordings keep the call's length and far ends still get 50 packets a
@@ -219,11 +235,16 @@ void Worker::run() {
         if (n < 0) continue;  // EINTR
         const Clock::time_point now = Clock::now();
         std::uint64_t frames = 0;
+        bool woken = false;
         for (int i = 0; i < n; ++i) {
             const int fd = ready[static_cast<std::size_t>(i)].data.fd;
             if (fd == timer_fd_) {
                 [[maybe_unused]] const auto got = read(timer_fd_, &frames, sizeof frames);
-            } else if (fd != wake_fd_) {
+            } else if (fd == wake_fd_) {
+                std::uint64_t posts = 0;
+                [[maybe_unused]] const auto got = read(wake_fd_, &posts, sizeof posts);
+                woken = true;
+            } else {
                 // Legs are only removed by commands, which run after this loop,
                 // but an fd closed by an earlier command has no entry any more.
                 if (const auto it = by_fd_.find(fd); it != by_fd_.end()) it->second->on_readable(fd, now);
@@ -231,9 +252,16 @@ void Worker::run() {
         }
         // Relayed packets leave now, in one batch per socket, not at the next tick.
         outbox_->flush();
+        // Commands apply as soon as they are posted (the wake-up), and at a
+        // tick before its audio, so one posted just before a tick counts for
+        // it; either way on this thread, so legs need no locks. The audio
+        // itself stays on the timer's 20 ms grid.
+        if (woken || frames > 0) apply_commands(now);
         if (frames > 0) tick(now, frames);
+        else if (woken) outbox_->flush();  // what the commands sent
     }
-    tick(Clock::now(), 0);  // commands queued before stop still get their answer
+    apply_commands(Clock::now());  // commands queued before stop still get their answer
+    outbox_->flush();
 }
 
 }  // namespace callbox::engine

@@ -1,7 +1,8 @@
 // A media worker: one thread with its own epoll set and an absolute-time 20 ms
 // timerfd tick. The legs on a worker are touched only by its thread, so the
 // packet path takes no locks; commands from other threads wait in a short
-// mutex-protected queue and are applied at the next tick.
+// mutex-protected queue and wake the thread (an eventfd), which applies them
+// at once between packets and ticks, not only at the next 20 ms tick.
 #pragma once
 
 #include <atomic>
@@ -40,7 +41,7 @@ public:
     Worker(const Worker&) = delete;
     Worker& operator=(const Worker&) = delete;
 
-    // Queues a command for the next tick; throws std::runtime_error once stopped.
+    // Queues a command and wakes the worker to apply it; throws std::runtime_error once stopped.
     void post(Command command);
     // Applies the remaining commands, then ends the thread.
     void stop();
@@ -63,7 +64,10 @@ public:
 
 private:
     void run();
-    // Commands, timers, then `frames` 20 ms frames of audio (the timer's expirations).
+    void wake();
+    // Runs the queued commands on the worker thread.
+    void apply_commands(Clock::time_point now);
+    // Timers, then `frames` 20 ms frames of audio (the timer's expirations).
     void tick(Clock::time_point now, std::uint64_t frames);
     void record_tick();
     // Runs `work` on every leg; an exception from one becomes an error event.
@@ -90,6 +94,7 @@ private:
 
     std::mutex mutex_;
     std::vector<Command> pending_;
+    std::vector<Command> applying_;  // the worker's batch, swapped out of pending_
     bool accepting_ = true;
     std::atomic<bool> stopping_{false};
     std::thread thread_;
