@@ -220,6 +220,23 @@ def cmd_backup(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_prompts(args: argparse.Namespace) -> int:
+    from appliance.ivr.prompts import LANGUAGES, PromptGenerationError, generate_prompts
+
+    root = _settings(args).prompts_path
+    for lang in [args.lang] if args.lang else LANGUAGES:
+        try:
+            made = generate_prompts(root, lang, force=args.force)
+        except PromptGenerationError as exc:
+            print(f"callbox prompts: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
+        print(
+            f"{lang}: {len(made)} prompts generated in {root / lang}"
+            + (f" ({', '.join(made)})" if made else " (all up to date)")
+        )
+    return EXIT_OK
+
+
 def cmd_settings(args: argparse.Namespace) -> int:
     print(yaml.safe_dump(describe_settings(_settings(args)), sort_keys=False).rstrip())
     return EXIT_OK
@@ -276,6 +293,11 @@ def build_parser() -> argparse.ArgumentParser:
     imp.set_defaults(handler=cmd_config_import)
     backup = add("backup", cmd_backup, "write a compacted copy of the live database to FILE")
     backup.add_argument("file", metavar="FILE")
+    prompts = add(
+        "prompts", cmd_prompts, "generate the built-in prompts (espeak-ng, sox) that are missing"
+    )
+    prompts.add_argument("--lang", choices=["zh", "en"], help="only this language (default: all)")
+    prompts.add_argument("--force", action="store_true", help="regenerate even the current ones")
     add("settings", cmd_settings, "print the effective settings (after file and environment)")
     add("version", cmd_version, "print the version and the media core's libraries")
     add("switch", cmd_switch, "run only the switch process (what callbox-switch.service runs)")

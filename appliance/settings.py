@@ -194,6 +194,11 @@ class Settings:
         return self.data_path / "db"
 
     @property
+    def prompts_path(self) -> Path:
+        """The built-in prompts, one folder per language (generated at set-up)."""
+        return self.data_path / "prompts"
+
+    @property
     def run_path(self) -> Path:
         """Sockets and other files that live only while the appliance runs."""
         return self.data_path / "run"

@@ -11,6 +11,7 @@ import os
 from aiohttp import web
 
 from appliance.config import open_store
+from appliance.ivr.prompts import PromptGenerationError, ensure_prompts
 from appliance.service import claim_unix_socket, run_until_signalled
 from appliance.settings import Settings
 from appliance.store import StoreError
@@ -31,6 +32,17 @@ async def _reload_trunks(switch: Switch) -> None:
         except StoreError as error:
             # The live trunks stay as they are; the next reload tries again.
             log.error("cannot re-read the trunks: %s", error)
+
+
+async def _generate_prompts(settings: Settings) -> None:
+    """Make the built-in prompts that are missing; the switch runs on without them if it cannot."""
+    try:
+        made = await asyncio.to_thread(ensure_prompts, settings.prompts_path)
+    except PromptGenerationError as error:
+        log.error("built-in prompts not generated: %s", error)
+        return
+    if made:
+        log.info("generated built-in prompts in %s: %s", settings.prompts_path, ", ".join(made))
 
 
 GC_YOUNGEST_THRESHOLD = 10_000
@@ -65,6 +77,7 @@ async def serve(settings: Settings) -> None:
     reloading: list[asyncio.Task[None]] = []
 
     async def start() -> str:
+        await _generate_prompts(settings)
         switch.start_media()
         # SIP before the control socket: once that exists, SIP is listening too.
         await switch.sip.start(
