@@ -20,6 +20,7 @@ from appliance.ivr.prompts import (
     SAMPLE_RATE,
     TEXT_VERSION,
     TEXTS,
+    VOICES,
     PromptGenerationError,
     generate_prompts,
 )
@@ -106,6 +107,16 @@ def test_missing_espeak_ng_raises_an_error_naming_it(
     with pytest.raises(PromptGenerationError, match="espeak-ng is not installed") as caught:
         generate_prompts(tmp_path / "prompts", "en", names=["welcome"])
     assert caught.value.command[0] == "espeak-ng"
+
+
+def test_failing_espeak_ng_raises_an_error_with_its_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(VOICES, "en", "qqq")
+    with pytest.raises(PromptGenerationError, match="voice does not exist") as caught:
+        generate_prompts(tmp_path, "en", names=["welcome"])
+    assert caught.value.command[:3] == ["espeak-ng", "-v", "qqq"]
+    assert not (tmp_path / "en" / "welcome.wav").exists()
 
 
 def test_unknown_language_is_refused(tmp_path: Path) -> None:
