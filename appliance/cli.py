@@ -116,7 +116,7 @@ def format_status(status: dict[str, Any]) -> str:
     lines.append(f"calls         {len(status['calls'])} live")
     for call in status["calls"]:
         legs = ", ".join(
-            f"{side} port {leg['port']} rx {leg['received']} tx {leg['sent']}"
+            f"{side} {leg['codec']} port {leg['port']} rx {leg['received']} tx {leg['sent']}"
             for side, leg in call["legs"].items()
         )
         lines.append(

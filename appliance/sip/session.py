@@ -491,6 +491,10 @@ class Session:
         self.held_locally = False
         self._reoffer(self._with_direction("sendrecv"))
 
+    def reoffer(self, sdp: SessionDescription) -> None:
+        """Offer ``sdp`` in a re-INVITE (RFC 3264 8: a new port or codec for the stream)."""
+        self._reoffer(sdp)
+
     def _reoffer(self, sdp: SessionDescription, attempt: int = 0) -> None:
         if self.state is not SessionState.CONFIRMED:
             raise SessionError(f"cannot re-INVITE a session that is {self.state}")

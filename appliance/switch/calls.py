@@ -8,13 +8,16 @@ extension rings at once (``SessionManager.call`` forks along each
 registration's flow).
 
 Media is anchored in the engine: one RTP leg faces the caller and one the
-callee, on one worker, and they are bridged when the callee answers. The
-engine relays legs of one codec (no transcoding yet), so the call uses one
-codec end to end: the first of our preference order that the caller
-offered, offered alone (with telephone-event, both under the caller's
-payload numbers) to the callee. Nothing in common with the caller is 488.
-The caller's 200 waits for the callee's, so both answers name the same
-codec.
+callee, on one worker, and they are bridged when the callee answers (a
+relay when both use one codec, a transcoder otherwise). Each side uses its
+own codec: the caller's leg takes the first codec of the calling
+extension's ``codecs`` list that the caller offered (none: 488); the callee
+is offered every codec of its extension's list, in order, with
+telephone-event, and its answer sets its leg's codec. A leg's codec is
+fixed when it is made, so an answer in another format than the leg's (a
+later codec of the offer, other payload numbers, no telephone-event) gets
+a new leg in that format and a re-INVITE that moves the phone to it. The
+caller's 200 waits for the callee's.
 
 After that the call is two sessions and their legs: BYE from either side
 ends both (the cause travels in the Reason header), hold and resume are
@@ -87,8 +90,8 @@ ENGINE_THREADS = 4
 tens of microseconds (benchmarks/test_engine_commands.py), so a few threads
 keep the loop free of the odd slow one (a worker busy with a tick's audio)."""
 
-RELAYED_CODECS = ("PCMA", "PCMU", "G722", "G729")
-"""Codecs the engine relays today: fixed clock, static payload types (no transcoding yet)."""
+OFFERED_EVENT_PT = 101
+"""The telephone-event payload type in our offers to phones."""
 
 
 @dataclass(frozen=True)
@@ -99,15 +102,38 @@ class CallLimits:
     rtp_timeout_s: float = 60.0
 
 
-def common_codec(offer: SessionDescription) -> tuple[Media, Codec] | None:
-    """The offer's audio stream and the codec of ours (in our order) that it offers."""
+@dataclass(frozen=True)
+class LegFormat:
+    """What a leg carries: its voice codec (the far end's payload type and fmtp) and
+    its telephone-event payload type (None: the far end has none, digits go in-band)."""
+
+    codec: Codec
+    event_pt: int | None
+
+    def fits(self, other: LegFormat) -> bool:
+        """True when a leg made for ``self`` carries ``other`` (fmtp aside)."""
+        return (
+            self.codec.same_format(other.codec)
+            and self.codec.payload_type == other.codec.payload_type
+            and self.event_pt == other.event_pt
+        )
+
+
+def allowed_codecs(extension: Extension) -> tuple[Codec, ...]:
+    """Our codecs that an extension may use, in the order of its ``codecs`` list."""
+    ours = {codec.name: codec for codec in DEFAULT_PREFERENCE}
+    return tuple(ours[str(name)] for name in extension.codecs if str(name) in ours)
+
+
+def common_codec(
+    offer: SessionDescription, preference: tuple[Codec, ...] = DEFAULT_PREFERENCE
+) -> tuple[Media, Codec] | None:
+    """The offer's audio stream and the first codec of ``preference`` that it offers."""
     for media in offer.media:
         if media.media != "audio" or not media.port:
             continue
         offered = media.codecs
-        for ours in DEFAULT_PREFERENCE:
-            if ours.name not in RELAYED_CODECS:
-                continue
+        for ours in preference:
             match = next((c for c in offered if c.same_format(ours)), None)
             if match is not None:
                 return media, match
@@ -128,9 +154,8 @@ class Call:
     callee: OutgoingCall | None = None
     caller_leg: RtpLeg | None = None
     callee_leg: RtpLeg | None = None
-    codec: Codec | None = None
-    event_pt: int | None = None
-    """The telephone-event payload type the caller offered (both sides use it)."""
+    formats: dict[RtpLeg, LegFormat] = field(default_factory=dict)
+    """What each leg carries."""
     answered_at: float | None = None
     state: str = "routing"
     rang: bool = False
@@ -159,6 +184,7 @@ class Call:
         """A line of ``callbox status``."""
         legs = {}
         sides = [self.legs.get(party) for party in self.parties]
+        codecs = [self.formats[leg].codec.name for leg in sides if leg in self.formats]
         for name, leg in zip(("caller", "callee"), sides, strict=False):
             if leg is not None:
                 try:
@@ -166,6 +192,7 @@ class Call:
                 except (RuntimeError, ValueError):
                     continue  # the call is ending: its legs are being closed
                 legs[name] = {
+                    "codec": self.formats[leg].codec.name,
                     "port": leg.local_port,
                     "received": stats.packets_received,
                     "sent": stats.packets_sent,
@@ -176,7 +203,8 @@ class Call:
             "from": self.caller.caller.uri.user or str(self.caller.caller.uri),
             "to": self.number,
             "state": self.state,
-            "codec": self.codec.name if self.codec else None,
+            # One name when both legs share it (a relay), else caller's/callee's.
+            "codec": "/".join(dict.fromkeys(codecs)) or None,
             "seconds": round(time.monotonic() - self.started, 1),
             "held": any(party.held_by_peer for party in self.parties),
             "legs": legs,
@@ -257,7 +285,7 @@ class CallControl:
         self.calls[call.id] = call
         session.listener = lambda s, e: call.events.put_nowait((s, e))
         try:
-            if await self._connect(call):
+            if await self._connect(call, extension):
                 await self._follow(call)
         except Exception:
             log.exception("call %s failed", call.id)
@@ -295,10 +323,11 @@ class CallControl:
             return None
         return extension
 
-    async def _connect(self, call: Call) -> bool:
+    async def _connect(self, call: Call, calling: Extension) -> bool:
         """Route, set up media and ring the callee; False if the call ended here."""
         caller = call.caller
-        if self.extension(call.number) is None:
+        called = self.extension(call.number)
+        if called is None:
             caller.reject(Cause.UNALLOCATED_NUMBER)
             return False
         bindings = self.registrar.contacts(call.number)
@@ -306,17 +335,19 @@ class CallControl:
             caller.reject(Cause.SUBSCRIBER_ABSENT)
             return False
         offer = caller.offer
-        chosen = common_codec(offer) if offer is not None else None
+        chosen = common_codec(offer, allowed_codecs(calling)) if offer is not None else None
         engine, media_events = self.engine(), self.media_events()
         if offer is None or chosen is None or engine is None or media_events is None:
             caller.reject(Cause.BEARER_CAPABILITY_NOT_IMPLEMENTED)
             return False
         offered, codec = chosen
-        call.codec = codec
         event = next((c for c in offered.codecs if c.name.lower() == TELEPHONE_EVENT.name), None)
-        call.event_pt = event.payload_type if event else None
-        call.caller_leg = await self._leg(engine, call, rtcp_mux=offered.rtcp_mux)
-        call.callee_leg = await self._leg(engine, call, beside=call.caller_leg)
+        caller_format = LegFormat(codec, event.payload_type if event else None)
+        call.caller_leg = await self._leg(engine, call, caller_format, rtcp_mux=offered.rtcp_mux)
+        callee_codecs = allowed_codecs(called)
+        call.callee_leg = await self._leg(
+            engine, call, LegFormat(callee_codecs[0], OFFERED_EVENT_PT), beside=call.caller_leg
+        )
         call.parties.append(caller)
         call.legs[caller] = call.caller_leg
         if caller.ended:
@@ -328,6 +359,7 @@ class CallControl:
                 call,
                 bindings,
                 call.callee_leg,
+                callee_codecs,
                 Address(caller.caller.uri, caller.caller.display_name),
                 Address(caller.invite.to.uri),
             )
@@ -348,21 +380,19 @@ class CallControl:
         call: Call,
         bindings: list[Binding],
         leg: RtpLeg,
+        codecs: tuple[Codec, ...],
         caller: Address,
         callee: Address,
     ) -> OutgoingCall:
-        """Ring every phone of an extension with an offer of ``leg`` in the call's codec."""
-        assert call.codec is not None
+        """Ring every phone of an extension with an offer of ``leg`` in ``codecs``."""
         first = bindings[0]
         offer = create_offer(
             advertised_host(first.flow, first.registrar_host),
             leg.local_port,
-            (call.codec,),
-            telephone_event_pt=call.event_pt if call.event_pt is not None else 101,
+            codecs,
+            telephone_event_pt=OFFERED_EVENT_PT,
             rtcp_mux=False,
         )
-        if call.event_pt is None:
-            offer = _without_telephone_event(offer)
         targets = [
             Target(b.contact.uri, b.flow, b.path, b.registrar_host or None) for b in bindings
         ]
@@ -379,16 +409,16 @@ class CallControl:
         self,
         engine: Engine,
         call: Call,
+        carried: LegFormat,
         *,
         rtcp_mux: bool = False,
         beside: RtpLeg | None = None,
     ) -> RtpLeg:
-        """A leg in the call's codec, held (no RTP timeout) until it is answered.
+        """A leg that carries ``carried``, held (no RTP timeout) until it is answered.
 
         Its media events join the call's queue; it is closed when the call ends.
         """
-        codec = call.codec
-        assert codec is not None
+        codec = carried.codec
         leg = await self._media(
             engine.create_rtp_leg,
             codec=codec.name,
@@ -398,8 +428,11 @@ class CallControl:
             rtp_timeout=self.limits.rtp_timeout_s,
             cname=f"callbox-{call.id}",
             beside=beside,
+            fmtp=codec.fmtp or "",
+            telephone_event=carried.event_pt,
         )
         call.all_legs.append(leg)
+        call.formats[leg] = carried
         media_events = self.media_events()
         if media_events is not None:
             call.unsubscribe.append(media_events.subscribe(_forward(call.events, leg), leg))
@@ -466,13 +499,15 @@ class CallControl:
         assert call.caller_leg is not None
         assert call.callee_leg is not None
         media = event.media
-        if media is None or call.codec is None or not media.codec.same_format(call.codec):
-            # The callee named a codec we did not offer: nothing can carry it.
+        leg = await self._fit(call, callee, media) if media is not None else None
+        if media is None or leg is None:
+            # The callee named a codec we cannot decode: nothing can carry it.
             callee.hangup(Cause.BEARER_CAPABILITY_NOT_IMPLEMENTED)
             caller.reject(Cause.BEARER_CAPABILITY_NOT_IMPLEMENTED)
             return
+        call.callee_leg = leg
         assert caller.offer is not None
-        await self._connect_legs(call, call.caller_leg, call.callee_leg, media)
+        await self._connect_legs(call, call.caller_leg, leg, media)
         if caller.state is not SessionState.RINGING:
             callee.hangup(Cause.NORMAL_CLEARING)  # the caller gave up meanwhile
             return
@@ -480,12 +515,58 @@ class CallControl:
             caller.offer,
             caller.local_host,
             call.caller_leg.local_port,
-            (call.codec,),
+            (call.formats[call.caller_leg].codec,),
             rtcp_mux=call.caller_leg.local_rtcp_port == call.caller_leg.local_port,
         )
         caller.answer(answer)
         call.state = "answered"
         call.answered_at = time.monotonic()
+
+    async def _fit(self, call: Call, session: Session, media: Negotiated) -> RtpLeg | None:
+        """The leg that carries what ``session`` answered; None if the engine cannot.
+
+        A phone may answer with any codec of the offer, number it otherwise or
+        drop telephone-event, but a leg's format is fixed when it is made: one
+        that does not fit is replaced by a new leg in the answered format, and
+        a re-INVITE offering just that format moves the phone to its port.
+        """
+        leg = call.legs[session]
+        if not any(media.codec.same_format(ours) for ours in DEFAULT_PREFERENCE):
+            return None
+        event = media.telephone_event
+        answered = LegFormat(media.codec, event.payload_type if event else None)
+        if call.formats[leg].fits(answered):
+            return leg
+        engine, sdp = self.engine(), session.local_sdp
+        assert engine is not None
+        assert sdp is not None
+        fitted = await self._leg(engine, call, answered, beside=leg)
+        offer = create_offer(
+            sdp.address_of(sdp.media[0]),
+            fitted.local_port,
+            (media.codec,),
+            telephone_event_pt=(
+                OFFERED_EVENT_PT if answered.event_pt is None else answered.event_pt
+            ),
+            rtcp_mux=False,
+        )
+        if answered.event_pt is None:
+            offer = _without_telephone_event(offer)
+        log.info(
+            "call %s: answered in %s, not %s: moving the phone to a new leg",
+            call.id,
+            media.codec.name,
+            call.formats[leg].codec.name,
+        )
+        try:
+            session.reoffer(offer)
+        except SessionError:
+            return None  # it hung up meanwhile
+        call.legs[session] = fitted
+        call.all_legs.remove(leg)
+        with contextlib.suppress(RuntimeError):
+            await self._media(leg.close)
+        return fitted
 
     async def _connect_legs(
         self, call: Call, kept: RtpLeg, answered: RtpLeg, media: Negotiated
@@ -535,17 +616,20 @@ class CallControl:
         if transfer.replaces is not None or call.transfers or engine is None:
             transfer.notify(603, "Declined")  # attended transfer, or one at a time
             return
-        if self.extension(number) is None:
+        extension = self.extension(number)
+        if extension is None:
             transfer.notify(404, "Not Found")
             return
         bindings = self.registrar.contacts(number)
         if not bindings:
             transfer.notify(480, "Temporarily Unavailable")
             return
-        leg = await self._leg(engine, call, beside=call.legs[transferee])
+        codecs = allowed_codecs(extension)
+        carried = LegFormat(codecs[0], OFFERED_EVENT_PT)
+        leg = await self._leg(engine, call, carried, beside=call.legs[transferee])
         try:
             target = await self._place(
-                call, bindings, leg, _identity(transferee), Address(transfer.target.uri)
+                call, bindings, leg, codecs, _identity(transferee), Address(transfer.target.uri)
             )
         except SessionError as error:
             log.info("call %s: cannot reach %s for a transfer: %s", call.id, number, error)
@@ -571,8 +655,13 @@ class CallControl:
             if event.media is None or transferee.ended:
                 target.hangup(Cause.NORMAL_CLEARING)
                 return
+            leg = await self._fit(call, target, event.media)
+            if leg is None:
+                target.hangup(Cause.BEARER_CAPABILITY_NOT_IMPLEMENTED)
+                transfer.notify(488, reason_phrase(488))
+                return
             transferor = call.peer(transferee)
-            await self._connect_legs(call, call.legs[transferee], call.legs[target], event.media)
+            await self._connect_legs(call, call.legs[transferee], leg, event.media)
             transfer.notify(200, "OK")
             if transferor is None:
                 call.parties.append(target)
@@ -606,10 +695,11 @@ def _forward(
 
 
 def _without_telephone_event(sdp: SessionDescription) -> SessionDescription:
-    """An offer without telephone-event, for a caller that offered none."""
+    """An offer without telephone-event, for a phone that answered without it."""
+    pt = str(OFFERED_EVENT_PT)
     media = []
     for m in sdp.media:
-        formats = [f for f in m.formats if f != "101"]
-        attributes = [(k, v) for k, v in m.attributes if not (v or "").startswith("101 ")]
+        formats = [f for f in m.formats if f != pt]
+        attributes = [(k, v) for k, v in m.attributes if not (v or "").startswith(pt + " ")]
         media.append(replace(m, formats=formats, attributes=attributes))
     return replace(sdp, media=media)

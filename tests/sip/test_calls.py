@@ -9,6 +9,8 @@ checks every message each side receives.
 
 from __future__ import annotations
 
+import array
+import math
 import re
 import subprocess
 import time
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+import core
 from tests.sip.net import free_port
 from tests.sip.test_switch import RunningSwitch, callbox_status, password_of, running_switch
 
@@ -83,17 +86,22 @@ class Phones:
             text=True,
         )
 
-    def call(self, scenario: str, number: str = CALLEE, *extra: str) -> str:
-        """Extension 1001 dials ``number``; returns SIPp's output once it has finished."""
+    def start_call(self, scenario: str, number: str = CALLEE, *extra: str) -> subprocess.Popen[str]:
+        """Extension 1001 dials ``number`` in the background (``call`` waits for the end)."""
         args = sipp_args(self.switch, scenario, number, free_port())
-        process = subprocess.Popen(
+        return subprocess.Popen(
             [*args, "-key", "caller", CALLER, "-au", CALLER, "-ap", password_of(CALLER), *extra],
             cwd=self.caller_dir,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
         )
-        return finish(process, f"caller {scenario}", self.caller_dir)
+
+    def call(self, scenario: str, number: str = CALLEE, *extra: str) -> str:
+        """Extension 1001 dials ``number``; returns SIPp's output once it has finished."""
+        return finish(
+            self.start_call(scenario, number, *extra), f"caller {scenario}", self.caller_dir
+        )
 
     def caller_received(self) -> str:
         """Every message the caller's SIPp logged (``-trace_msg``)."""
@@ -239,7 +247,7 @@ def test_two_baresip_phones_call_each_other_with_rtp_both_ways_through_the_engin
         caller.start(f"/dial sip:{CALLEE}@127.0.0.1:{switch.port};transport={transport}")
         # Both legs have carried 100 packets (2 s of 20 ms frames) each way at least.
         line = r"^call          \d+: 1001 -> 1002 answered \(PCMA, .*"
-        legs = r"caller port \d+ rx \d{3,} tx \d{3,}, callee port \d+ rx \d{3,} tx \d{3,}"
+        legs = r"caller PCMA port \d+ rx \d{3,} tx \d{3,}, callee PCMA port \d+ rx \d{3,} tx \d{3,}"
         wait_for_status(switch, line + legs)
     finally:
         caller_out = caller.stop()
@@ -300,3 +308,45 @@ def test_a_blind_transfer_connects_the_callee_to_the_target_and_hangs_up_the_tra
 
 def test_the_callees_hold_and_resume_reach_the_caller_as_reinvites(phones: Phones) -> None:
     connect(phones, "answer_and_hold.xml", "call_held.xml")
+
+
+def write_alaw_tone(path: Path, seconds: int = 2, hz: int = 1000) -> None:
+    """A raw A-law file of a tone at -10 dBFS, for SIPp's ``rtp_stream``."""
+    amplitude = 0.316 * 32767
+    samples = array.array(
+        "h",
+        (round(amplitude * math.sin(2 * math.pi * hz * n / 8000)) for n in range(8000 * seconds)),
+    )
+    encoder = core.Encoder("PCMA")
+    frame = 160  # 20 ms at 8 kHz
+    path.write_bytes(
+        b"".join(encoder.encode(samples[i : i + frame]) for i in range(0, len(samples), frame))
+    )
+
+
+def test_a_pcma_caller_and_a_pcmu_phone_talk_through_a_transcoder(phones: Phones) -> None:
+    # The caller offers PCMA only; 1002 is offered PCMA and PCMU, answers PCMU and is
+    # moved by re-INVITE to a PCMU leg. The caller streams A-law, the phone echoes it.
+    write_alaw_tone(phones.caller_dir / "alaw.raw")
+    phones.register_callee()
+    answering = phones.callee("answer_pcmu.xml", "-rtp_echo")
+    calling = phones.start_call("call_pcma_rtp.xml")
+    try:
+        line = r"^call          \d+: 1001 -> 1002 answered \(PCMA/PCMU, .*"
+        legs = r"caller PCMA port \d+ rx \d{3,} tx \d{3,}, callee PCMU port \d+ rx \d{3,} tx \d{3,}"
+        wait_for_status(phones.switch, line + legs)
+    finally:
+        finish(calling, "caller call_pcma_rtp.xml", phones.caller_dir)
+        finish(answering, "callee answer_pcmu.xml", phones.callee_dir)
+
+
+def test_a_caller_offering_no_codec_we_decode_gets_488(phones: Phones) -> None:
+    # call_refused.xml, offering GSM only (written at test time).
+    refused = (SCENARIOS / "call_refused.xml").read_text()
+    gsm = phones.caller_dir / "call_gsm.xml"
+    gsm.write_text(
+        refused.replace("RTP/AVP 8 101", "RTP/AVP 3 101").replace("8 PCMA/8000", "3 GSM/8000")
+    )
+    phones.register_callee()
+    phones.call(str(gsm))
+    assert "SIP/2.0 488 Not Acceptable Here" in phones.caller_received()
