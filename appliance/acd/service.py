@@ -126,8 +126,7 @@ class Acd:
             status.agent = agent
             self._agents[agent.number] = status
         for gone in previous.values():
-            if gone.wrapup is not None:
-                gone.wrapup.cancel()
+            self._stop_wrapup(gone)
 
     # Agents.
     def agent(self, number: str) -> AgentStatus:

@@ -5,7 +5,6 @@ from appliance.calllog.records import (
     CALL_LOG_RECORDS,
     CallOutcome,
     CallRecord,
-    LegQualityRecord,
     QueueEvent,
     QueueEventKind,
 )
@@ -17,7 +16,6 @@ __all__ = [
     "CallLog",
     "CallOutcome",
     "CallRecord",
-    "LegQualityRecord",
     "QueueEvent",
     "QueueEventKind",
 ]

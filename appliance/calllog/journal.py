@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from appliance.calllog.records import CallOutcome, CallRecord, LegQualityRecord, microseconds
+from appliance.calllog.records import CallOutcome, CallRecord, microseconds
 from appliance.calls.interface import Call, Hangup
 
 
@@ -61,8 +61,5 @@ class CallJournal:
             wrapup_s=self.wrapup_s,
             transferred_to=self.transferred_to,
             recording=self.recording,
-            legs=[
-                LegQualityRecord(q.leg, q.loss_percent, q.jitter_ms, q.mos)
-                for q in call.media_quality()
-            ],
+            legs=list(call.media_quality()),
         )

@@ -13,22 +13,13 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import ClassVar
 
+from appliance.calls.interface import LegQuality
 from appliance.store.keys import SEPARATOR, time_key
 
 
 def microseconds(seconds: float) -> int:
     """Seconds since the epoch as whole microseconds (the keys' unit)."""
     return round(seconds * 1_000_000)
-
-
-@dataclass(frozen=True)
-class LegQualityRecord:
-    """Media quality of one leg of a call (see ``appliance.calls.LegQuality``)."""
-
-    leg: str
-    loss_percent: float
-    jitter_ms: float
-    mos: float
 
 
 class CallOutcome(StrEnum):
@@ -76,7 +67,7 @@ class CallRecord:
     wrapup_s: int | None = None
     transferred_to: str | None = None
     recording: str | None = None
-    legs: list[LegQualityRecord] = field(default_factory=list)
+    legs: list[LegQuality] = field(default_factory=list)
 
     def key(self) -> bytes:
         """Start time, then call id."""
