@@ -28,6 +28,7 @@ from appliance.store.records import (
     Record,
     StoreError,
     decode,
+    decode_cached,
     decode_envelope,
     encode,
     encode_envelope,
@@ -52,7 +53,7 @@ class Txn:
     def get(self, cls: type[R], key: bytes) -> R | None:
         """The record of ``cls`` at ``key``, or None."""
         raw = self._txn.get(key, db=self._db(cls.KIND))
-        return None if raw is None else decode(cls, bytes(raw))
+        return None if raw is None else decode_cached(cls, bytes(raw))
 
     def put(self, record: Record) -> None:
         """Insert or replace ``record`` under its key."""
