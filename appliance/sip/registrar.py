@@ -27,6 +27,7 @@ import ipaddress
 import logging
 import secrets
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -148,6 +149,8 @@ class Registrar:
             realm, self._password, clock=wall_clock, algorithms=algorithms
         )
         self.bindings: dict[str, list[Binding]] = {}
+        self._sources: Counter[str] = Counter()
+        """Live bindings per source IP address, kept with ``bindings`` (``registered_from``)."""
         self.auth_failed: Callable[[str, str], None] = lambda source, reason: None
         """Told the source IP and reason of each failed authentication (for bans)."""
         self._listeners: Listeners[RegistrationEvent] = Listeners()
@@ -285,8 +288,10 @@ class Registrar:
             if old.timer is not None:
                 old.timer.cancel()
             current[current.index(old)] = binding
+            self._forget_source(old)
         else:
             current.append(binding)
+        self._sources[flow.remote[0]] += 1
         binding.timer = self.clock.call_later(
             expires, lambda: self._remove(binding, RegistrationChange.EXPIRED)
         )
@@ -308,9 +313,16 @@ class Registrar:
         current.remove(binding)
         if not current:
             del self.bindings[binding.extension]
+        self._forget_source(binding)
         if binding.timer is not None:
             binding.timer.cancel()
         self._emit(change, binding)
+
+    def _forget_source(self, binding: Binding) -> None:
+        address = binding.flow.remote[0]
+        self._sources[address] -= 1
+        if self._sources[address] == 0:
+            del self._sources[address]
 
     def _ok(self, request: Request, number: str) -> Response:
         response = self._reply(request, 200, "OK")
@@ -334,7 +346,7 @@ class Registrar:
 
     def registered_from(self, address: str) -> bool:
         """True when a live binding was registered from ``address`` (an IP address)."""
-        return any(b.flow.remote[0] == address for bs in self.bindings.values() for b in bs)
+        return address in self._sources
 
     def status(self) -> list[dict[str, Any]]:
         """Every binding, for ``callbox status``."""

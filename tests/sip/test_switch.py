@@ -75,14 +75,7 @@ def running_switch(
         "extensions:\n"
         + "".join(f'  - number: "{n}"\n    password: {password_of(n)}\n' for n in extensions)
     )
-    imported = subprocess.run(
-        [sys.executable, "-m", "appliance", "config", "import", str(config)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert imported.returncode == 0, imported.stderr
+    import_config(config, env)
     process = subprocess.Popen(
         [sys.executable, "-m", "appliance", "switch"],
         env=env,
@@ -103,6 +96,18 @@ def running_switch(
     process.send_signal(signal.SIGINT)
     out, _ = process.communicate(timeout=30)
     assert process.returncode == 0, out
+
+
+def import_config(config: Path, env: dict[str, str]) -> None:
+    """Import ``config`` with ``callbox config import`` into the data directory ``env`` names."""
+    imported = subprocess.run(
+        [sys.executable, "-m", "appliance", "config", "import", str(config)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert imported.returncode == 0, imported.stderr
 
 
 def run_peer(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -356,11 +361,7 @@ def test_trunk_imported_while_running_registers_shows_in_status_and_unregisters_
                 " options_interval: 0}\n"
                 f'extensions:\n  - number: "1001"\n    password: {PASSWORD}\n'
             )
-            imported = subprocess.run(
-                [sys.executable, "-m", "appliance", "config", "import", str(config)],
-                env=switch.env, capture_output=True, text=True, check=False,
-            )  # fmt: skip
-            assert imported.returncode == 0, imported.stderr
+            import_config(config, switch.env)
             # The switch re-reads trunks every 10 s.
             deadline = time.monotonic() + 60
             while True:

@@ -335,45 +335,44 @@ async def test_behind_nat_the_trunk_registers_the_address_the_provider_saw(tmp_p
         await finished(sipp, tmp_path)
 
 
-async def test_a_trunk_registers_over_tls_and_checks_the_providers_certificate(
-    certificate: Certificate, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The provider's self-signed certificate is the only CA the trunk's default context trusts.
-    monkeypatch.setenv("SSL_CERT_FILE", str(certificate.cert))
+@contextlib.asynccontextmanager
+async def tls_provider(certificate: Certificate, registrar: Registrar) -> AsyncIterator[int]:
+    """A provider's stack serving ``registrar`` over TLS with ``certificate``; yields its port."""
     server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server.load_cert_chain(certificate.cert, certificate.key)
-    registrar = number_owner("provider-secret")
     far = SipStack(registrar=registrar)
     await far.start("127.0.0.1", 0, tls=server, tls_port=0)
     try:
         assert far.transport is not None
         assert far.transport.tls_address is not None
-        trunk = account_trunk(far.transport.tls_address[1], Transport.TLS)
+        yield far.transport.tls_address[1]
+    finally:
+        await far.close()
+
+
+async def test_a_trunk_registers_over_tls_and_checks_the_providers_certificate(
+    certificate: Certificate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The provider's self-signed certificate is the only CA the trunk's default context trusts.
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate.cert))
+    registrar = number_owner("provider-secret")
+    async with tls_provider(certificate, registrar) as tls_port:
+        trunk = account_trunk(tls_port, Transport.TLS)
         async with switch_with(trunk) as switch:
             await switch.until("provider", "registration", "registered")
             (binding,) = registrar.contacts("80001234")
             assert binding.flow.transport == "TLS"
             assert binding.contact.uri.param("transport") == "tls"
-    finally:
-        await far.close()
 
 
 async def test_a_tls_trunk_refuses_a_certificate_it_cannot_verify(
     certificate: Certificate,
 ) -> None:
-    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server.load_cert_chain(certificate.cert, certificate.key)
-    far = SipStack(registrar=number_owner("provider-secret"))
-    await far.start("127.0.0.1", 0, tls=server, tls_port=0)
-    try:
-        assert far.transport is not None
-        assert far.transport.tls_address is not None
-        trunk = provider(far.transport.tls_address[1], Transport.TLS)
+    async with tls_provider(certificate, number_owner("provider-secret")) as tls_port:
+        trunk = provider(tls_port, Transport.TLS)
         async with switch_with(trunk) as switch:
             failed = await switch.until("provider", "registration", "failed")
             assert "certificate verify failed" in failed.reason
-    finally:
-        await far.close()
 
 
 async def test_trunk_events_can_be_followed_with_async_for() -> None:
