@@ -16,11 +16,8 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import contextlib
-import datetime as dt
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -31,7 +28,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from benchmarks.run import RESULTS, commit, machine
+from benchmarks.processes import (
+    cpu_seconds,
+    lift_priority,
+    niceness,
+    raise_file_limit,
+    scheduling_policy,
+)
+from benchmarks.run import RESULTS, commit, provenance
 
 ROOT = Path(__file__).resolve().parent.parent
 LOADGEN = ROOT / "build" / "loadgen"
@@ -47,34 +51,10 @@ QUICK_STEPS = (10, 50)
 MAX_BAD_PCT = 0.1
 # A generator busier than this may itself delay packets: the step says so.
 GENERATOR_BUSY = 0.9
-REALTIME_PRIORITY = 10
 
 
 class BenchmarkError(RuntimeError):
     """A step could not run: a process died or spoke out of turn."""
-
-
-def raise_file_limit() -> None:
-    """Lift the soft open-file limit to the hard one: a leg holds two sockets, a phone one."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user and system) of every live thread of a process, in seconds.
-
-    Read from ``/proc/<pid>/task/*/schedstat`` (nanoseconds) rather than the
-    utime + stime of ``/proc/<pid>/stat``, which counts in 10 ms clock ticks:
-    too coarse for a one-second step. The box's threads live for the whole step.
-    """
-    total_ns = 0
-    for schedstat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
-        try:
-            total_ns += int(schedstat.read_text(encoding="ascii").split()[0])
-        except (FileNotFoundError, ProcessLookupError):
-            continue  # a thread that ended between the listing and the read
-    return total_ns / 1e9
 
 
 def read_line(stream: IO[str] | None, expected: str, who: str) -> str:
@@ -97,8 +77,8 @@ def serve_box(cpu: int, record: bool) -> int:
     """The engine box, in its own process: bridge a call per phone pair, relay until stdin closes.
 
     Reads ``phones P1 P2 ...`` (caller and agent phone of each call) and
-    answers ``legs L1 L2 ...`` (the leg each phone must send to), then a
-    ``recording ...`` line saying whether calls are recorded.
+    answers ``legs L1 L2 ...`` (the leg each phone must send to). With
+    ``record`` each call is recorded to a stereo WAV file.
     """
     import core  # the engine is imported in the box only, after the process is pinned
 
@@ -107,11 +87,6 @@ def serve_box(cpu: int, record: bool) -> int:
     phones = ports_of(read_line(sys.stdin, "phones", "box"))
     records = Path(tempfile.mkdtemp(prefix="callbox-capacity-")) if record else None
     with core.Engine(workers=1, port_min=PORT_MIN, port_max=PORT_MAX, host=HOST) as engine:
-        # engine.record(path, left=, right=) comes from another branch; measured once it exists.
-        start_recording: Any = getattr(engine, "record", None) if records is not None else None
-        recording = "off"
-        if records is not None:
-            recording = "on" if start_recording else "not measured: no Engine.record()"
 
         def bridged_call(index: int) -> tuple[int, int]:
             caller = engine.create_rtp_leg(codec="PCMA")
@@ -120,33 +95,18 @@ def serve_box(cpu: int, record: bool) -> int:
             for leg, phone in ((caller, phones[2 * index]), (agent, phones[2 * index + 1])):
                 leg.set_remote(HOST, phone, rtcp_port=phone)
             engine.bridge(caller, agent)
-            if start_recording and records is not None:
-                start_recording(str(records / f"call-{index}.wav"), left=caller, right=agent)
+            if records is not None:
+                engine.record(str(records / f"call-{index}.wav"), left=caller, right=agent)
             return caller.local_port, agent.local_port
 
         # Each command waits for a worker tick (20 ms): set calls up side by side.
         with concurrent.futures.ThreadPoolExecutor(max_workers=64) as pool:
             legs = list(pool.map(bridged_call, range(len(phones) // 2)))
         print("legs " + " ".join(f"{a} {b}" for a, b in legs), flush=True)
-        print(f"recording {recording}", flush=True)
         sys.stdin.read()
     if records is not None:
         shutil.rmtree(records, ignore_errors=True)
     return 0
-
-
-def niceness(pid: int) -> int:
-    """The nice value a process runs at (field 19 of /proc/<pid>/stat)."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-        return int(stat.read().rsplit(")", 1)[1].split()[16])
-
-
-def lift_priority(nice: int, realtime: bool) -> None:
-    """Run this process at ``nice``, or under SCHED_FIFO with ``realtime``, if permitted."""
-    with contextlib.suppress(OSError):
-        os.setpriority(os.PRIO_PROCESS, 0, nice)
-        if realtime:
-            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(REALTIME_PRIORITY))
 
 
 @contextmanager
@@ -225,15 +185,12 @@ def run_step(settings: Settings, kind: str, calls: int) -> dict[str, Any]:
             box.stdin.write(phones + "\n")
             box.stdin.flush()
         legs = read_line(box.stdout, "legs", kind)
-        recording = "off"
-        if kind == "engine":
-            recording = read_line(box.stdout, "recording", kind).split(" ", 1)[1]
         assert generator.stdin is not None
         generator.stdin.write(legs + "\n")
         generator.stdin.flush()
         read_line(generator.stdout, "measuring", "loadgen")
         nice = niceness(box.pid)
-        policy = "SCHED_FIFO" if os.sched_getscheduler(box.pid) == os.SCHED_FIFO else "normal"
+        policy = scheduling_policy(box.pid)
         cpu_start = cpu_seconds(box.pid)
         read_line(generator.stdout, "done", "loadgen")
         box_cpu = cpu_seconds(box.pid) - cpu_start
@@ -252,7 +209,7 @@ def run_step(settings: Settings, kind: str, calls: int) -> dict[str, Any]:
         "generator": result,
     }
     if kind == "engine":
-        row["recording"] = recording
+        row["recording"] = "on" if settings.record else "off"
     return row
 
 
@@ -367,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = ramp(settings, steps)
     result = {
         "summary": summary(rows),
-        "recording": rows[0]["engine"]["recording"] if args.record else "off",
+        "recording": "on" if args.record else "off",
         "settings": {
             "steps": list(steps),
             "hold_s": hold,
@@ -382,9 +339,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "load_average": {"before": load_before, "after": os.getloadavg()},
         "note": args.note,
-        "machine": machine(),
-        "commit": measured,
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        **provenance(measured),
         "steps": rows,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)

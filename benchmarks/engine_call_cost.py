@@ -73,7 +73,7 @@ def run(calls: int, seconds: float, codec_a: str, codec_b: str, record: bool) ->
                     step = core.codec_info(codec).rtp_clock_rate // 50
                     feeds.append((leg.local_port, PAYLOAD_TYPES[codec], frame_of(codec), step))
                 engine.bridge(legs[0], legs[1])
-                if calls and record:
+                if record:
                     wav = f"{folder}/{n}.wav"
                     recordings.append(engine.record(wav, left=legs[0], right=legs[1]))
             ticks = int(seconds * 50)

@@ -19,7 +19,6 @@ Writes ``benchmarks/results/jitter-quality.json`` and prints a table.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import random
 import sys
@@ -28,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import core
-from benchmarks.run import RESULTS, commit, machine
+from benchmarks.run import RESULTS, commit, provenance
 from benchmarks.speex_jitter import SpeexGet, SpeexJitterBuffer
 
 FRAME_MS = 20
@@ -240,9 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {"seconds": args.seconds, "seed": args.seed, "frame_ms": FRAME_MS,
                      "base_delay_ms": BASE_DELAY_MS, "ours": "core.JitterBuffer() defaults",
                      "speexdsp": f"jitter_buffer_init({SAMPLES}), library defaults"},
-        "machine": machine(),
-        "commit": commit(),
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        **provenance(commit()),
     }  # fmt: skip
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")

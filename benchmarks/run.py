@@ -36,7 +36,7 @@ def machine() -> dict[str, Any]:
         "kernel": platform.release(),
         "python": platform.python_version(),
         "compiler": compiler.stdout.splitlines()[0] if compiler.stdout else "",
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "date": now(),
     }
 
 
@@ -56,6 +56,16 @@ def commit() -> str:
     head = git("rev-parse", "HEAD")
     changed = git("status", "--porcelain", "--untracked-files=no", "--", ":!benchmarks/results")
     return f"{head}-dirty" if changed else head
+
+
+def provenance(measured: str) -> dict[str, Any]:
+    """What every results file carries: this machine, the commit ``measured`` and the date."""
+    return {"machine": machine(), "commit": measured, "date": now()}
+
+
+def now() -> str:
+    """The time now, UTC, to the second (ISO 8601)."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def summary(results: dict[str, Any], about: dict[str, Any]) -> str:

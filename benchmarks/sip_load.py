@@ -29,12 +29,12 @@ import argparse
 import contextlib
 import csv
 import dataclasses
-import datetime as dt
 import json
 import os
 import resource
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -44,8 +44,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.capacity import cpu_seconds, lift_priority, niceness, raise_file_limit
-from benchmarks.run import RESULTS, commit, machine
+from benchmarks.processes import (
+    cpu_seconds,
+    lift_priority,
+    niceness,
+    raise_file_limit,
+    run_queue_wait_s,
+    scheduling_policy,
+)
+from benchmarks.run import RESULTS, commit, provenance
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = Path(__file__).resolve().parent / "sipp"
@@ -106,8 +113,6 @@ class RunningSwitch:
 
 def free_udp_and_tcp_port() -> int:
     """A port free for both UDP and TCP on loopback (the switch binds both)."""
-    import socket
-
     for _ in range(50):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
             udp.bind((HOST, 0))
@@ -254,22 +259,6 @@ def first_error(workdir: Path) -> str:
     return ""
 
 
-def run_queue_wait_s(pid: int) -> float:
-    """Seconds the threads of ``pid`` have waited, runnable, for a CPU (schedstat field 2).
-
-    On a shared machine this says whether the switch was slow or merely not
-    given its CPU: other processes on CPU 0 (in other cgroups, which nice
-    does not outweigh) delay it while its socket fills.
-    """
-    total_ns = 0
-    for schedstat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
-        try:
-            total_ns += int(schedstat.read_text(encoding="ascii").split()[1])
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-    return total_ns / 1e9
-
-
 def children_cpu_s() -> float:
     """CPU seconds of this process's waited-for children (SIPp, once it has exited)."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -345,11 +334,15 @@ def register_step(
 ) -> dict[str, Any]:
     """One REGISTER step: ``rate`` digest registrations per second for ``hold_s``."""
     row = run_sipp(switch, "register.xml", inject, rate, max(1, round(rate * settings.hold_s)))
-    transactions = row["successful"] * TRANSACTIONS_PER_REGISTRATION
-    row["switch_cpu_us_per_transaction"] = (
-        round(row["switch_cpu_s"] * 1e6 / transactions, 1) if transactions else None
+    row["switch_cpu_us_per_transaction"] = switch_cpu_us_per(
+        row, row["successful"] * TRANSACTIONS_PER_REGISTRATION
     )
     return row
+
+
+def switch_cpu_us_per(row: dict[str, Any], count: int) -> float | None:
+    """The switch's CPU in a step divided by ``count`` (transactions or calls), in microseconds."""
+    return round(row["switch_cpu_s"] * 1e6 / count, 1) if count else None
 
 
 @contextlib.contextmanager
@@ -391,13 +384,10 @@ def call_step(
         row = run_sipp(
             switch, "call_uac.xml", inject, rate, count, "-d", str(settings.call_hold_ms)
         )
-    transactions = row["successful"] * TRANSACTIONS_PER_CALL
-    row["switch_cpu_us_per_transaction"] = (
-        round(row["switch_cpu_s"] * 1e6 / transactions, 1) if transactions else None
+    row["switch_cpu_us_per_transaction"] = switch_cpu_us_per(
+        row, row["successful"] * TRANSACTIONS_PER_CALL
     )
-    row["switch_cpu_us_per_call"] = (
-        round(row["switch_cpu_s"] * 1e6 / row["successful"], 1) if row["successful"] else None
-    )
+    row["switch_cpu_us_per_call"] = switch_cpu_us_per(row, row["successful"])
     return row
 
 
@@ -475,12 +465,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {}
     try:
         with running_switch(workdir, callers + callees, settings, args.profile) as switch:
-            scheduling = {
-                "nice": niceness(switch.process.pid),
-                "policy": "SCHED_FIFO"
-                if os.sched_getscheduler(switch.process.pid) == os.SCHED_FIFO
-                else "normal",
-            }
+            pid = switch.process.pid
+            scheduling = {"nice": niceness(pid), "policy": scheduling_policy(pid)}
             if "register" in args.kinds:
                 inject = workdir / "register.csv"
                 write_injection(inject, callers)
@@ -573,9 +559,7 @@ def main(argv: list[str] | None = None) -> int:
     result.update(
         load_average={"before": load_before, "after": os.getloadavg()},
         note=args.note,
-        machine=machine(),
-        commit=measured,
-        date=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        **provenance(measured),
     )
     document: dict[str, Any] = {"runs": {}}
     if args.output.exists():

@@ -47,6 +47,8 @@ constexpr std::uint32_t kMagic = 0x43424c47;  // "CBLG": a packet of ours, not t
 constexpr std::size_t kBatch = 32;
 constexpr std::size_t kMaxDatagram = 1500;
 constexpr std::int64_t kPacketNs = 20'000'000;
+// Calls are spread over the 20 ms in this many groups, as real phones are not in step.
+constexpr std::size_t kPhases = 20;
 
 struct Error : std::runtime_error {
     using std::runtime_error::runtime_error;
@@ -252,7 +254,6 @@ struct Options {
     std::int64_t duration_ms = 10000;
     std::int64_t drain_ms = 500;
     std::int64_t late_ms = 20;
-    std::size_t phases = 20;
     bool shared_sockets = false;
 };
 
@@ -328,16 +329,16 @@ public:
         print_ports("phones", phones);
         for (std::uint16_t port : read_ports("legs", phones.size())) targets_.push_back(ipv4(o_.host, port));
         build_templates();
-        const std::int64_t slot_ns = kPacketNs / static_cast<std::int64_t>(o_.phases);
+        const std::int64_t slot_ns = kPacketNs / static_cast<std::int64_t>(kPhases);
         const std::int64_t warmup_ticks = o_.warmup_ms / 20;
         window_first_ = static_cast<std::uint32_t>(warmup_ticks);
         window_end_ = static_cast<std::uint32_t>(warmup_ticks + o_.duration_ms / 20);
-        const int timer = start_timer(slot_ns);
-        const std::int64_t start = start_ns_;
+        const std::int64_t start = now_ns() + 50'000'000;
+        const int timer = start_timer(start, slot_ns);
         std::uint64_t slot = 0;
         std::int64_t window_cpu = 0;
         std::int64_t window_wall = 0;
-        const std::uint64_t last_slot = std::uint64_t{window_end_} * o_.phases;
+        const std::uint64_t last_slot = std::uint64_t{window_end_} * kPhases;
         std::vector<epoll_event> ready(256);
         bool sending = true;
         std::int64_t drain_until = 0;
@@ -351,8 +352,8 @@ public:
                     if (read(timer, &expirations, sizeof expirations) != sizeof expirations) continue;
                     if (expirations > 1) overruns_ += expirations - 1;
                     for (std::uint64_t k = 0; k < expirations && sending; ++k, ++slot) {
-                        const auto tick = static_cast<std::uint32_t>(slot / o_.phases);
-                        if (slot % o_.phases == 0 && tick == window_first_) {
+                        const auto tick = static_cast<std::uint32_t>(slot / kPhases);
+                        if (slot % kPhases == 0 && tick == window_first_) {
                             window_cpu = cpu_ns();
                             window_wall = now_ns();
                             std::cout << "measuring" << std::endl;
@@ -408,13 +409,13 @@ private:
         }
     }
 
-    int start_timer(std::int64_t slot_ns) {
+    // A timer firing every slot_ns from `start` (CLOCK_MONOTONIC), in the epoll set.
+    int start_timer(std::int64_t start, std::int64_t slot_ns) {
         const int timer = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
         if (timer < 0) fail_errno("timerfd_create");
         // Absolute times on one grid: a late wake-up never shifts the later ones.
-        start_ns_ = now_ns() + 50'000'000;
         itimerspec spec{};
-        spec.it_value = {static_cast<time_t>(start_ns_ / 1'000'000'000), static_cast<long>(start_ns_ % 1'000'000'000)};
+        spec.it_value = {static_cast<time_t>(start / 1'000'000'000), static_cast<long>(start % 1'000'000'000)};
         spec.it_interval = {0, static_cast<long>(slot_ns)};
         if (timerfd_settime(timer, TFD_TIMER_ABSTIME, &spec, nullptr) != 0) fail_errno("timerfd_settime");
         epoll_event event{};
@@ -424,13 +425,13 @@ private:
         return timer;
     }
 
-    // Calls are spread over the 20 ms in `phases` groups, as real phones are not in step.
+    // Phase p of each 20 ms sends calls p, p + kPhases, ...
     void send_slot(std::uint64_t slot, std::uint32_t tick, std::int64_t due) {
-        const std::size_t phase = slot % o_.phases;
+        const std::size_t phase = slot % kPhases;
         const bool in_window = tick >= window_first_ && tick < window_end_;
         max_send_lag_ns_ = std::max(max_send_lag_ns_, now_ns() - due);
         for (std::size_t side = 0; side < 2; ++side) {
-            for (std::size_t call = phase; call < o_.calls; call += o_.phases) {
+            for (std::size_t call = phase; call < o_.calls; call += kPhases) {
                 stage(2 * call + side, tick);
                 if (!o_.shared_sockets) flush(socket_of(2 * call + side), side, in_window);
             }
@@ -515,7 +516,7 @@ private:
             "{\"mode\": \"generate\", \"calls\": %zu, \"phone_sockets\": \"%s\", \"phases\": %zu, \"late_threshold_ms\": %lld, "
             "\"window_s\": %.3f, \"generator_cpu_s\": %.3f, \"timer_overruns\": %llu, \"max_send_lag_us\": %lld, "
             "\"send_errors\": %llu, \"foreign\": %llu, \"caller_to_agent\": %s, \"agent_to_caller\": %s}\n",
-            o_.calls, o_.shared_sockets ? "shared" : "per-call", o_.phases, static_cast<long long>(o_.late_ms), static_cast<double>(window_wall) / 1e9,
+            o_.calls, o_.shared_sockets ? "shared" : "per-call", kPhases, static_cast<long long>(o_.late_ms), static_cast<double>(window_wall) / 1e9,
             static_cast<double>(window_cpu) / 1e9, static_cast<unsigned long long>(overruns_),
             static_cast<long long>(max_send_lag_ns_ / 1000), static_cast<unsigned long long>(send_errors_),
             static_cast<unsigned long long>(foreign_), direction_json(directions_[0]).c_str(),
@@ -532,7 +533,6 @@ private:
     std::vector<std::array<std::uint8_t, kPacket>> templates_;
     std::array<Direction, 2> directions_{};  // caller to agent, agent to caller
     Batch batch_;
-    std::int64_t start_ns_ = 0;
     std::uint32_t window_first_ = 0;
     std::uint32_t window_end_ = 0;
     std::uint64_t overruns_ = 0;
@@ -546,7 +546,7 @@ private:
 void usage() {
     std::cerr << "usage:\n"
                  "  loadgen generate --calls N [--host 127.0.0.1] [--cpu C] [--warmup-ms 1000]\n"
-                 "                   [--duration-ms 10000] [--drain-ms 500] [--late-ms 20] [--phases 20]\n"
+                 "                   [--duration-ms 10000] [--drain-ms 500] [--late-ms 20]\n"
                  "                   [--phone-sockets per-call|shared]\n"
                  "    prints 'phones P1 P2 ...' (caller and agent phone of each call), reads\n"
                  "    'legs L1 L2 ...' (the box's port for each phone), sends for warmup + duration,\n"
@@ -582,7 +582,6 @@ Options parse(int argc, char** argv) {
         else if (flag == "--duration-ms") o.duration_ms = number(flag, value, 20, 3'600'000);
         else if (flag == "--drain-ms") o.drain_ms = number(flag, value, 0, 60'000);
         else if (flag == "--late-ms") o.late_ms = number(flag, value, 1, 10'000);
-        else if (flag == "--phases") o.phases = static_cast<std::size_t>(number(flag, value, 1, 20));
         else if (flag == "--phone-sockets") {
             const std::string kind = value;
             if (kind != "per-call" && kind != "shared") throw Error("--phone-sockets is per-call or shared");
