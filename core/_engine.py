@@ -306,7 +306,7 @@ class Conference(_ClosedOnExit):
 
         The leg must live on the conference's worker (``beside=`` a member).
         """
-        self._check(leg)
+        self.engine._check_own(leg)
         q12 = gain_q12(gain_db)
         self.engine._core.conference_add(self.id, leg.id)
         self.engine._core.conference_set_gain(self.id, leg.id, q12)
@@ -314,23 +314,23 @@ class Conference(_ClosedOnExit):
 
     def remove(self, leg: RtpLeg) -> None:
         """Take ``leg`` out (it then sends nothing until bridged or played to)."""
-        self._check(leg)
+        self.engine._check_own(leg)
         self.engine._core.conference_remove(self.id, leg.id)
 
     def set_gain(self, leg: RtpLeg, gain_db: float) -> None:
         """Scale what ``leg`` says by ``gain_db`` (-60..+20 dB) for every listener."""
-        self._check(leg)
+        self.engine._check_own(leg)
         self.engine._core.conference_set_gain(self.id, leg.id, gain_q12(gain_db))
 
     def set_muted(self, leg: RtpLeg, muted: bool = True) -> None:
         """Mute: nobody hears ``leg``; it still hears, and is still reported talking."""
-        self._check(leg)
+        self.engine._check_own(leg)
         self.engine._core.conference_set_muted(self.id, leg.id, muted)
 
     def set_hears(self, listener: RtpLeg, talker: RtpLeg, hears: bool) -> None:
         """Whether ``listener`` hears ``talker`` (everyone hears everyone by default)."""
-        self._check(listener)
-        self._check(talker)
+        self.engine._check_own(listener)
+        self.engine._check_own(talker)
         self.engine._core.conference_set_hears(self.id, listener.id, talker.id, hears)
 
     def supervise(
@@ -346,10 +346,6 @@ class Conference(_ClosedOnExit):
     def close(self) -> None:
         """End the conference; its members stay open and send nothing until bridged again."""
         self.engine._core.close_conference(self.id)
-
-    def _check(self, leg: RtpLeg) -> None:
-        if leg.engine is not self.engine:
-            raise ValueError(f"{leg!r} belongs to another engine")
 
 
 def _check_port(port: int, name: str) -> None:
@@ -454,8 +450,8 @@ class Engine:
             raise ValueError(f"rtcp_interval must be positive seconds: got {rtcp_interval}")
         if len(cname.encode()) > 255:
             raise ValueError(f"cname must be at most 255 bytes in UTF-8: got {len(cname.encode())}")
-        if beside is not None and beside.engine is not self:
-            raise ValueError(f"{beside!r} belongs to another engine")
+        if beside is not None:
+            self._check_own(beside)
         if telephone_event is not None and not (
             0 <= telephone_event <= 127 and telephone_event != payload_type
         ):
@@ -513,9 +509,8 @@ class Engine:
             raise ValueError(f"sample_rate must be 8000 or 16000: got {sample_rate}")
         if layout not in ("stereo", "mono"):
             raise ValueError(f"layout must be 'stereo' or 'mono': got {layout!r}")
-        for leg in (left, right):
-            if leg.engine is not self:
-                raise ValueError(f"{leg!r} belongs to another engine")
+        self._check_own(left)
+        self._check_own(right)
         name = os.fspath(path)
         recording_id = self._core.record(name, left.id, right.id, layout == "stereo", sample_rate)
         return CallRecording(self, recording_id, name)
@@ -532,8 +527,7 @@ class Engine:
         """
         if sample_rate not in (8000, 16000):
             raise ValueError(f"sample_rate must be 8000 or 16000: got {sample_rate}")
-        if beside.engine is not self:
-            raise ValueError(f"{beside!r} belongs to another engine")
+        self._check_own(beside)
         return Conference(self, self._core.create_conference(sample_rate, beside.id))
 
     def poll_events(self) -> list[MediaEvent]:
@@ -548,3 +542,7 @@ class Engine:
     def close(self) -> None:
         """Stop the workers and close every leg; later calls raise ``RuntimeError``."""
         self._core.close()
+
+    def _check_own(self, leg: RtpLeg) -> None:
+        if leg.engine is not self:
+            raise ValueError(f"{leg!r} belongs to another engine")

@@ -1,5 +1,6 @@
 #include "engine/conference.h"
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "engine/worker.h"
@@ -29,37 +30,44 @@ bool stateless(const std::string& codec) {
 Conference::Conference(ConferenceId id, int sample_rate)
     : id_(id), sample_rate_(sample_rate), mixer_(mix_config(sample_rate)) {}
 
-std::uint32_t Conference::participant(LegId leg) const {
-    const auto it = members_.find(leg);
+std::map<std::uint32_t, Conference::Member>::iterator Conference::member_of(LegId leg) {
+    return std::find_if(members_.begin(), members_.end(), [leg](const auto& m) { return m.second.leg == leg; });
+}
+
+std::uint32_t Conference::participant(LegId leg) {
+    const auto it = member_of(leg);
     if (it == members_.end()) {
         throw std::invalid_argument("leg " + std::to_string(leg) + " is not in conference " + std::to_string(id_));
     }
-    return it->second.participant;
+    return it->first;
 }
 
 LegId Conference::leg_of(std::uint32_t participant) const {
-    for (const auto& [leg, member] : members_) {
-        if (member.participant == participant) return leg;
-    }
-    return 0;
+    const auto it = members_.find(participant);
+    return it == members_.end() ? 0 : it->second.leg;
 }
 
 void Conference::add(Leg& leg) {
-    if (members_.count(leg.id()) != 0) {
+    if (member_of(leg.id()) != members_.end()) {
         throw std::invalid_argument("leg " + std::to_string(leg.id()) + " is in conference " + std::to_string(id_) +
                                     " already");
     }
+    SharedEncode* shared = nullptr;
+    if (stateless(leg.codec().name)) {
+        shared = &shared_encoders_[lower_case(leg.codec().name)];
+        if (!shared->encoder) shared->encoder = std::make_unique<SendPath>(leg.codec().name, codec::FmtpParams{});
+    }
     const std::uint32_t p = next_participant_++;
     mixer_.add(p);
-    members_.emplace(leg.id(), Member{p, RateConverter(sample_rate_)});
+    members_.emplace(p, Member{leg.id(), RateConverter(sample_rate_), shared});
     leg.add_audio_user();
     leg.set_conference(this);
 }
 
 void Conference::remove(LegId leg, Leg* still_open) {
-    const auto it = members_.find(leg);
+    const auto it = member_of(leg);
     if (it == members_.end()) return;
-    mixer_.remove(it->second.participant);
+    mixer_.remove(it->first);
     members_.erase(it);
     if (still_open != nullptr) {
         still_open->remove_audio_user();
@@ -77,32 +85,29 @@ void Conference::set_hears(LegId listener, LegId talker, bool hears) {
 
 std::vector<LegId> Conference::members() const {
     std::vector<LegId> out;
-    for (const auto& [leg, member] : members_) out.push_back(leg);
+    for (const auto& [participant, member] : members_) out.push_back(member.leg);
     return out;
 }
 
 void Conference::tick(Worker& worker) {
-    for (auto& [leg_id, member] : members_) {
-        const Leg* leg = worker.find_leg(leg_id);
+    for (auto& [participant, member] : members_) {
+        const Leg* leg = worker.find_leg(member.leg);
         if (leg == nullptr || leg->received_audio().empty()) continue;  // silent this tick
-        mixer_.put(member.participant, member.to_mix.convert(leg->received_audio(), leg->received_rate()));
+        mixer_.put(participant, member.to_mix.convert(leg->received_audio(), leg->received_rate()));
     }
     mixer_.mix();
-    for (auto& [codec, shared] : shared_encoders_) shared.encoded = false;
+    for (auto& [codec, shared] : shared_encoders_) shared.payload = nullptr;
     for (const std::uint32_t p : mixer_.shared()) {
-        Leg* leg = worker.find_leg(leg_of(p));
+        const auto member = members_.find(p);
+        Leg* leg = member == members_.end() ? nullptr : worker.find_leg(member->second.leg);
         if (leg == nullptr) continue;
-        if (!stateless(leg->codec().name)) {
+        SharedEncode* shared = member->second.shared;
+        if (shared == nullptr) {
             leg->feed_mix(mixer_.common(), sample_rate_);
             continue;
         }
-        SharedEncode& shared = shared_encoders_[lower_case(leg->codec().name)];
-        if (!shared.encoder) shared.encoder = std::make_unique<SendPath>(leg->codec().name, codec::FmtpParams{});
-        if (!shared.encoded) {
-            shared.payload = shared.encoder->encode(mixer_.common(), sample_rate_);
-            shared.encoded = true;
-        }
-        leg->feed_encoded(shared.payload);
+        if (shared->payload == nullptr) shared->payload = &shared->encoder->encode(mixer_.common(), sample_rate_);
+        leg->feed_encoded(*shared->payload);
     }
     for (const mixer::OwnMix& own : mixer_.own()) {
         if (Leg* leg = worker.find_leg(leg_of(own.participant))) leg->feed_mix(own.pcm, sample_rate_);

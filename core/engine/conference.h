@@ -39,23 +39,28 @@ public:
     void tick(Worker& worker);
 
 private:
-    struct Member {
-        std::uint32_t participant;
-        RateConverter to_mix;  // the leg's audio to the mix's rate
+    struct SharedEncode {
+        std::unique_ptr<SendPath> encoder;
+        const codec::Payload* payload = nullptr;  // this tick's, once encoded
     };
-    std::uint32_t participant(LegId leg) const;
+    struct Member {
+        LegId leg;
+        RateConverter to_mix;  // the leg's audio to the mix's rate
+        SharedEncode* shared;  // its codec's shared encode; null for a stateful codec
+    };
+    // The member of `leg`, or members_.end() if it is not in.
+    std::map<std::uint32_t, Member>::iterator member_of(LegId leg);
+    // The mixer's participant for `leg`; std::invalid_argument if it is not in.
+    std::uint32_t participant(LegId leg);
     LegId leg_of(std::uint32_t participant) const;
 
     ConferenceId id_;
     int sample_rate_;
     mixer::Mixer mixer_;
-    std::map<LegId, Member> members_;
+    // By mixer participant, so the tick finds a listener's leg without a search;
+    // control calls (by leg, on a few members) search instead.
+    std::map<std::uint32_t, Member> members_;
     std::uint32_t next_participant_ = 1;
-    struct SharedEncode {
-        std::unique_ptr<SendPath> encoder;
-        codec::Payload payload;
-        bool encoded = false;  // this tick
-    };
     std::map<std::string, SharedEncode> shared_encoders_;  // by codec (lower case), for stateless ones
 };
 

@@ -5,23 +5,23 @@
 #include <algorithm>
 #include <cctype>
 
+#include "mixer/mixer.h"
+
 namespace callbox::engine {
 
 namespace {
 
-// Mean square below which a decoded frame counts as quiet (-40 dBFS, as the
-// mixer's talker detection): time-stretching it is not heard.
-constexpr std::int64_t kLowEnergy = 107374;
 // A digit whose packets stop without an end packet ends after this long.
 constexpr std::int64_t kDigitSilenceMs = 1000;
 // Decoder calls per tick at most: each adds at least one codec frame.
 constexpr int kMaxDecodesPerTick = 4;
 
+// A decoded frame below the mixer's talker threshold is quiet: time-stretching it is not heard.
 bool quiet(std::span<const std::int16_t> pcm) {
     if (pcm.empty()) return true;
     std::int64_t energy = 0;
     for (const std::int16_t s : pcm) energy += static_cast<std::int64_t>(s) * s;
-    return energy / static_cast<std::int64_t>(pcm.size()) < kLowEnergy;
+    return energy / static_cast<std::int64_t>(pcm.size()) < mixer::kTalkThreshold;
 }
 
 }  // namespace
@@ -38,16 +38,23 @@ std::span<const std::int16_t> RateConverter::convert(std::span<const std::int16_
     return out_;
 }
 
+ReceivePath::Framing ReceivePath::framing_of(const std::string& codec) {
+    const std::string name = lower_case(codec);
+    if (name == "g729") return Framing::g729;
+    if (name == "opus") return Framing::opus;
+    return Framing::octet_per_sample;
+}
+
 ReceivePath::ReceivePath(const std::string& codec, const codec::FmtpParams& fmtp, std::uint32_t clock_rate)
-    : codec_(lower_case(codec)), decoder_(codec::make_decoder(codec, fmtp)), buffer_(jitter::Settings{clock_rate}) {}
+    : framing_(framing_of(codec)), decoder_(codec::make_decoder(codec, fmtp)), buffer_(jitter::Settings{clock_rate}) {}
 
 std::uint32_t ReceivePath::duration_of(std::span<const std::uint8_t> payload) const {
     const auto octets = static_cast<std::uint32_t>(payload.size());
-    if (codec_ == "g729") {
+    if (framing_ == Framing::g729) {
         // 10 octets per 10 ms frame; a 2-octet annex B SID stands for one frame.
         return 80 * std::max<std::uint32_t>(1, (octets + 9) / 10);
     }
-    if (codec_ == "opus") {
+    if (framing_ == Framing::opus) {
         const int samples = opus_packet_get_nb_samples(payload.data(), static_cast<opus_int32>(payload.size()), 48000);
         return samples > 0 ? static_cast<std::uint32_t>(samples) : decoder_->info().frame_timestamp_increment();
     }

@@ -27,7 +27,8 @@ std::string lower_case(std::string name);
 constexpr std::size_t frame_samples(int sample_rate) { return static_cast<std::size_t>(sample_rate / 1000 * kFrameMs); }
 
 // Converts 20 ms frames from whatever rate they come at to one output rate,
-// keeping a resampler per input rate so a continuous stream joins smoothly.
+// keeping its resampler while the input rate stays, so a continuous stream
+// joins smoothly (a new input rate starts a new one).
 class RateConverter {
 public:
     explicit RateConverter(int out_rate) : out_rate_(out_rate) {}
@@ -65,7 +66,12 @@ private:
     void conceal(std::span<const std::uint8_t> next);
     void append(const codec::Pcm& pcm);
 
-    std::string codec_;
+    // How a payload's length maps to its duration, decided once per codec
+    // rather than by name on every packet.
+    enum class Framing { g729, opus, octet_per_sample };
+    static Framing framing_of(const std::string& codec);
+
+    Framing framing_;
     std::unique_ptr<codec::Decoder> decoder_;
     jitter::JitterBuffer buffer_;
     jitter::Output out_;

@@ -17,9 +17,13 @@ inline constexpr std::int32_t kUnityGainQ12 = 4096;
 inline constexpr std::int32_t kMaxGainQ12 = 40960;
 inline constexpr std::size_t kMaxParticipants = 1024;
 
+// Mean square of a talking frame (-40 dBFS): the default talker threshold,
+// and the level below which the engine's jitter buffer counts audio as quiet.
+inline constexpr std::int64_t kTalkThreshold = 107374;
+
 struct Config {
-    std::uint32_t sample_rate = 8000;       // 8000, 16000, 32000 or 48000
-    std::int64_t talk_threshold = 107374;   // mean square of a talking frame (-40 dBFS)
+    std::uint32_t sample_rate = 8000;             // 8000, 16000, 32000 or 48000
+    std::int64_t talk_threshold = kTalkThreshold;  // mean square of a talking frame
     std::uint32_t hangover_frames = 15;     // quiet frames before "stopped talking"
 };
 
