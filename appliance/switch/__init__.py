@@ -20,18 +20,19 @@ from appliance.switch.service import Switch
 
 log = logging.getLogger(__name__)
 
-TRUNK_RELOAD_S = 10.0
-"""How often the switch re-reads the trunks, so a ``config import`` takes effect while it runs."""
+CONFIG_RELOAD_S = 10.0
+"""How often the switch re-reads its configuration, so a ``config import`` takes effect while
+it runs."""
 
 
-async def _reload_trunks(switch: Switch) -> None:
+async def _reload_config(switch: Switch) -> None:
     while True:
-        await asyncio.sleep(TRUNK_RELOAD_S)
+        await asyncio.sleep(CONFIG_RELOAD_S)
         try:
-            await switch.load_trunks()
+            await switch.load_config()
         except StoreError as error:
-            # The live trunks stay as they are; the next reload tries again.
-            log.error("cannot re-read the trunks: %s", error)
+            # The live configuration stays as it is; the next reload tries again.
+            log.error("cannot re-read the configuration: %s", error)
 
 
 async def _generate_prompts(settings: Settings) -> None:
@@ -86,8 +87,8 @@ async def serve(settings: Settings) -> None:
             tls=switch.tls_context(),
             tls_port=settings.sip.tls_port,
         )
-        await switch.load_trunks()
-        reloading.append(asyncio.create_task(_reload_trunks(switch)))
+        await switch.load_config()
+        reloading.append(asyncio.create_task(_reload_config(switch)))
         await runner.setup()
         site = web.UnixSite(runner, str(socket_path))
         await site.start()
@@ -101,6 +102,7 @@ async def serve(settings: Settings) -> None:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await switch.calls.close()
+        await switch.callcenter.close()
         await switch.sip.close()
         switch.stop_media()
         await runner.cleanup()

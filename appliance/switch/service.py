@@ -27,6 +27,7 @@ from appliance.sip.trunk import Trunks
 from appliance.sip.ua import SipStack
 from appliance.store import Store, Txn
 from appliance.store.keys import name_key
+from appliance.switch.callcenter import CallCenter
 from appliance.switch.calls import CallControl, CallLimits
 
 
@@ -55,6 +56,7 @@ class Switch:
             trunks=self.trunks,
             sessions=self.sessions,
         )
+        self.callcenter = CallCenter(settings, store)
         self.engine: core.Engine | None = None
         self.media_events: MediaEvents | None = None
         self.calls = CallControl(
@@ -75,6 +77,11 @@ class Switch:
     async def load_trunks(self) -> None:
         """Apply the configured trunks (new ones start, removed or changed ones stop)."""
         self.trunks.configure(await self.store.read(lambda txn: list(txn.scan(Trunk))))
+
+    async def load_config(self) -> None:
+        """Apply the configuration in the store: trunks, then numbers, flows, queues and agents."""
+        await self.load_trunks()
+        await self.callcenter.load()
 
     def tls_context(self) -> ssl.SSLContext | None:
         """The TLS listener's server context, or None when no certificate is configured."""
@@ -127,7 +134,8 @@ class Switch:
         def configured(txn: Txn) -> tuple[list[Agent], list[Queue], dict[str, int]]:
             return list(txn.scan(Agent)), list(txn.scan(Queue)), txn.counts()
 
-        agents, queues, counts = await self.store.read(configured)
+        _, _, counts = await self.store.read(configured)
+        acd = self.callcenter.acd
         return {
             "version": __version__,
             "pid": os.getpid(),
@@ -150,11 +158,21 @@ class Switch:
             "banned": self.guard.bans(),
             "calls": await self.calls.status(),
             "agents": [
-                {"number": a.number, "name": a.name, "group": a.group, "state": "logged_out"}
-                for a in agents
+                {
+                    "number": a.agent.number,
+                    "name": a.agent.name,
+                    "group": a.agent.group,
+                    "state": a.state.value,
+                }
+                for a in acd.agents()
             ],
             "queues": [
-                {"name": q.name, "skill": q.skill, "strategy": q.strategy.value, "waiting": 0}
-                for q in queues
+                {
+                    "name": q.name,
+                    "skill": q.skill,
+                    "strategy": q.strategy.value,
+                    "waiting": len(acd.waiting(q.name)),
+                }
+                for q in self.callcenter.config.queues
             ],
         }

@@ -1,0 +1,78 @@
+"""The switch's call center: one ACD, IVR service and call log, configured from the store.
+
+They run on the switch's loop on the real clock (``LoopClock``). Every ACD
+event (agent state changes, queue events) goes to the call log, which
+keeps the queue events, and to ``events``, which the control API streams.
+``load`` re-reads numbers, flows, schedules, queues and agents; agents keep
+their live state and calls in progress keep the flow and queue settings
+they started with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from appliance.acd.service import Acd, AcdEvent
+from appliance.calllog.service import CallLog
+from appliance.calls.clock import Clock, LoopClock
+from appliance.config.records import Agent, InboundNumber, IvrFlow, Queue, Schedule
+from appliance.events import Listeners
+from appliance.ivr.service import IvrService
+from appliance.settings import Settings
+from appliance.store import Store, Txn
+
+
+@dataclass(frozen=True)
+class CallCenterConfig:
+    """The records the call center runs on, read in one transaction."""
+
+    numbers: list[InboundNumber] = field(default_factory=list)
+    flows: list[IvrFlow] = field(default_factory=list)
+    schedules: list[Schedule] = field(default_factory=list)
+    queues: list[Queue] = field(default_factory=list)
+    agents: list[Agent] = field(default_factory=list)
+
+
+def read_config(txn: Txn) -> CallCenterConfig:
+    """Every record the call center needs, from one read transaction."""
+    return CallCenterConfig(
+        numbers=list(txn.scan(InboundNumber)),
+        flows=list(txn.scan(IvrFlow)),
+        schedules=list(txn.scan(Schedule)),
+        queues=list(txn.scan(Queue)),
+        agents=list(txn.scan(Agent)),
+    )
+
+
+class CallCenter:
+    """ACD, IVR and call log of a running switch (create it on the running loop)."""
+
+    def __init__(self, settings: Settings, store: Store, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.clock = clock or LoopClock()
+        self.call_log = CallLog(store)
+        self.acd = Acd(self.clock, (), (), recordings=settings.data_path / "recordings")
+        self.ivr = IvrService(self.clock, self.acd, self.call_log)
+        self.events: Listeners[AcdEvent] = Listeners()
+        self.acd.events.add(self.call_log.note)
+        self.acd.events.add(self.events.emit)
+        self.config = CallCenterConfig()
+
+    async def load(self) -> None:
+        """Apply the configuration in the store now."""
+        self.apply(await self.store.read(read_config))
+
+    def apply(self, config: CallCenterConfig) -> None:
+        """Configure the IVR and the ACD from ``config``."""
+        self.config = config
+        self.ivr.configure(config.numbers, config.flows, config.schedules)
+        self.acd.configure(config.queues, config.agents)
+
+    def number_known(self, dialled: str) -> bool:
+        """Whether ``dialled`` is a configured inbound number (call control answers 404 if not)."""
+        return any(number.number == dialled for number in self.config.numbers)
+
+    async def close(self) -> None:
+        """Write out what the call log still holds (the switch is stopping)."""
+        await self.call_log.flush()
