@@ -11,6 +11,7 @@ they started with.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from appliance.acd.service import Acd, AcdEvent
 from appliance.calllog.service import CallLog
@@ -20,6 +21,35 @@ from appliance.events import Listeners
 from appliance.ivr.service import IvrService
 from appliance.settings import Settings
 from appliance.store import Store, Txn
+
+
+class CallEventKind(StrEnum):
+    """What happened to a live call."""
+
+    STARTED = "started"
+    """An inbound call arrived for a configured number."""
+    ANSWERED = "answered"
+    """The switch answered it (IVR)."""
+    QUEUED = "queued"
+    """It entered a queue (``detail["queue"]``)."""
+    CONNECTED = "connected"
+    """An agent answered it (``detail["agent"]``, ``detail["extension"]``)."""
+    ENDED = "ended"
+    """It ended (``detail["side"]``, ``detail["cause"]``)."""
+
+
+@dataclass(frozen=True)
+class CallEvent:
+    """A change of a live call, for the control API's event stream."""
+
+    call_id: str
+    kind: CallEventKind
+    at: float
+    """When, in seconds since the epoch."""
+    detail: dict[str, str] = field(default_factory=dict)
+
+
+CallCenterEvent = AcdEvent | CallEvent
 
 
 @dataclass(frozen=True)
@@ -54,7 +84,7 @@ class CallCenter:
         self.call_log = CallLog(store)
         self.acd = Acd(self.clock, (), (), recordings=settings.data_path / "recordings")
         self.ivr = IvrService(self.clock, self.acd, self.call_log)
-        self.events: Listeners[AcdEvent] = Listeners()
+        self.events: Listeners[CallCenterEvent] = Listeners()
         self.acd.events.add(self.call_log.note)
         self.acd.events.add(self.events.emit)
         self.config = CallCenterConfig()
