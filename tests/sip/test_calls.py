@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 import core
-from tests.sip.net import free_port
+from tests.sip.net import Certificate, free_port
 from tests.sip.test_switch import RunningSwitch, callbox_status, password_of, running_switch
 
 SCENARIOS = Path(__file__).parent / "sipp"
@@ -184,11 +184,20 @@ class Baresip:
     """A baresip phone registered as an extension, answering calls by itself."""
 
     def __init__(
-        self, switch: RunningSwitch, number: str, home: Path, tone_hz: int, transport: str
+        self,
+        switch: RunningSwitch,
+        number: str,
+        home: Path,
+        tone_hz: int,
+        transport: str,
+        *,
+        ca_file: Path | None = None,
+        port: int | None = None,
     ) -> None:
         home.mkdir()
         (home / "config").write_text(
-            f"poll_method\tepoll\nsip_listen\t127.0.0.1:{free_port()}\n"
+            (f"sip_cafile\t{ca_file}\n" if ca_file is not None else "")
+            + f"poll_method\tepoll\nsip_listen\t127.0.0.1:{free_port()}\n"
             "module_path\t/usr/lib/baresip/modules\n"
             "module\tg711.so\nmodule\tausine.so\nmodule\taubridge.so\n"
             "module_app\taccount.so\nmodule_app\tmenu.so\n"
@@ -197,7 +206,7 @@ class Baresip:
             "ausrc_srate\t48000\nausrc_channels\t2\n"
         )
         (home / "accounts").write_text(
-            f"<sip:{number}@127.0.0.1:{switch.port};transport={transport}>"
+            f"<sip:{number}@127.0.0.1:{port or switch.port};transport={transport}>"
             f";auth_pass={password_of(number)};regint=600;answermode=auto\n"
         )
         self.home = home
@@ -234,17 +243,14 @@ def wait_for_status(switch: RunningSwitch, pattern: str, seconds: float = 30) ->
         time.sleep(0.3)
 
 
-@pytest.mark.parametrize("transport", ["udp", "tcp"])
-def test_two_baresip_phones_call_each_other_with_rtp_both_ways_through_the_engine(
-    switch: RunningSwitch, tmp_path: Path, transport: str
+def call_between_baresip_phones(
+    switch: RunningSwitch, callee: Baresip, caller: Baresip, transport: str, port: int
 ) -> None:
-    # Over TCP the INVITE reaches the callee down the connection it registered on.
-    callee = Baresip(switch, CALLEE, tmp_path / "callee", 440, transport)
-    caller = Baresip(switch, CALLER, tmp_path / "caller", 880, transport)
+    """The caller dials the callee; both legs carry RTP both ways; both hang up."""
     callee.start()
     try:
         wait_for_status(switch, rf"^extension     {CALLEE}: .* from {transport} ")
-        caller.start(f"/dial sip:{CALLEE}@127.0.0.1:{switch.port};transport={transport}")
+        caller.start(f"/dial sip:{CALLEE}@127.0.0.1:{port};transport={transport}")
         # Both legs have carried 100 packets (2 s of 20 ms frames) each way at least.
         line = r"^call          \d+: 1001 -> 1002 answered \(PCMA, .*"
         legs = r"caller PCMA port \d+ rx \d{3,} tx \d{3,}, callee PCMA port \d+ rx \d{3,} tx \d{3,}"
@@ -254,6 +260,36 @@ def test_two_baresip_phones_call_each_other_with_rtp_both_ways_through_the_engin
         callee.stop()
     wait_for_status(switch, r"^calls         0 live")
     assert f"Call established: sip:{CALLEE}@" in caller_out, caller_out[-2000:]
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_two_baresip_phones_call_each_other_with_rtp_both_ways_through_the_engine(
+    switch: RunningSwitch, tmp_path: Path, transport: str
+) -> None:
+    # Over TCP the INVITE reaches the callee down the connection it registered on.
+    callee = Baresip(switch, CALLEE, tmp_path / "callee", 440, transport)
+    caller = Baresip(switch, CALLER, tmp_path / "caller", 880, transport)
+    call_between_baresip_phones(switch, callee, caller, transport, switch.port)
+
+
+def test_two_baresip_phones_call_each_other_over_tls(
+    tmp_path: Path, certificate: Certificate
+) -> None:
+    tls_port = free_port()
+    with running_switch(
+        tmp_path,
+        ("1001", "1002"),
+        CALLBOX_SIP_TLS_PORT=str(tls_port),
+        CALLBOX_SIP_TLS_CERTIFICATE=str(certificate.cert),
+        CALLBOX_SIP_TLS_KEY=str(certificate.key),
+    ) as switch:
+        # Each phone checks the switch's certificate (its subjectAltName is 127.0.0.1).
+        callee, caller = (
+            Baresip(switch, number, tmp_path / number, hz, "tls", ca_file=certificate.cert,
+                    port=tls_port)
+            for number, hz in ((CALLEE, 440), (CALLER, 880))
+        )  # fmt: skip
+        call_between_baresip_phones(switch, callee, caller, "tls", tls_port)
 
 
 @pytest.mark.parametrize("attempt", range(3))
