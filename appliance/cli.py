@@ -7,6 +7,7 @@ import asyncio
 import json
 import sys
 import time
+import unicodedata
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -113,25 +114,91 @@ def format_status(status: dict[str, Any]) -> str:
     lines.extend(_trunk_line(trunk) for trunk in status.get("trunks", []))
     for source, seconds in status["banned"].items():
         lines.append(f"banned        {source} for {seconds} s more")
-    lines.append(f"calls         {len(status['calls'])} live")
-    for call in status["calls"]:
-        legs = ", ".join(
-            f"{side} {leg['codec']} port {leg['port']} rx {leg['received']} tx {leg['sent']}"
-            for side, leg in call["legs"].items()
+    calls = status["calls"]
+    lines.append(f"calls         {len(calls)} live")
+    lines.extend(
+        _table(
+            ("id", "from", "to", "state", "codec", "time", "held", "legs"),
+            [
+                (
+                    c["id"], c["from"], c["to"], c["state"], c["codec"], f"{c['seconds']} s",
+                    "held" if c["held"] else "", _legs(c["legs"]),
+                )
+                for c in calls
+            ],
         )
-        lines.append(
-            f"call          {call['id']}: {call['from']} -> {call['to']} {call['state']}"
-            f" ({call['codec']}, {call['seconds']} s{', held' if call['held'] else ''}) {legs}"
-        )
+    )  # fmt: skip
     agents = status["agents"]
     logged_in = sum(1 for a in agents if a["state"] != "logged_out")
     lines.append(f"agents        {len(agents)} configured, {logged_in} logged in")
-    for queue in status["queues"]:
-        lines.append(
-            f"queue         {queue['name']}: {queue['waiting']} waiting "
-            f"({queue['strategy']}, skill {queue['skill']})"
+    now = time.time()
+    lines.extend(
+        _table(
+            ("agent", "name", "extension", "state", "reason", "since", "call"),
+            [
+                (
+                    a["number"], a["name"], a["extension"], a["state"], a["reason"],
+                    _since(a["since"], now), a["call_id"],
+                )
+                for a in agents
+            ],
         )
+    )  # fmt: skip
+    queues = status["queues"]
+    lines.append(f"queues        {len(queues)} configured")
+    lines.extend(
+        _table(
+            ("queue", "skill", "strategy", "waiting", "longest wait", "agents ready",
+             "answered", "abandoned", "timed out"),
+            [
+                (
+                    q["name"], q["skill"], q["strategy"], q["waiting"],
+                    None if q["longest_wait_s"] is None else f"{q['longest_wait_s']} s",
+                    f"{len(q['agents']['ready'])} of {sum(map(len, q['agents'].values()))}",
+                    q["counts"]["answered"], q["counts"]["abandoned"], q["counts"]["timed_out"],
+                )
+                for q in queues
+            ],
+        )
+    )  # fmt: skip
     return "\n".join(lines)
+
+
+def _width(text: str) -> int:
+    """Columns ``text`` takes in a terminal: CJK characters take two."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _table(headings: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
+    """Rows under their headings, in aligned columns indented by two ("-" for no value)."""
+    if not rows:
+        return []
+    cells = [list(headings)] + [["-" if v is None or v == "" else str(v) for v in r] for r in rows]
+    widths = [max(_width(row[i]) for row in cells) for i in range(len(headings))]
+    return [
+        "  "
+        + "  ".join(
+            cell + " " * (width - _width(cell)) for cell, width in zip(row, widths, strict=True)
+        ).rstrip()
+        for row in cells
+    ]
+
+
+def _legs(legs: dict[str, dict[str, Any]]) -> str:
+    return ", ".join(
+        f"{side} {leg['codec']} port {leg['port']} rx {leg['received']} tx {leg['sent']}"
+        for side, leg in legs.items()
+    )
+
+
+def _since(since: float | None, now: float) -> str | None:
+    """When, and how long ago: "18:02:11 (4m05s)"."""
+    if since is None:
+        return None
+    minutes, seconds = divmod(max(0, int(now - since)), 60)
+    hours, minutes = divmod(minutes, 60)
+    ago = f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
+    return f"{time.strftime('%H:%M:%S', time.localtime(since))} ({ago})"
 
 
 def _trunk_line(trunk: dict[str, Any]) -> str:
@@ -165,6 +232,29 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"Callbox is not running: {exc}", file=sys.stderr)
         return EXIT_NOT_RUNNING
     print(json.dumps(status, indent=2) if args.json else format_status(status))
+    return EXIT_OK
+
+
+AGENT_ACTIONS = {"login": "login", "logout": "logout", "ready": "ready", "notready": "not_ready"}
+"""``callbox agent`` actions and the control API routes they take."""
+
+
+def cmd_agent(args: argparse.Namespace) -> int:
+    from appliance.webadmin.switch_client import SwitchRefused, SwitchUnavailable, request_switch
+
+    settings = _settings(args)
+    path = f"/v1/agents/{args.number}/{AGENT_ACTIONS[args.action]}"
+    body = None if args.reason is None else {"reason": args.reason}
+    try:
+        agent = asyncio.run(request_switch(settings.control_socket, "POST", path, body))
+    except SwitchUnavailable as exc:
+        print(f"Callbox is not running: {exc}", file=sys.stderr)
+        return EXIT_NOT_RUNNING
+    except SwitchRefused as exc:
+        print(f"callbox agent {args.action}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    reason = f" ({agent['reason']})" if agent["reason"] else ""
+    print(f"agent {agent['number']} {agent['name']}: {agent['state']}{reason}")
     return EXIT_OK
 
 
@@ -277,6 +367,10 @@ def build_parser() -> argparse.ArgumentParser:
         "status", cmd_status, "show the running appliance: listeners, calls, agents, queues"
     )
     status.add_argument("--json", action="store_true", help="print the raw status as JSON")
+    agent = add("agent", cmd_agent, "log an agent in or out, or make them ready or not ready")
+    agent.add_argument("action", choices=list(AGENT_ACTIONS))
+    agent.add_argument("number", help="the agent's number")
+    agent.add_argument("--reason", help="why the agent is not ready (notready needs one)")
     config = add("config", lambda a: EXIT_USAGE, "export or import the call-center configuration")
     config_commands = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
     export = config_commands.add_parser(

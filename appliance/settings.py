@@ -128,6 +128,22 @@ class WebSettings:
 
 
 @dataclass(frozen=True)
+class ControlSettings:
+    """The switch's control API: always on its unix socket, on loopback TCP only if asked.
+
+    The API has no authentication of its own (the socket's file mode decides
+    who may use it), so the switch refuses to start with a ``tcp_host`` that
+    is not a loopback address.
+    """
+
+    tcp_host: Host = "127.0.0.1"
+    tcp_port: Annotated[int, Range(0, 65535)] = 0
+    """Also serve the control API on ``tcp_host``:``tcp_port``, for development; 0: off."""
+    event_backlog: Annotated[int, Range(1, 1_000_000)] = 1000
+    """Events a WebSocket client may fall behind by before the switch drops it."""
+
+
+@dataclass(frozen=True)
 class RtpSettings:
     """The UDP port range for call media (RTP on even ports, RTCP on the next odd one)."""
 
@@ -178,6 +194,7 @@ class Settings:
     sip: SipSettings = field(default_factory=SipSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)
     web: WebSettings = field(default_factory=WebSettings)
+    control: ControlSettings = field(default_factory=ControlSettings)
     rtp: RtpSettings = field(default_factory=RtpSettings)
     media: MediaSettings = field(default_factory=MediaSettings)
     store: StoreSettings = field(default_factory=StoreSettings)

@@ -221,7 +221,11 @@ class Acd:
 
     def waiting(self, queue: str) -> list[str]:
         """Ids of the calls waiting in ``queue``, longest waiting first."""
-        return [w.call.id for w in self._waiting if w.queue.name == queue]
+        return [call_id for call_id, _ in self.waiting_since(queue)]
+
+    def waiting_since(self, queue: str) -> list[tuple[str, float]]:
+        """The calls waiting in ``queue`` with when each entered it, longest waiting first."""
+        return [(w.call.id, w.entered) for w in self._waiting if w.queue.name == queue]
 
     async def enqueue(self, call: Call, queue_name: str, journal: CallJournal) -> QueueResult:
         """Queue ``call`` until an agent took it, the caller hung up, or it waited too long."""

@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import ipaddress
 import logging
 import os
+import socket
 
 from aiohttp import web
 
 from appliance.config import open_store
 from appliance.ivr.prompts import PromptGenerationError, ensure_prompts
-from appliance.service import claim_unix_socket, run_until_signalled
+from appliance.service import StartupError, claim_unix_socket, run_until_signalled
 from appliance.settings import Settings
 from appliance.store import StoreError
 from appliance.switch.control import control_app
@@ -68,6 +70,37 @@ def tune_garbage_collector() -> None:
     gc.freeze()
 
 
+async def check_loopback(host: str) -> None:
+    """Refuse a control API host that is not loopback: the API has no authentication."""
+    loop = asyncio.get_running_loop()
+    try:
+        found = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise StartupError(f"cannot resolve control tcp_host {host!r}: {exc}") from None
+    outside = sorted({str(a[4][0]) for a in found if not ipaddress.ip_address(a[4][0]).is_loopback})
+    if outside:
+        raise StartupError(
+            f"control tcp_host {host!r} is not a loopback address ({', '.join(outside)}): "
+            "the control API has no authentication, so it listens on TCP only on "
+            "127.0.0.1 or ::1; set [control] tcp_host or CALLBOX_CONTROL_TCP_HOST"
+        )
+
+
+async def _serve_tcp(runner: web.AppRunner, settings: Settings) -> None:
+    """Also serve the control API on loopback TCP (development), if a port is set."""
+    control = settings.control
+    if not control.tcp_port:
+        return
+    await check_loopback(control.tcp_host)
+    try:
+        await web.TCPSite(runner, control.tcp_host, control.tcp_port).start()
+    except OSError as exc:
+        raise StartupError(
+            f"cannot listen on {control.tcp_host}:{control.tcp_port} for the control API: "
+            f"{exc.strerror}; set [control] tcp_port or CALLBOX_CONTROL_TCP_PORT"
+        ) from None
+
+
 async def serve(settings: Settings) -> None:
     """Run the switch until SIGINT or SIGTERM."""
     socket_path = settings.control_socket
@@ -90,11 +123,15 @@ async def serve(settings: Settings) -> None:
         await switch.load_config()
         reloading.append(asyncio.create_task(_reload_config(switch)))
         await runner.setup()
+        # TCP before the socket, which clients take as the sign that all is up.
+        await _serve_tcp(runner, settings)
         site = web.UnixSite(runner, str(socket_path))
         await site.start()
         os.chmod(socket_path, 0o660)
         tune_garbage_collector()
-        return f"control API on unix:{socket_path}, SIP on {switch.sip.where()}"
+        listeners = switch.listeners().items()
+        control = " and ".join(v for k, v in listeners if k.startswith("control") and v)
+        return f"control API on {control}, SIP on {switch.sip.where()}"
 
     async def stop() -> None:
         for task in reloading:

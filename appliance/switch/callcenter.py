@@ -5,15 +5,20 @@ event (agent state changes, queue events) goes to the call log, which
 keeps the queue events, and to ``events``, which the control API streams.
 ``load`` re-reads numbers, flows, schedules, queues and agents; agents keep
 their live state and calls in progress keep the flow and queue settings
-they started with.
+they started with. ``agents_status`` and ``queues_status`` are what the
+control API and ``callbox status`` show of them.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
+from appliance.acd.agents import AgentState, AgentStatus
 from appliance.acd.service import Acd, AcdEvent
+from appliance.calllog.records import QueueEvent, QueueEventKind
 from appliance.calllog.service import CallLog
 from appliance.calls.clock import Clock, LoopClock
 from appliance.config.records import Agent, InboundNumber, IvrFlow, Queue, Schedule
@@ -74,6 +79,38 @@ def read_config(txn: Txn) -> CallCenterConfig:
     )
 
 
+class QueueCounts:
+    """How many of each queue event every queue has had since the switch started."""
+
+    def __init__(self) -> None:
+        self._counts: dict[str, Counter[QueueEventKind]] = {}
+
+    def note(self, event: AcdEvent) -> None:
+        """Count ``event`` if it is a queue event (an ``Acd.events`` listener)."""
+        if isinstance(event, QueueEvent):
+            self._counts.setdefault(event.queue, Counter())[event.kind] += 1
+
+    def of(self, queue: str) -> dict[str, int]:
+        """Every kind of queue event with its count for ``queue`` (zero included)."""
+        counts = self._counts.get(queue, Counter())
+        return {kind.value: counts[kind] for kind in QueueEventKind}
+
+
+def agent_status(status: AgentStatus) -> dict[str, Any]:
+    """One agent as the control API shows it."""
+    agent = status.agent
+    return {
+        "number": agent.number,
+        "name": agent.name,
+        "group": agent.group,
+        "extension": agent.extension,
+        "state": status.state.value,
+        "reason": status.reason,
+        "since": status.since or None,
+        "call_id": status.call_id,
+    }
+
+
 class CallCenter:
     """ACD, IVR and call log of a running switch (create it on the running loop)."""
 
@@ -87,6 +124,8 @@ class CallCenter:
         self.events: Listeners[CallCenterEvent] = Listeners()
         self.acd.events.add(self.call_log.note)
         self.acd.events.add(self.events.emit)
+        self.queue_counts = QueueCounts()
+        self.acd.events.add(self.queue_counts.note)
         self.config = CallCenterConfig()
 
     async def load(self) -> None:
@@ -102,6 +141,40 @@ class CallCenter:
     def number_known(self, dialled: str) -> bool:
         """Whether ``dialled`` is a configured inbound number (call control answers 404 if not)."""
         return any(number.number == dialled for number in self.config.numbers)
+
+    def agents_status(self) -> list[dict[str, Any]]:
+        """Every agent's live state, by number."""
+        return [agent_status(status) for status in self.acd.agents()]
+
+    def queues_status(self) -> list[dict[str, Any]]:
+        """Every configured queue's live state, in configuration order."""
+        return [self.queue_status(queue.name) for queue in self.config.queues]
+
+    def queue_status(self, name: str) -> dict[str, Any]:
+        """Queue ``name``: its calls waiting, its member agents by state, its counts since start.
+
+        Raises ``AcdError`` for a queue that is not configured.
+        """
+        queue = self.acd.queue(name)
+        now = self.clock.time()
+        waits = [
+            {"call_id": call_id, "wait_s": round(now - entered, 1)}
+            for call_id, entered in self.acd.waiting_since(name)
+        ]
+        members: dict[str, list[str]] = {state.value: [] for state in AgentState}
+        for status in self.acd.agents():
+            if status.skill_level(queue.skill) is not None:
+                members[status.state.value].append(status.number)
+        return {
+            "name": queue.name,
+            "skill": queue.skill,
+            "strategy": queue.strategy.value,
+            "waiting": len(waits),
+            "longest_wait_s": waits[0]["wait_s"] if waits else None,
+            "calls": waits,
+            "agents": members,
+            "counts": self.queue_counts.of(queue.name),
+        }
 
     async def close(self) -> None:
         """Write out what the call log still holds (the switch is stopping)."""

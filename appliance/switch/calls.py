@@ -679,6 +679,19 @@ class CallControl:
             with contextlib.suppress(RuntimeError):
                 await self._media(leg.close)
 
+    def hang_up(self, call_id: str, cause: Cause = Cause.NORMAL_CLEARING) -> bool:
+        """Hang up every party of live call ``call_id`` with ``cause``; False if there is none.
+
+        A ringing caller is refused with the cause's status (RFC 3398), a
+        ringing phone is cancelled and an answered party gets a BYE; the
+        Reason header carries the cause either way.
+        """
+        call = self.calls.get(call_id)
+        if call is None:
+            return False
+        self._hangup_all(call, cause)
+        return True
+
 
 def _identity(session: Session) -> Address:
     """Who the party of ``session`` is, for the From of a call placed for it."""

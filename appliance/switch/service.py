@@ -15,7 +15,7 @@ from typing import Any
 
 import core
 from appliance import __version__
-from appliance.config.records import Agent, Extension, Queue, Trunk
+from appliance.config.records import Extension, Trunk
 from appliance.media import MediaEvents
 from appliance.service import StartupError
 from appliance.settings import Settings
@@ -25,7 +25,7 @@ from appliance.sip.session import SessionManager
 from appliance.sip.transport import TransportLimits
 from appliance.sip.trunk import Trunks
 from appliance.sip.ua import SipStack
-from appliance.store import Store, Txn
+from appliance.store import Store
 from appliance.store.keys import name_key
 from appliance.switch.callcenter import CallCenter
 from appliance.switch.calls import CallControl, CallLimits
@@ -123,19 +123,16 @@ class Switch:
 
     def listeners(self) -> dict[str, str | None]:
         """What this process listens on; None for a service not built yet."""
-        return {
-            "control": f"unix:{self.settings.control_socket}",
-            "sip": self.sip.where(),
-        }
+        control = self.settings.control
+        listeners = {"control": f"unix:{self.settings.control_socket}"}
+        if control.tcp_port:
+            listeners["control_tcp"] = f"http://{control.tcp_host}:{control.tcp_port}"
+        return {**listeners, "sip": self.sip.where()}
 
     async def status(self) -> dict[str, Any]:
         """A snapshot for ``callbox status`` and the web UI."""
 
-        def configured(txn: Txn) -> tuple[list[Agent], list[Queue], dict[str, int]]:
-            return list(txn.scan(Agent)), list(txn.scan(Queue)), txn.counts()
-
-        _, _, counts = await self.store.read(configured)
-        acd = self.callcenter.acd
+        counts = await self.store.read(lambda txn: txn.counts())
         return {
             "version": __version__,
             "pid": os.getpid(),
@@ -157,22 +154,6 @@ class Switch:
             "trunks": self.trunks.status(),
             "banned": self.guard.bans(),
             "calls": await self.calls.status(),
-            "agents": [
-                {
-                    "number": a.agent.number,
-                    "name": a.agent.name,
-                    "group": a.agent.group,
-                    "state": a.state.value,
-                }
-                for a in acd.agents()
-            ],
-            "queues": [
-                {
-                    "name": q.name,
-                    "skill": q.skill,
-                    "strategy": q.strategy.value,
-                    "waiting": len(acd.waiting(q.name)),
-                }
-                for q in self.callcenter.config.queues
-            ],
+            "agents": self.callcenter.agents_status(),
+            "queues": self.callcenter.queues_status(),
         }

@@ -51,11 +51,12 @@ def switch(tmp_path: Path) -> Iterator[RunningSwitch]:
 
 @contextlib.contextmanager
 def running_switch(
-    tmp_path: Path, extensions: tuple[str, ...] = ("1001",), **settings: str
+    tmp_path: Path, extensions: tuple[str, ...] = ("1001",), records: str = "", **settings: str
 ) -> Iterator[RunningSwitch]:
     """The switch process with ``extensions``, trunk ``gateway`` (127.0.0.3) and ``settings``.
 
-    ``settings`` are ``CALLBOX_*`` variables. Each extension's password is
+    ``settings`` are ``CALLBOX_*`` variables; ``records`` is more of the YAML
+    configuration (queues, agents, ...). Each extension's password is
     ``phone-<number>-secret`` (``password_of``).
     """
     port = free_port()
@@ -74,6 +75,7 @@ def running_switch(
         " options_interval: 0}\n"
         "extensions:\n"
         + "".join(f'  - number: "{n}"\n    password: {password_of(n)}\n' for n in extensions)
+        + records
     )
     import_config(config, env)
     process = subprocess.Popen(
