@@ -239,6 +239,13 @@ AGENT_ACTIONS = {"login": "login", "logout": "logout", "ready": "ready", "notrea
 """``callbox agent`` actions and the control API routes they take."""
 
 
+def _agent_number(text: str) -> str:
+    """An agent number as argparse takes it: digits only, so it is safe in the API's path."""
+    if not text.isascii() or not text.isdigit():
+        raise argparse.ArgumentTypeError(f"an agent number is digits, got {text!r}")
+    return text
+
+
 def cmd_agent(args: argparse.Namespace) -> int:
     from appliance.webadmin.switch_client import SwitchRefused, SwitchUnavailable, request_switch
 
@@ -369,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print the raw status as JSON")
     agent = add("agent", cmd_agent, "log an agent in or out, or make them ready or not ready")
     agent.add_argument("action", choices=list(AGENT_ACTIONS))
-    agent.add_argument("number", help="the agent's number")
+    agent.add_argument("number", type=_agent_number, help="the agent's number (工号)")
     agent.add_argument("--reason", help="why the agent is not ready (notready needs one)")
     config = add("config", lambda a: EXIT_USAGE, "export or import the call-center configuration")
     config_commands = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)

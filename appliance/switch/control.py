@@ -278,6 +278,8 @@ async def _send_events(ws: web.WebSocketResponse, feed: EventFeed) -> None:
 async def stream_events(request: web.Request) -> web.WebSocketResponse:
     """GET /v1/events (WebSocket): every call, agent and queue event from now on, as JSON text."""
     ws = web.WebSocketResponse(heartbeat=30.0)
+    if not ws.can_prepare(request).ok:
+        raise ApiError(400, "/v1/events is a WebSocket: ask for an upgrade (Upgrade: websocket)")
     await ws.prepare(request)
     switch = _switch(request)
     feed = EventFeed(switch.settings.control.event_backlog)

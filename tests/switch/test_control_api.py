@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -186,6 +187,11 @@ async def test_unknown_agent_call_queue_and_route_answer_404_in_json(api: Api) -
     assert await api.request("GET", "/v1/nothing") == (404, {"error": "no route GET /v1/nothing"})
     status, body = await api.request("DELETE", "/v1/agents")
     assert (status, body) == (405, {"error": "Method Not Allowed"})
+    status, body = await api.request("GET", "/v1/events")
+    assert (status, body["error"]) == (
+        400,
+        "/v1/events is a WebSocket: ask for an upgrade (Upgrade: websocket)",
+    )
 
 
 @pytest.mark.parametrize(
@@ -313,6 +319,18 @@ async def test_a_stream_client_that_stops_reading_is_dropped_with_1008(tmp_path:
             assert (await api.ok("GET", "/v1/agents/2001"))["state"] == "ready"
 
 
+async def test_stopping_the_switch_closes_the_stream_with_1001(tmp_path: Path) -> None:
+    with running_switch(tmp_path, EXTENSIONS, CONFIG) as switch:
+        async with unix_client(switch) as api:
+            ws = await api.events()
+            switch.process.send_signal(signal.SIGINT)
+            message = await ws.receive(timeout=WAIT)
+            assert message.type is aiohttp.WSMsgType.CLOSE
+            assert (message.data, message.extra) == (1001, "the switch is stopping")
+            # The stream did not hold the shutdown up (the switch waits up to 60 s for handlers).
+            await asyncio.to_thread(switch.process.wait, 10)
+
+
 # Loopback TCP
 
 
@@ -372,6 +390,9 @@ def test_callbox_agent_commands_and_status_tables(switch: RunningSwitch) -> None
     missing = callbox(switch.env, "agent", "notready", "2002")
     assert missing.returncode == 1
     assert "reason: required" in missing.stderr
+    bad = callbox(switch.env, "agent", "ready", "../status")
+    assert bad.returncode == 2
+    assert "an agent number is digits, got '../status'" in bad.stderr
     unknown = callbox(switch.env, "agent", "ready", "9999")
     assert (unknown.returncode, unknown.stderr) == (
         1,
