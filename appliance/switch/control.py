@@ -66,22 +66,56 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return web.json_response({"error": message or error.reason}, status=error.status)
 
 
-async def read_body(request: web.Request, fields: frozenset[str]) -> dict[str, Any]:
-    """The request's JSON object (empty if there is no body); refuses fields not in ``fields``."""
-    raw = await request.read()
+def parse_body(raw: bytes, fields: frozenset[str]) -> dict[str, Any]:
+    """A request body as a JSON object (empty for no body), with no field outside ``fields``.
+
+    Raises ``ApiError`` (400) naming what is wrong.
+    """
     if not raw.strip():
         return {}
     try:
         body = json.loads(raw)
     except ValueError as exc:
         raise ApiError(400, f"the body is not JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError(400, "the body is not JSON we take: nested too deeply") from None
     if not isinstance(body, dict):
         raise ApiError(400, "the body must be a JSON object")
     unknown = sorted(set(body) - fields)
     if unknown:
         allowed = ", ".join(sorted(fields)) or "none"
-        raise ApiError(400, f"{unknown[0]}: unknown field (allowed: {allowed})")
+        raise ApiError(400, f"{_shown(unknown[0])}: unknown field (allowed: {allowed})")
     return body
+
+
+def _shown(value: object) -> str:
+    """``value`` for an error message, cut short: the caller sent it and may have sent a lot."""
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def reason_of(body: dict[str, Any]) -> str:
+    """The not-ready reason of ``body``: required, 1-``REASON_MAX`` characters, trimmed."""
+    reason = body.get("reason")
+    if not isinstance(reason, str) or not reason.strip() or len(reason) > REASON_MAX:
+        raise ApiError(400, f"reason: required, a non-empty string of at most {REASON_MAX} chars")
+    return reason.strip()
+
+
+def cause_of(body: dict[str, Any]) -> Cause:
+    """The Q.850 cause of ``body``, normal clearing (16) when it names none."""
+    value = body.get("cause", Cause.NORMAL_CLEARING.value)
+    # bool is an int to Python, not a cause to anyone.
+    if isinstance(value, int) and not isinstance(value, bool):
+        with contextlib.suppress(ValueError):
+            return Cause(value)
+    known = ", ".join(str(cause.value) for cause in Cause)
+    raise ApiError(400, f"cause: must be a Q.850 cause value, one of {known}; got {_shown(value)}")
+
+
+async def read_body(request: web.Request, fields: frozenset[str]) -> dict[str, Any]:
+    """The request's body as ``parse_body`` takes it."""
+    return parse_body(await request.read(), fields)
 
 
 def _switch(request: web.Request) -> Switch:
@@ -152,12 +186,9 @@ async def ready_agent(request: web.Request) -> web.Response:
 
 async def not_ready_agent(request: web.Request) -> web.Response:
     """POST /v1/agents/{number}/not_ready ``{"reason": "lunch"}`` (during a call: after it)."""
-    body = await read_body(request, frozenset({"reason"}))
-    reason = body.get("reason")
-    if not isinstance(reason, str) or not reason.strip() or len(reason) > REASON_MAX:
-        raise ApiError(400, f"reason: required, a non-empty string of at most {REASON_MAX} chars")
+    reason = reason_of(await read_body(request, frozenset({"reason"})))
     acd = _switch(request).callcenter.acd
-    return await _change_agent(request, lambda number: acd.set_not_ready(number, reason.strip()))
+    return await _change_agent(request, lambda number: acd.set_not_ready(number, reason))
 
 
 # Calls
@@ -168,19 +199,9 @@ async def list_calls(request: web.Request) -> web.Response:
     return web.json_response({"calls": await _switch(request).calls.status()})
 
 
-def _cause(body: dict[str, Any]) -> Cause:
-    value = body.get("cause", Cause.NORMAL_CLEARING.value)
-    # bool is an int to Python, not a cause to anyone.
-    if isinstance(value, int) and not isinstance(value, bool):
-        with contextlib.suppress(ValueError):
-            return Cause(value)
-    known = ", ".join(str(cause.value) for cause in Cause)
-    raise ApiError(400, f"cause: must be a Q.850 cause value, one of {known}; got {value!r}")
-
-
 async def hang_up_call(request: web.Request) -> web.Response:
     """POST /v1/calls/{call_id}/hangup ``{"cause": 16}`` (the cause is optional, 16 by default)."""
-    cause = _cause(await read_body(request, frozenset({"cause"})))
+    cause = cause_of(await read_body(request, frozenset({"cause"})))
     call_id = request.match_info["call_id"]
     if not _switch(request).calls.hang_up(call_id, cause):
         raise ApiError(404, f"no live call {call_id!r}")
