@@ -165,6 +165,20 @@ class RtpSettings:
             )
 
 
+class PromptLanguage(StrEnum):
+    """Languages of the built-in prompts (``appliance/ivr/prompts.py``)."""
+
+    ZH = "zh"
+    EN = "en"
+
+
+@dataclass(frozen=True)
+class IvrSettings:
+    """The IVR: which language's built-in prompts callers hear (a number may choose its own)."""
+
+    prompt_language: PromptLanguage = PromptLanguage.ZH
+
+
 @dataclass(frozen=True)
 class MediaSettings:
     """The media core's worker threads (0: one per CPU core)."""
@@ -197,6 +211,7 @@ class Settings:
     control: ControlSettings = field(default_factory=ControlSettings)
     rtp: RtpSettings = field(default_factory=RtpSettings)
     media: MediaSettings = field(default_factory=MediaSettings)
+    ivr: IvrSettings = field(default_factory=IvrSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
     log: LogSettings = field(default_factory=LogSettings)
 

@@ -11,20 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import Enum, IntEnum
+from enum import Enum
 from typing import Protocol
 
+from appliance.sip.causes import Cause
 
-class HangupCause(IntEnum):
-    """Why a call or leg ended: ITU-T Q.850 cause values (SIP maps them per RFC 3398)."""
-
-    NORMAL_CLEARING = 16
-    USER_BUSY = 17
-    NO_ANSWER = 19
-    CALL_REJECTED = 21
-    DESTINATION_OUT_OF_ORDER = 27
-    NORMAL_UNSPECIFIED = 31
-    RECOVERY_ON_TIMER_EXPIRY = 102
+HangupCause = Cause
+"""Why a call or leg ended: the ITU-T Q.850 cause values (SIP maps them per RFC 3398), the
+same enumeration the SIP stack puts in Reason headers, so a far end's cause is kept as is."""
 
 
 class Side(Enum):
@@ -104,6 +98,51 @@ class OfferResult:
 
     outcome: OfferOutcome
     leg: AgentLeg | None = None
+
+
+class CallIdentity:
+    """Who a call is, for ``Call``'s implementations: set when the call is made, read as
+    properties; ``answered`` turns true once the implementation has answered."""
+
+    def __init__(
+        self, call_id: str, caller: str, dialled: str, trunk: str | None, started_at: float
+    ) -> None:
+        self._id = call_id
+        self._caller = caller
+        self._dialled = dialled
+        self._trunk = trunk
+        self._started_at = started_at
+        self._answered = False
+
+    @property
+    def id(self) -> str:
+        """The call id: names its recording and its call record."""
+        return self._id
+
+    @property
+    def caller(self) -> str:
+        """The caller's number."""
+        return self._caller
+
+    @property
+    def dialled(self) -> str:
+        """The number dialled."""
+        return self._dialled
+
+    @property
+    def trunk(self) -> str | None:
+        """The trunk it came in on (None: from an extension)."""
+        return self._trunk
+
+    @property
+    def started_at(self) -> float:
+        """When the call arrived, seconds since the epoch."""
+        return self._started_at
+
+    @property
+    def answered(self) -> bool:
+        """Whether the call was answered (200 OK sent and ACKed)."""
+        return self._answered
 
 
 class Call(Protocol):

@@ -19,6 +19,7 @@ from appliance.calls.clock import ManualClock
 from appliance.calls.interface import (
     AgentLeg,
     CallEnded,
+    CallIdentity,
     Hangup,
     HangupCause,
     LegQuality,
@@ -102,7 +103,7 @@ class Switchboard:
         )
 
 
-class SimulatedCall:
+class SimulatedCall(CallIdentity):
     """A ``Call`` in memory: time on a ``ManualClock``, digits pressed by the test or the user."""
 
     def __init__(
@@ -117,51 +118,15 @@ class SimulatedCall:
         prompt_seconds: dict[str, float] | None = None,
         quality: Sequence[LegQuality] = (),
     ) -> None:
+        super().__init__(call_id, caller, dialled, trunk, clock.time())
         self._clock = clock
         self.switchboard = switchboard or Switchboard()
-        self._id = call_id
-        self._caller = caller
-        self._dialled = dialled
-        self._trunk = trunk
-        self._started_at = clock.time()
-        self._answered = False
         self.prompt_seconds = prompt_seconds or {}
         self.quality = list(quality)
         self.actions: list[Action] = []
         self._digits: deque[str] = deque()
         self._digit_arrived = asyncio.Event()
         self._ended: asyncio.Future[Hangup] = asyncio.get_running_loop().create_future()
-
-    # The Call protocol's properties.
-    @property
-    def id(self) -> str:
-        """The call id."""
-        return self._id
-
-    @property
-    def caller(self) -> str:
-        """The caller's number."""
-        return self._caller
-
-    @property
-    def dialled(self) -> str:
-        """The number dialled."""
-        return self._dialled
-
-    @property
-    def trunk(self) -> str | None:
-        """The trunk's name."""
-        return self._trunk
-
-    @property
-    def started_at(self) -> float:
-        """When the call arrived."""
-        return self._started_at
-
-    @property
-    def answered(self) -> bool:
-        """Whether the call was answered."""
-        return self._answered
 
     @property
     def ended(self) -> Hangup | None:

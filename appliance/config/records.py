@@ -18,6 +18,7 @@ from typing import Annotated, ClassVar
 
 from appliance.numbers import SUPPORTED_REGIONS
 from appliance.schema import ConfigError, Length, Name, Pattern, Range, Tagged, join
+from appliance.settings import PromptLanguage
 from appliance.store.keys import name_key
 
 Seconds = Annotated[int, Range(1, 86400)]
@@ -192,6 +193,8 @@ class InboundNumber:
     flow: Name
     trunk: Name | None = None
     label: str = ""
+    language: PromptLanguage | None = None
+    """The built-in prompts' language for this number (None: the site's ``ivr.prompt_language``)."""
 
     def key(self) -> bytes:
         return name_key(self.number)

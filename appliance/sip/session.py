@@ -1126,9 +1126,15 @@ class SessionManager:
         try:
             call = IncomingCall(self, request, transaction)
             replaces = [parse_replaces(v) for v in request.headers.lines("Replaces")]
-        except (SdpError, SipParseError) as error:
-            reason = error.reason if isinstance(error, SipParseError) else f"Bad SDP: {error}"
-            transaction.respond(request.response(400, reason, to_tag=secrets.token_hex(8)))
+        except SipParseError as error:
+            transaction.respond(request.response(400, error.reason, to_tag=secrets.token_hex(8)))
+            return True
+        except SdpError as error:
+            # RFC 3261 21.4.26: the offer is not acceptable; the Warning says why (399).
+            response = request.response(488, "Not Acceptable Here", to_tag=secrets.token_hex(8))
+            text = str(error).replace('"', "'")
+            response.headers.add("Warning", f'399 callbox "Bad SDP: {text}"')
+            transaction.respond(response)
             return True
         if replaces:
             # RFC 3891 3: the replaced dialog must exist (481), and be confirmed for early-only.

@@ -1,8 +1,8 @@
 """The switch's UA core for requests outside a dialog (RFC 3261 8.2), and the stack.
 
-Until call control lands, the core answers what it can: OPTIONS with 200
-and its capabilities (RFC 3261 11.2), INVITE with 480 and a Warning saying
-why, CANCEL per RFC 3261 9.2, BYE and other in-dialog requests with 481
+The core answers what it can: OPTIONS with 200 and its capabilities
+(RFC 3261 11.2), INVITE (when no session manager takes calls) with 480 and
+a Warning saying why, CANCEL per RFC 3261 9.2, BYE and other in-dialog requests with 481
 (there are no dialogs yet), REGISTER through the registrar when the switch
 has one (``registrar.py``), methods it knows but does not serve with 405,
 unknown methods with 501. The RFC 3261 8.2.2 and 8.2.3 checks come first:
@@ -13,9 +13,10 @@ registered phone's; anything else is refused with 403 and counts against
 its source in ``SourceGuard``.
 
 With a ``SessionManager`` (``session.py``) the core offers it every
-request first, after the 8.2.2 checks: INVITEs, their CANCELs and
-everything inside a call's dialog are the manager's, and the core serves
-sessions' methods, body types and the ``replaces`` option tag too.
+request first, after the 8.2.2 checks: INVITEs (trunks' too: call control
+tells them apart by address), their CANCELs and everything inside a
+call's dialog are the manager's, and the core serves sessions' methods,
+body types and the ``replaces`` option tag too.
 
 ``SipStack`` puts transport, transaction layer and core together on one
 address; the switch process owns one.
@@ -95,8 +96,7 @@ class UserAgentCore:
                 sessions.offer(request, None)
             return
         checked = sessions is not None and self._check(request) is None
-        offered = checked and self._for_sessions(request, transaction.flow)
-        if offered and sessions is not None and sessions.offer(request, transaction):
+        if checked and sessions is not None and sessions.offer(request, transaction):
             return
         response = self.answer(request, transaction.flow)
         if response is None:
@@ -182,18 +182,6 @@ class UserAgentCore:
                 response.headers.add("Accept", ", ".join(self.accept))
                 return response
         return None
-
-    def _for_sessions(self, request: Request, flow: Flow) -> bool:
-        """Whether the session manager may take ``request``.
-
-        Everything but a trunk's out-of-dialog requests: an INVITE from a
-        phone is challenged there (a wrong password counts against its
-        source), while a trunk's INVITE waits for call control (``answer``
-        counts it and says 480).
-        """
-        if self.trunks is None or request.to.tag is not None or request.method == "CANCEL":
-            return True
-        return self.trunks.match(flow.remote[0], request) is None
 
     def _trusted(self, request: Request, source: str) -> bool:
         """Whether an out-of-dialog request from ``source`` may be served (with trunks only).

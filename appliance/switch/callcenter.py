@@ -21,7 +21,8 @@ from appliance.acd.service import Acd, AcdEvent
 from appliance.calllog.records import QueueEvent, QueueEventKind
 from appliance.calllog.service import CallLog
 from appliance.calls.clock import Clock, LoopClock
-from appliance.config.records import Agent, InboundNumber, IvrFlow, Queue, Schedule
+from appliance.calls.live import PromptLibrary
+from appliance.config.records import Agent, InboundNumber, IvrFlow, Prompt, Queue, Schedule
 from appliance.events import Listeners
 from appliance.ivr.service import IvrService
 from appliance.settings import Settings
@@ -66,6 +67,7 @@ class CallCenterConfig:
     schedules: list[Schedule] = field(default_factory=list)
     queues: list[Queue] = field(default_factory=list)
     agents: list[Agent] = field(default_factory=list)
+    prompts: list[Prompt] = field(default_factory=list)
 
 
 def read_config(txn: Txn) -> CallCenterConfig:
@@ -76,6 +78,7 @@ def read_config(txn: Txn) -> CallCenterConfig:
         schedules=list(txn.scan(Schedule)),
         queues=list(txn.scan(Queue)),
         agents=list(txn.scan(Agent)),
+        prompts=list(txn.scan(Prompt)),
     )
 
 
@@ -126,6 +129,7 @@ class CallCenter:
         self.acd.events.add(self.events.emit)
         self.queue_counts = QueueCounts()
         self.acd.events.add(self.queue_counts.note)
+        self.acd.events.add(self._call_progress)
         self.config = CallCenterConfig()
 
     async def load(self) -> None:
@@ -175,6 +179,30 @@ class CallCenter:
             "agents": members,
             "counts": self.queue_counts.of(queue.name),
         }
+
+    def prompts(self, dialled: str) -> PromptLibrary:
+        """The prompts a call to ``dialled`` hears: the site's, else the built-in ones in the
+        number's language (else the site's prompt language)."""
+        number = next((n for n in self.config.numbers if n.number == dialled), None)
+        language = (number.language if number else None) or self.settings.ivr.prompt_language
+        site = {p.name: p.file for p in self.config.prompts}
+        return PromptLibrary(self.settings.prompts_path, str(language), site)
+
+    def _call_progress(self, event: AcdEvent) -> None:
+        """A call entering a queue or reaching an agent is a call event too."""
+        if not isinstance(event, QueueEvent):
+            return
+        if event.kind is QueueEventKind.ENTER:
+            detail = {"queue": event.queue}
+            self.events.emit(
+                CallEvent(event.call_id, CallEventKind.QUEUED, event.time_us / 1e6, detail)
+            )
+        elif event.kind is QueueEventKind.ANSWERED and event.agent is not None:
+            extension = self.acd.agent(event.agent).agent.extension or ""
+            detail = {"queue": event.queue, "agent": event.agent, "extension": extension}
+            self.events.emit(
+                CallEvent(event.call_id, CallEventKind.CONNECTED, event.time_us / 1e6, detail)
+            )
 
     async def close(self) -> None:
         """Write out what the call log still holds (the switch is stopping)."""

@@ -1,7 +1,14 @@
-"""Call control, first cut: a B2BUA that connects registered extensions through the media engine.
+"""Call control: a B2BUA that routes every INVITE through the media engine.
 
-An INVITE from an extension is challenged (407, the extension's password,
-the same digest realm and rules as the registrar's 401). The dialled number
+An INVITE from a trunk's address is the trunk's call: a configured
+inbound number becomes a ``LiveCall`` (``calls/live.py``) that the call
+center's IVR runs to its end (which writes the call record); any other
+number gets 404. Any other INVITE is challenged (407, the extension's
+password, the same digest realm and rules as the registrar's 401); a call
+to a configured inbound number goes to the IVR the same way. An offer that
+does not parse (``session.py``) or has no codec in common gets 488.
+
+Otherwise the dialled number
 (the Request-URI's user, else the To user) must be a configured extension (404 otherwise) with
 at least one registered phone (480 otherwise); every phone of that
 extension rings at once (``SessionManager.call`` forks along each
@@ -35,32 +42,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import itertools
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
-from typing import Any, ParamSpec, TypeVar
+from dataclasses import dataclass, field
+from typing import Any
 
+from appliance.calls.interface import HangupCause
+from appliance.calls.legs import (
+    OFFERED_EVENT_PT,
+    CallLegs,
+    CallLimits,
+    LegControl,
+    LegFormat,
+    allowed_codecs,
+    common_codec,
+    legs_status,
+    new_call_id,
+    offered_format,
+    pass_dtmf,
+)
+from appliance.calls.live import LiveCall
 from appliance.config.records import Extension
 from appliance.media import MediaEvents
 from appliance.sip.auth import DigestChallenger, Verdict
 from appliance.sip.causes import Cause, reason_phrase
 from appliance.sip.message import Address
 from appliance.sip.refer import Transfer
-from appliance.sip.registrar import Binding, Registrar
-from appliance.sip.sdp import (
-    DEFAULT_PREFERENCE,
-    TELEPHONE_EVENT,
-    Codec,
-    Media,
-    Negotiated,
-    SessionDescription,
-    create_answer,
-    create_offer,
-)
+from appliance.sip.registrar import Registrar
+from appliance.sip.sdp import DEFAULT_PREFERENCE, Codec, create_answer
 from appliance.sip.session import (
     Answered,
     DtmfReceived,
@@ -74,101 +84,30 @@ from appliance.sip.session import (
     SessionEvent,
     SessionManager,
     SessionState,
-    Target,
     TransferRequested,
-    advertised_host,
 )
+from appliance.sip.trunk import Trunks, trunk_codecs
+from appliance.switch.callcenter import CallCenter, CallEvent, CallEventKind
 from core import Engine, MediaEvent, RtpLeg
 
 log = logging.getLogger(__name__)
 
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
-
-ENGINE_THREADS = 4
-"""Threads that run engine commands. A command wakes its worker and comes back in
-tens of microseconds (benchmarks/test_engine_commands.py), so a few threads
-keep the loop free of the odd slow one (a worker busy with a tick's audio)."""
-
-OFFERED_EVENT_PT = 101
-"""The telephone-event payload type in our offers to phones."""
-
-
-@dataclass(frozen=True)
-class CallLimits:
-    """How long a call may ring, and how long its RTP may stop before it is hung up."""
-
-    no_answer_s: float = 60.0
-    rtp_timeout_s: float = 60.0
-
-
-@dataclass(frozen=True)
-class LegFormat:
-    """What a leg carries: its voice codec (the far end's payload type and fmtp) and
-    its telephone-event payload type (None: the far end has none, digits go in-band)."""
-
-    codec: Codec
-    event_pt: int | None
-
-    def fits(self, other: LegFormat) -> bool:
-        """True when a leg made for ``self`` carries ``other`` (fmtp aside)."""
-        return (
-            self.codec.same_format(other.codec)
-            and self.codec.payload_type == other.codec.payload_type
-            and self.event_pt == other.event_pt
-        )
-
-
-def allowed_codecs(extension: Extension) -> tuple[Codec, ...]:
-    """Our codecs that an extension may use, in the order of its ``codecs`` list."""
-    ours = {codec.name: codec for codec in DEFAULT_PREFERENCE}
-    return tuple(ours[str(name)] for name in extension.codecs if str(name) in ours)
-
-
-def common_codec(
-    offer: SessionDescription, preference: tuple[Codec, ...] = DEFAULT_PREFERENCE
-) -> tuple[Media, Codec] | None:
-    """The offer's audio stream and the first codec of ``preference`` that it offers."""
-    for media in offer.media:
-        if media.media != "audio" or not media.port:
-            continue
-        offered = media.codecs
-        for ours in preference:
-            match = next((c for c in offered if c.same_format(ours)), None)
-            if match is not None:
-                return media, match
-    return None
-
-
-Events = asyncio.Queue[tuple["Session | RtpLeg", "SessionEvent | MediaEvent"]]
-
 
 @dataclass(eq=False)
-class Call:
+class Call(CallLegs):
     """One call between two extensions: its two sessions and their two legs."""
 
-    id: str
     caller: IncomingCall
     number: str
     started: float
     callee: OutgoingCall | None = None
     caller_leg: RtpLeg | None = None
     callee_leg: RtpLeg | None = None
-    formats: dict[RtpLeg, LegFormat] = field(default_factory=dict)
-    """What each leg carries."""
     answered_at: float | None = None
     state: str = "routing"
     rang: bool = False
-    parties: list[Session] = field(default_factory=list)
-    """The two sessions connected now: the caller's side first (a transfer swaps one)."""
-    legs: dict[Session, RtpLeg] = field(default_factory=dict)
     transfers: dict[Session, tuple[Transfer, Session]] = field(default_factory=dict)
     """Calls placed for a transfer, each with its REFER and its transferee."""
-    all_legs: list[RtpLeg] = field(default_factory=list)
-    """Every leg made for the call, closed when it ends."""
-    events: Events = field(default_factory=asyncio.Queue)
-    """What its sessions and legs report, in order."""
-    unsubscribe: list[Callable[[], None]] = field(default_factory=list)
 
     def peer(self, session: Session) -> Session | None:
         """The party ``session`` is connected to, if it is one of the two."""
@@ -182,40 +121,26 @@ class Call:
 
     def status(self) -> dict[str, Any]:
         """A line of ``callbox status``."""
-        legs = {}
         sides = [self.legs.get(party) for party in self.parties]
-        codecs = [self.formats[leg].codec.name for leg in sides if leg in self.formats]
-        for name, leg in zip(("caller", "callee"), sides, strict=False):
-            if leg is not None:
-                try:
-                    stats = leg.stats()
-                except (RuntimeError, ValueError):
-                    continue  # the call is ending: its legs are being closed
-                legs[name] = {
-                    "codec": self.formats[leg].codec.name,
-                    "port": leg.local_port,
-                    "received": stats.packets_received,
-                    "sent": stats.packets_sent,
-                    "lost": stats.lost,
-                }
         return {
             "id": self.id,
             "from": self.caller.caller.uri.user or str(self.caller.caller.uri),
             "to": self.number,
             "state": self.state,
-            # One name when both legs share it (a relay), else caller's/callee's.
-            "codec": "/".join(dict.fromkeys(codecs)) or None,
             "seconds": round(time.monotonic() - self.started, 1),
             "held": any(party.held_by_peer for party in self.parties),
-            "legs": legs,
+            **legs_status(self, list(zip(("caller", "callee"), sides, strict=False))),
         }
 
 
 class CallControl:
-    """The switch's B2BUA: takes each ``IncomingCall`` and connects it to an extension.
+    """The switch's B2BUA: takes each ``IncomingCall`` and routes it.
 
-    ``extension(number)`` reads an extension's configuration; ``engine()``
-    and ``media_events()`` give the media engine once it runs.
+    A trunk's call, or an extension's call to a configured inbound number,
+    becomes a ``LiveCall`` that the call center's IVR runs; an extension's
+    call to another extension is connected to it. ``extension(number)``
+    reads an extension's configuration; ``engine()`` and ``media_events()``
+    give the media engine once it runs.
     """
 
     def __init__(
@@ -227,63 +152,82 @@ class CallControl:
         media_events: Callable[[], MediaEvents | None],
         auth_failed: Callable[[str, str], None],
         limits: CallLimits | None = None,
+        *,
+        trunks: Trunks | None = None,
+        callcenter: CallCenter | None = None,
     ) -> None:
         self.sessions = sessions
         self.registrar = registrar
         self.extension = extension
-        self.engine = engine
-        self.media_events = media_events
         self.auth_failed = auth_failed
         self.limits = limits or CallLimits()
+        self.trunks = trunks
+        self.callcenter = callcenter
+        self.media = LegControl(sessions, engine, media_events, self.limits)
         self.challenger: DigestChallenger = registrar.challenger
         self.calls: dict[str, Call] = {}
-        self._ids = itertools.count(1)
+        self.live: dict[str, LiveCall] = {}
+        """Inbound calls the IVR runs, by id."""
         self._tasks: set[asyncio.Task[None]] = set()
-        # Engine commands wait for their worker with the GIL released: off the
-        # loop, so a worker in the middle of a tick never stalls it.
-        self._executor = ThreadPoolExecutor(ENGINE_THREADS, thread_name_prefix="engine-cmd")
         sessions.on_incoming = self.incoming
 
     def incoming(self, session: IncomingCall) -> None:
         """A new INVITE: authenticate, route and connect it in a task of its own."""
-        task = asyncio.get_running_loop().create_task(self._run(session))
+        self._spawn(self._run(session))
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def status(self) -> list[dict[str, Any]]:
         """Every live call, for ``callbox status`` (leg statistics are read off the loop)."""
-        return [await self._media(call.status) for call in list(self.calls.values())]
+        calls: list[Call | LiveCall] = [*self.calls.values(), *self.live.values()]
+        return [await self.media.run(call.status) for call in calls]
 
-    async def _media(self, command: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> _R:
-        """Run an engine command off the loop (it waits for its worker to apply it)."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._executor, functools.partial(command, *args, **kwargs)
-        )
+    def hang_up(self, call_id: str, cause: HangupCause = HangupCause.NORMAL_CLEARING) -> bool:
+        """Hang up the live call ``call_id`` (either kind) with ``cause``; False if none."""
+        live = self.live.get(call_id)
+        if live is not None:
+            self._spawn(live.hang_up(cause))
+            return True
+        call = self.calls.get(call_id)
+        if call is None:
+            return False
+        self._hangup_all(call, cause)
+        return True
 
     async def close(self) -> None:
         """Hang up every call and wait for their tasks (the switch is stopping)."""
         for call in list(self.calls.values()):
             self._hangup_all(call, Cause.NORMAL_CLEARING)
+        for live in list(self.live.values()):
+            await live.hang_up(HangupCause.NORMAL_CLEARING)
         for task in list(self._tasks):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self._executor.shutdown(wait=True)
+        self.media.close()
 
     # One call, from INVITE to hang-up
 
     async def _run(self, session: IncomingCall) -> None:
         if session.ended:
             return  # cancelled before this task ran
+        if await self._from_trunk(session):
+            return
         extension = self._authenticate(session)
         if extension is None:
             return
         # The dialled number: the Request-URI's user, or To's when the URI names only us.
         number = session.callee.user or session.invite.to.uri.user or ""
-        call = Call(f"{next(self._ids)}", session, number, time.monotonic())
+        callcenter = self.callcenter
+        if callcenter is not None and callcenter.number_known(number):
+            await self._run_live(session, extension.number, number, None, allowed_codecs(extension))
+            return
+        call = Call(session, number, time.monotonic(), id=new_call_id())
         self.calls[call.id] = call
-        session.listener = lambda s, e: call.events.put_nowait((s, e))
+        session.listener = call.listen
         try:
             if await self._connect(call, extension):
                 await self._follow(call)
@@ -291,11 +235,71 @@ class CallControl:
             log.exception("call %s failed", call.id)
             self._hangup_all(call, Cause.TEMPORARY_FAILURE)
         finally:
-            for stop in call.unsubscribe:
-                stop()
             del self.calls[call.id]
-            await self._close_legs(call)
+            await self.media.close_legs(call)
             log.info("call %s from %s to %s over", call.id, extension.number, call.number)
+
+    async def _from_trunk(self, session: IncomingCall) -> bool:
+        """Route a trunk's INVITE to the IVR (404 for a number not configured); False if the
+        INVITE is no trunk's."""
+        trunks = self.trunks
+        source = session.flow.remote[0]
+        if trunks is None or trunks.match(source, session.invite) is None:
+            return False
+        inbound = trunks.inbound_call(session.invite, source)
+        assert inbound is not None
+        callcenter = self.callcenter
+        if callcenter is None or not callcenter.number_known(inbound.dialled):
+            log.info("trunk %s: no inbound number %s: 404", inbound.trunk, inbound.dialled)
+            session.reject(404)
+            return True
+        trunk = trunks.states[inbound.trunk].trunk
+        codecs = trunk_codecs(trunk) or DEFAULT_PREFERENCE
+        await self._run_live(session, inbound.caller.number, inbound.dialled, trunk.name, codecs)
+        return True
+
+    async def _run_live(
+        self,
+        session: IncomingCall,
+        caller: str,
+        dialled: str,
+        trunk: str | None,
+        codecs: tuple[Codec, ...],
+    ) -> None:
+        """Run the inbound number's flow for the call until it ends (488 if no codec fits)."""
+        callcenter = self.callcenter
+        assert callcenter is not None
+        offer = session.offer
+        chosen = common_codec(offer, codecs) if offer is not None else None
+        if offer is None or chosen is None or not self.media.ready():
+            session.reject(Cause.BEARER_CAPABILITY_NOT_IMPLEMENTED)
+            return
+        offered, codec = chosen
+        call = LiveCall(
+            new_call_id(),
+            session,
+            caller=caller,
+            dialled=dialled,
+            trunk=trunk,
+            media=self.media,
+            registrar=self.registrar,
+            extension=self.extension,
+            prompts=callcenter.prompts(dialled),
+            notify=lambda call_id, kind, detail: callcenter.events.emit(
+                CallEvent(call_id, CallEventKind(kind), time.time(), detail)
+            ),
+        )
+        self.live[call.id] = call
+        try:
+            await call.start(offered_format(offered, codec), offered)
+            await callcenter.ivr.handle(call)
+        except Exception:
+            log.exception("call %s failed", call.id)
+            await call.hang_up(HangupCause.NORMAL_UNSPECIFIED)
+        finally:
+            await call.close()
+            del self.live[call.id]
+            log.info("call %s from %s to %s over", call.id, caller, dialled)
 
     def _authenticate(self, session: IncomingCall) -> Extension | None:
         """The calling extension, or None when the INVITE was challenged or refused."""
@@ -336,26 +340,24 @@ class CallControl:
             return False
         offer = caller.offer
         chosen = common_codec(offer, allowed_codecs(calling)) if offer is not None else None
-        engine, media_events = self.engine(), self.media_events()
-        if offer is None or chosen is None or engine is None or media_events is None:
+        if offer is None or chosen is None or not self.media.ready():
             caller.reject(Cause.BEARER_CAPABILITY_NOT_IMPLEMENTED)
             return False
         offered, codec = chosen
-        event = next((c for c in offered.codecs if c.name.lower() == TELEPHONE_EVENT.name), None)
-        caller_format = LegFormat(codec, event.payload_type if event else None)
-        call.caller_leg = await self._leg(engine, call, caller_format, rtcp_mux=offered.rtcp_mux)
+        caller_format = offered_format(offered, codec)
+        call.caller_leg = await self.media.leg(call, caller_format, rtcp_mux=offered.rtcp_mux)
         callee_codecs = allowed_codecs(called)
-        call.callee_leg = await self._leg(
-            engine, call, LegFormat(callee_codecs[0], OFFERED_EVENT_PT), beside=call.caller_leg
+        call.callee_leg = await self.media.leg(
+            call, LegFormat(callee_codecs[0], OFFERED_EVENT_PT), beside=call.caller_leg
         )
         call.parties.append(caller)
         call.legs[caller] = call.caller_leg
         if caller.ended:
             return False  # cancelled while the legs were made
         assert offer is not None
-        await self._media(call.caller_leg.set_remote, offer.address_of(offered), offered.port)
+        await self.media.run(call.caller_leg.set_remote, offer.address_of(offered), offered.port)
         try:
-            call.callee = await self._place(
+            call.callee = await self.media.place(
                 call,
                 bindings,
                 call.callee_leg,
@@ -374,70 +376,6 @@ class CallControl:
             call.callee.cancel()
             return False
         return True
-
-    async def _place(
-        self,
-        call: Call,
-        bindings: list[Binding],
-        leg: RtpLeg,
-        codecs: tuple[Codec, ...],
-        caller: Address,
-        callee: Address,
-    ) -> OutgoingCall:
-        """Ring every phone of an extension with an offer of ``leg`` in ``codecs``."""
-        first = bindings[0]
-        offer = create_offer(
-            advertised_host(first.flow, first.registrar_host),
-            leg.local_port,
-            codecs,
-            telephone_event_pt=OFFERED_EVENT_PT,
-            rtcp_mux=False,
-        )
-        targets = [
-            Target(b.contact.uri, b.flow, b.path, b.registrar_host or None) for b in bindings
-        ]
-        return await self.sessions.call(
-            targets,
-            caller=caller,
-            callee=callee,
-            offer=offer,
-            listener=lambda s, e: call.events.put_nowait((s, e)),
-            no_answer_s=self.limits.no_answer_s,
-        )
-
-    async def _leg(
-        self,
-        engine: Engine,
-        call: Call,
-        carried: LegFormat,
-        *,
-        rtcp_mux: bool = False,
-        beside: RtpLeg | None = None,
-    ) -> RtpLeg:
-        """A leg that carries ``carried``, held (no RTP timeout) until it is answered.
-
-        Its media events join the call's queue; it is closed when the call ends.
-        """
-        codec = carried.codec
-        leg = await self._media(
-            engine.create_rtp_leg,
-            codec=codec.name,
-            payload_type=codec.payload_type,
-            clock_rate=codec.clock_rate,
-            rtcp_mux=rtcp_mux,
-            rtp_timeout=self.limits.rtp_timeout_s,
-            cname=f"callbox-{call.id}",
-            beside=beside,
-            fmtp=codec.fmtp or "",
-            telephone_event=carried.event_pt,
-        )
-        call.all_legs.append(leg)
-        call.formats[leg] = carried
-        media_events = self.media_events()
-        if media_events is not None:
-            call.unsubscribe.append(media_events.subscribe(_forward(call.events, leg), leg))
-        await self._media(leg.hold, True)
-        return leg
 
     async def _follow(self, call: Call) -> None:
         """Pass each party's events to the other until every session has ended."""
@@ -486,10 +424,7 @@ class CallControl:
         elif isinstance(event, Reoffered):
             await self._reoffered(call, source, other, event)
         elif isinstance(event, DtmfReceived):
-            relay = event.relay
-            body = f"Signal={relay.signal}\r\nDuration={relay.duration_ms}\r\n".encode()
-            if other.state is SessionState.CONFIRMED:
-                other.send_request("INFO", body, "application/dtmf-relay")
+            pass_dtmf(event, other)
         elif isinstance(event, TransferRequested):
             await self._transfer(call, source, other, event.transfer)
 
@@ -499,7 +434,7 @@ class CallControl:
         assert call.caller_leg is not None
         assert call.callee_leg is not None
         media = event.media
-        leg = await self._fit(call, callee, media) if media is not None else None
+        leg = await self.media.fit(call, callee, media) if media is not None else None
         if media is None or leg is None:
             # The callee named a codec we cannot decode: nothing can carry it.
             callee.hangup(Cause.BEARER_CAPABILITY_NOT_IMPLEMENTED)
@@ -507,7 +442,7 @@ class CallControl:
             return
         call.callee_leg = leg
         assert caller.offer is not None
-        await self._connect_legs(call, call.caller_leg, leg, media)
+        await self.media.connect(call.caller_leg, leg, media)
         if caller.state is not SessionState.RINGING:
             callee.hangup(Cause.NORMAL_CLEARING)  # the caller gave up meanwhile
             return
@@ -522,75 +457,10 @@ class CallControl:
         call.state = "answered"
         call.answered_at = time.monotonic()
 
-    async def _fit(self, call: Call, session: Session, media: Negotiated) -> RtpLeg | None:
-        """The leg that carries what ``session`` answered; None if the engine cannot.
-
-        A phone may answer with any codec of the offer, number it otherwise or
-        drop telephone-event, but a leg's format is fixed when it is made: one
-        that does not fit is replaced by a new leg in the answered format, and
-        a re-INVITE offering just that format moves the phone to its port.
-        """
-        leg = call.legs[session]
-        if not any(media.codec.same_format(ours) for ours in DEFAULT_PREFERENCE):
-            return None
-        event = media.telephone_event
-        answered = LegFormat(media.codec, event.payload_type if event else None)
-        if call.formats[leg].fits(answered):
-            return leg
-        engine, sdp = self.engine(), session.local_sdp
-        assert engine is not None
-        assert sdp is not None
-        fitted = await self._leg(engine, call, answered, beside=leg)
-        offer = create_offer(
-            sdp.address_of(sdp.media[0]),
-            fitted.local_port,
-            (media.codec,),
-            telephone_event_pt=(
-                OFFERED_EVENT_PT if answered.event_pt is None else answered.event_pt
-            ),
-            rtcp_mux=False,
-        )
-        if answered.event_pt is None:
-            offer = _without_telephone_event(offer)
-        log.info(
-            "call %s: answered in %s, not %s: moving the phone to a new leg",
-            call.id,
-            media.codec.name,
-            call.formats[leg].codec.name,
-        )
-        try:
-            session.reoffer(offer)
-        except SessionError:
-            return None  # it hung up meanwhile
-        call.legs[session] = fitted
-        call.all_legs.remove(leg)
-        with contextlib.suppress(RuntimeError):
-            await self._media(leg.close)
-        return fitted
-
-    async def _connect_legs(
-        self, call: Call, kept: RtpLeg, answered: RtpLeg, media: Negotiated
-    ) -> None:
-        """Send ``answered`` to the answer's address, bridge it to ``kept``, start timeouts."""
-        engine = self.engine()
-        assert engine is not None
-        await self._media(answered.set_remote, media.remote_address, media.remote_port)
-        await self._media(engine.bridge, kept, answered)
-        # Off hold: the RTP timeout counts from now, not from while it rang.
-        for leg in (kept, answered):
-            await self._media(leg.hold, False)
-
     async def _reoffered(
         self, call: Call, source: Session, other: Session, event: Reoffered
     ) -> None:
-        leg = call.legs.get(source)
-        if leg is not None and event.media is not None:
-            await self._media(leg.set_remote, event.media.remote_address, event.media.remote_port)
-        held = any(party.held_by_peer for party in call.parties)
-        for party in call.parties:
-            await self._media(call.legs[party].hold, held)
-        if other.state is SessionState.CONFIRMED and event.held != other.held_locally:
-            (other.hold if event.held else other.resume)()
+        held = await self.media.reoffered(call, source, other, event)
         call.state = "held" if held else "answered"
 
     # Blind transfer (REFER)
@@ -612,8 +482,7 @@ class CallControl:
     ) -> None:
         """Call the REFER's target for the transferee; its answer completes the transfer."""
         number = transfer.target.uri.user or ""
-        engine = self.engine()
-        if transfer.replaces is not None or call.transfers or engine is None:
+        if transfer.replaces is not None or call.transfers or not self.media.ready():
             transfer.notify(603, "Declined")  # attended transfer, or one at a time
             return
         extension = self.extension(number)
@@ -626,9 +495,9 @@ class CallControl:
             return
         codecs = allowed_codecs(extension)
         carried = LegFormat(codecs[0], OFFERED_EVENT_PT)
-        leg = await self._leg(engine, call, carried, beside=call.legs[transferee])
+        leg = await self.media.leg(call, carried, beside=call.legs[transferee])
         try:
-            target = await self._place(
+            target = await self.media.place(
                 call, bindings, leg, codecs, _identity(transferee), Address(transfer.target.uri)
             )
         except SessionError as error:
@@ -655,13 +524,13 @@ class CallControl:
             if event.media is None or transferee.ended:
                 target.hangup(Cause.NORMAL_CLEARING)
                 return
-            leg = await self._fit(call, target, event.media)
+            leg = await self.media.fit(call, target, event.media)
             if leg is None:
                 target.hangup(Cause.BEARER_CAPABILITY_NOT_IMPLEMENTED)
                 transfer.notify(488, reason_phrase(488))
                 return
             transferor = call.peer(transferee)
-            await self._connect_legs(call, call.legs[transferee], leg, event.media)
+            await self.media.connect(call.legs[transferee], leg, event.media)
             transfer.notify(200, "OK")
             if transferor is None:
                 call.parties.append(target)
@@ -674,24 +543,6 @@ class CallControl:
         for session in [call.caller, *call.sessions()]:
             session.hangup(cause)
 
-    async def _close_legs(self, call: Call) -> None:
-        for leg in call.all_legs:
-            with contextlib.suppress(RuntimeError):
-                await self._media(leg.close)
-
-    def hang_up(self, call_id: str, cause: Cause = Cause.NORMAL_CLEARING) -> bool:
-        """Hang up every party of live call ``call_id`` with ``cause``; False if there is none.
-
-        A ringing caller is refused with the cause's status (RFC 3398), a
-        ringing phone is cancelled and an answered party gets a BYE; the
-        Reason header carries the cause either way.
-        """
-        call = self.calls.get(call_id)
-        if call is None:
-            return False
-        self._hangup_all(call, cause)
-        return True
-
 
 def _identity(session: Session) -> Address:
     """Who the party of ``session`` is, for the From of a call placed for it."""
@@ -699,20 +550,3 @@ def _identity(session: Session) -> Address:
         return Address(session.caller.uri, session.caller.display_name)
     assert isinstance(session, OutgoingCall)
     return Address(session.callee.uri, session.callee.display_name)
-
-
-def _forward(
-    events: asyncio.Queue[tuple[Session | RtpLeg, SessionEvent | MediaEvent]], leg: RtpLeg
-) -> Callable[[MediaEvent], None]:
-    return lambda event: events.put_nowait((leg, event))
-
-
-def _without_telephone_event(sdp: SessionDescription) -> SessionDescription:
-    """An offer without telephone-event, for a phone that answered without it."""
-    pt = str(OFFERED_EVENT_PT)
-    media = []
-    for m in sdp.media:
-        formats = [f for f in m.formats if f != pt]
-        attributes = [(k, v) for k, v in m.attributes if not (v or "").startswith(pt + " ")]
-        media.append(replace(m, formats=formats, attributes=attributes))
-    return replace(sdp, media=media)

@@ -2,7 +2,8 @@
 
 It holds the store, answers the control API, runs the SIP stack with its
 registrar and sessions, call control (``calls.py``: calls between
-registered extensions) and the media engine, whose events come onto the
+registered extensions, and inbound calls to configured numbers run by the
+call center's IVR) and the media engine, whose events come onto the
 loop through ``appliance.media``.
 """
 
@@ -15,6 +16,7 @@ from typing import Any
 
 import core
 from appliance import __version__
+from appliance.calls.legs import CallLimits
 from appliance.config.records import Extension, Trunk
 from appliance.media import MediaEvents
 from appliance.service import StartupError
@@ -28,7 +30,7 @@ from appliance.sip.ua import SipStack
 from appliance.store import Store
 from appliance.store.keys import name_key
 from appliance.switch.callcenter import CallCenter
-from appliance.switch.calls import CallControl, CallLimits
+from appliance.switch.calls import CallControl
 
 
 class Switch:
@@ -67,6 +69,8 @@ class Switch:
             lambda: self.media_events,
             self.guard.failed,
             CallLimits(settings.sip.no_answer_s, settings.rtp.timeout_s),
+            trunks=self.trunks,
+            callcenter=self.callcenter,
         )
 
     def extension(self, number: str) -> Extension | None:

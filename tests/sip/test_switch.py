@@ -316,7 +316,7 @@ def status_json(env: dict[str, str]) -> dict[str, Any]:
 def test_invite_from_a_trunk_address_is_recognised_as_the_trunks_call(
     switch: RunningSwitch,
 ) -> None:
-    result = sipp(switch, "invite_480.xml", local=GATEWAY)
+    result = sipp(switch, "trunk_invite_404.xml", local=GATEWAY)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr
     (gateway,) = status_json(switch.env)["trunks"]
     assert (gateway["name"], gateway["mode"], gateway["calls_in"]) == ("gateway", "ip", 1)
@@ -338,7 +338,7 @@ def test_invite_with_a_wrong_password_is_refused_and_repeated_ones_are_banned(
         assert "127.0.0.2" in status["banned"]
         assert status["trunks"][0]["calls_in"] == 0
         # The trunk's own address is still served.
-        served = sipp(switch, "invite_480.xml", local=GATEWAY)
+        served = sipp(switch, "trunk_invite_404.xml", local=GATEWAY)
         assert served.returncode == 0, served.stdout[-2000:] + served.stderr
 
 

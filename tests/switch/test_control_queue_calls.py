@@ -101,19 +101,29 @@ async def test_a_queue_call_streams_queue_and_agent_events_and_blocks_logout_whi
     await center.clock.advance(30)
     await asyncio.gather(*center.tasks)
 
-    seen = [await ws.receive_json(timeout=10) for _ in range(8)]
-    assert [(e["type"], e.get("state") or e["kind"], e["agent"], e["call_id"]) for e in seen] == [
+    seen = [await ws.receive_json(timeout=10) for _ in range(10)]
+
+    def agent_of(event: dict[str, Any]) -> str | None:
+        agent: str | None = (
+            event["detail"].get("agent") if event["type"] == "call" else event["agent"]
+        )
+        return agent
+
+    assert [(e["type"], e.get("state") or e["kind"], agent_of(e), e["call_id"]) for e in seen] == [
         ("agent_state", "ready", "1001", None),
         ("queue_event", "enter", None, "c1"),
+        ("call", "queued", None, "c1"),
         ("agent_state", "ringing", "1001", "c1"),
         ("queue_event", "offered", "1001", "c1"),
         ("queue_event", "answered", "1001", "c1"),
+        ("call", "connected", "1001", "c1"),
         ("agent_state", "talking", "1001", "c1"),
         ("agent_state", "after_call_work", "1001", "c1"),
         ("agent_state", "not_ready", "1001", None),
     ]
-    assert (seen[4]["queue"], seen[4]["wait_s"]) == ("sales", 2.0)
-    assert seen[7]["reason"] == "break"
+    assert (seen[5]["queue"], seen[5]["wait_s"]) == ("sales", 2.0)
+    assert seen[6]["detail"]["queue"] == "sales"
+    assert seen[9]["reason"] == "break"
     _, queue = await center.request("GET", "/v1/queues/sales")
     assert queue["counts"]["answered"] == 1
     assert queue["waiting"] == 0

@@ -1,0 +1,383 @@
+"""Media legs of the switch's calls: codec choice, leg creation, forking, re-fitting, bridging.
+
+Both kinds of call the switch runs share these pieces: calls between
+extensions (``switch/calls.py``) and inbound calls run by the IVR
+(``calls/live.py``). A call's legs live on one engine worker (``beside``),
+so they can be bridged and recorded together. Engine commands wait for
+their worker with the GIL released, so ``LegControl.run`` runs them off
+the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Any, ParamSpec, TypeVar
+
+from appliance.config.records import Extension
+from appliance.media import MediaEvents
+from appliance.sip.message import Address
+from appliance.sip.registrar import Binding
+from appliance.sip.sdp import (
+    DEFAULT_PREFERENCE,
+    TELEPHONE_EVENT,
+    Codec,
+    Media,
+    Negotiated,
+    SessionDescription,
+    create_offer,
+)
+from appliance.sip.session import (
+    DtmfReceived,
+    OutgoingCall,
+    Reoffered,
+    Session,
+    SessionError,
+    SessionEvent,
+    SessionManager,
+    SessionState,
+    Target,
+    advertised_host,
+)
+from core import Engine, LegStats, MediaEvent, RtpLeg
+
+log = logging.getLogger(__name__)
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+ENGINE_THREADS = 4
+"""Threads that run engine commands. A command wakes its worker and comes back in
+tens of microseconds (benchmarks/test_engine_commands.py), so a few threads
+keep the loop free of the odd slow one (a worker busy with a tick's audio)."""
+
+OFFERED_EVENT_PT = 101
+"""The telephone-event payload type in our offers to phones."""
+
+
+def new_call_id() -> str:
+    """A call id unique across restarts: the UTC start second and 32 random bits.
+
+    Ids name recordings and key call records, so a counter that starts over
+    with the process would not do.
+    """
+    return f"{time.strftime('%Y%m%d%H%M%S', time.gmtime())}-{secrets.token_hex(4)}"
+
+
+@dataclass(frozen=True)
+class CallLimits:
+    """How long a call may ring, and how long its RTP may stop before it is hung up."""
+
+    no_answer_s: float = 60.0
+    rtp_timeout_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class LegFormat:
+    """What a leg carries: its voice codec (the far end's payload type and fmtp) and
+    its telephone-event payload type (None: the far end has none, digits go in-band)."""
+
+    codec: Codec
+    event_pt: int | None
+
+    def fits(self, other: LegFormat) -> bool:
+        """True when a leg made for ``self`` carries ``other`` (fmtp aside)."""
+        return (
+            self.codec.same_format(other.codec)
+            and self.codec.payload_type == other.codec.payload_type
+            and self.event_pt == other.event_pt
+        )
+
+
+def allowed_codecs(extension: Extension) -> tuple[Codec, ...]:
+    """Our codecs that an extension may use, in the order of its ``codecs`` list."""
+    ours = {codec.name: codec for codec in DEFAULT_PREFERENCE}
+    return tuple(ours[str(name)] for name in extension.codecs if str(name) in ours)
+
+
+def common_codec(
+    offer: SessionDescription, preference: tuple[Codec, ...] = DEFAULT_PREFERENCE
+) -> tuple[Media, Codec] | None:
+    """The offer's audio stream and the first codec of ``preference`` that it offers."""
+    for media in offer.media:
+        if media.media != "audio" or not media.port:
+            continue
+        offered = media.codecs
+        for ours in preference:
+            match = next((c for c in offered if c.same_format(ours)), None)
+            if match is not None:
+                return media, match
+    return None
+
+
+def offered_format(media: Media, codec: Codec) -> LegFormat:
+    """The format of a leg facing an offer of ``media`` answered in ``codec``."""
+    event = next((c for c in media.codecs if c.name.lower() == TELEPHONE_EVENT.name), None)
+    return LegFormat(codec, event.payload_type if event else None)
+
+
+Events = asyncio.Queue[tuple["Session | RtpLeg", "SessionEvent | MediaEvent"]]
+
+
+@dataclass(eq=False, kw_only=True)
+class CallLegs:
+    """What one call holds of media and signalling: its sessions' legs and their events."""
+
+    id: str
+    formats: dict[RtpLeg, LegFormat] = field(default_factory=dict)
+    """What each leg carries."""
+    parties: list[Session] = field(default_factory=list)
+    """The two sessions connected now: the caller's side first (a transfer swaps one)."""
+    legs: dict[Session, RtpLeg] = field(default_factory=dict)
+    """The leg that faces each session."""
+    all_legs: list[RtpLeg] = field(default_factory=list)
+    """Every leg made for the call, closed when it ends."""
+    events: Events = field(default_factory=asyncio.Queue)
+    """What its sessions and legs report, in order."""
+    unsubscribe: list[Callable[[], None]] = field(default_factory=list)
+
+    def listen(self, session: Session, event: SessionEvent) -> None:
+        """A session's listener: its events join the call's queue."""
+        self.events.put_nowait((session, event))
+
+
+def pass_dtmf(event: DtmfReceived, other: Session) -> None:
+    """Send a party's INFO digit on to the party it talks to."""
+    relay = event.relay
+    body = f"Signal={relay.signal}\r\nDuration={relay.duration_ms}\r\n".encode()
+    if other.state is SessionState.CONFIRMED:
+        other.send_request("INFO", body, "application/dtmf-relay")
+
+
+def legs_status(call: CallLegs, sides: list[tuple[str, RtpLeg | None]]) -> dict[str, Any]:
+    """The ``codec`` and ``legs`` of a call's line in ``callbox status`` (reads leg stats)."""
+    legs = {}
+    codecs = [call.formats[leg].codec.name for _, leg in sides if leg in call.formats]
+    for name, leg in sides:
+        if leg is None:
+            continue
+        try:
+            stats = leg.stats()
+        except (RuntimeError, ValueError):
+            continue  # the call is ending: its legs are being closed
+        legs[name] = {
+            "codec": call.formats[leg].codec.name,
+            "port": leg.local_port,
+            "received": stats.packets_received,
+            "sent": stats.packets_sent,
+            "lost": stats.lost,
+        }
+    # One name when both legs share it (a relay), else each side's.
+    return {"codec": "/".join(dict.fromkeys(codecs)) or None, "legs": legs}
+
+
+class LegControl:
+    """Makes, fits, bridges and closes the engine legs of calls.
+
+    ``engine()`` and ``media_events()`` give the media engine once it runs.
+    """
+
+    def __init__(
+        self,
+        sessions: SessionManager,
+        engine: Callable[[], Engine | None],
+        media_events: Callable[[], MediaEvents | None],
+        limits: CallLimits,
+    ) -> None:
+        self.sessions = sessions
+        self.engine = engine
+        self.media_events = media_events
+        self.limits = limits
+        # Engine commands wait for their worker with the GIL released: off the
+        # loop, so a worker in the middle of a tick never stalls it.
+        self._executor = ThreadPoolExecutor(ENGINE_THREADS, thread_name_prefix="engine-cmd")
+
+    async def run(self, command: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        """Run an engine command off the loop (it waits for its worker to apply it)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._executor, functools.partial(command, *args, **kwargs)
+        )
+
+    def ready(self) -> bool:
+        """Whether the media engine runs (calls can have legs)."""
+        return self.engine() is not None and self.media_events() is not None
+
+    async def leg(
+        self,
+        call: CallLegs,
+        carried: LegFormat,
+        *,
+        rtcp_mux: bool = False,
+        beside: RtpLeg | None = None,
+        inband_dtmf: bool = False,
+    ) -> RtpLeg:
+        """A leg that carries ``carried``, held (no RTP timeout) until it is answered.
+
+        ``inband_dtmf`` (for a leg without telephone-event) detects digits in
+        its audio. Its media events join the call's queue; it is closed with
+        the call's legs.
+        """
+        engine = self.engine()
+        if engine is None:
+            raise SessionError("the media engine is not running")
+        codec = carried.codec
+        leg = await self.run(
+            engine.create_rtp_leg,
+            codec=codec.name,
+            payload_type=codec.payload_type,
+            clock_rate=codec.clock_rate,
+            rtcp_mux=rtcp_mux,
+            rtp_timeout=self.limits.rtp_timeout_s,
+            cname=f"callbox-{call.id}",
+            beside=beside,
+            fmtp=codec.fmtp or "",
+            telephone_event=carried.event_pt,
+            inband_dtmf=inband_dtmf and carried.event_pt is None,
+        )
+        call.all_legs.append(leg)
+        call.formats[leg] = carried
+        media_events = self.media_events()
+        if media_events is not None:
+            call.unsubscribe.append(media_events.subscribe(_forward(call.events, leg), leg))
+        await self.run(leg.hold, True)
+        return leg
+
+    async def place(
+        self,
+        call: CallLegs,
+        bindings: list[Binding],
+        leg: RtpLeg,
+        codecs: tuple[Codec, ...],
+        caller: Address,
+        callee: Address,
+        no_answer_s: float | None = None,
+    ) -> OutgoingCall:
+        """Ring every phone of an extension with an offer of ``leg`` in ``codecs``."""
+        first = bindings[0]
+        offer = create_offer(
+            advertised_host(first.flow, first.registrar_host),
+            leg.local_port,
+            codecs,
+            telephone_event_pt=OFFERED_EVENT_PT,
+            rtcp_mux=False,
+        )
+        targets = [
+            Target(b.contact.uri, b.flow, b.path, b.registrar_host or None) for b in bindings
+        ]
+        return await self.sessions.call(
+            targets,
+            caller=caller,
+            callee=callee,
+            offer=offer,
+            listener=call.listen,
+            no_answer_s=self.limits.no_answer_s if no_answer_s is None else no_answer_s,
+        )
+
+    async def fit(self, call: CallLegs, session: Session, media: Negotiated) -> RtpLeg | None:
+        """The leg that carries what ``session`` answered; None if the engine cannot.
+
+        A phone may answer with any codec of the offer, number it otherwise or
+        drop telephone-event, but a leg's format is fixed when it is made: one
+        that does not fit is replaced by a new leg in the answered format, and
+        a re-INVITE offering just that format moves the phone to its port.
+        """
+        leg = call.legs[session]
+        if not any(media.codec.same_format(ours) for ours in DEFAULT_PREFERENCE):
+            return None
+        event = media.telephone_event
+        answered = LegFormat(media.codec, event.payload_type if event else None)
+        if call.formats[leg].fits(answered):
+            return leg
+        sdp = session.local_sdp
+        assert sdp is not None
+        fitted = await self.leg(call, answered, beside=leg)
+        offer = create_offer(
+            sdp.address_of(sdp.media[0]),
+            fitted.local_port,
+            (media.codec,),
+            telephone_event_pt=(
+                OFFERED_EVENT_PT if answered.event_pt is None else answered.event_pt
+            ),
+            rtcp_mux=False,
+        )
+        if answered.event_pt is None:
+            offer = _without_telephone_event(offer)
+        log.info(
+            "call %s: answered in %s, not %s: moving the phone to a new leg",
+            call.id,
+            media.codec.name,
+            call.formats[leg].codec.name,
+        )
+        try:
+            session.reoffer(offer)
+        except SessionError:
+            return None  # it hung up meanwhile
+        call.legs[session] = fitted
+        call.all_legs.remove(leg)
+        with contextlib.suppress(RuntimeError):
+            await self.run(leg.close)
+        return fitted
+
+    async def connect(self, kept: RtpLeg, answered: RtpLeg, media: Negotiated) -> None:
+        """Send ``answered`` to the answer's address, bridge it to ``kept``, start timeouts."""
+        engine = self.engine()
+        if engine is None:
+            raise SessionError("the media engine is not running")
+        await self.run(answered.set_remote, media.remote_address, media.remote_port)
+        await self.run(engine.bridge, kept, answered)
+        # Off hold: the RTP timeout counts from now, not from while it rang.
+        for leg in (kept, answered):
+            await self.run(leg.hold, False)
+
+    async def reoffered(
+        self, call: CallLegs, source: Session, other: Session, event: Reoffered
+    ) -> bool:
+        """Follow a party's re-INVITE: its leg's address, hold on both legs, the
+        other party held or resumed likewise. Returns whether the call is held."""
+        leg = call.legs.get(source)
+        if leg is not None and event.media is not None:
+            await self.run(leg.set_remote, event.media.remote_address, event.media.remote_port)
+        held = any(party.held_by_peer for party in call.parties)
+        for party in call.parties:
+            await self.run(call.legs[party].hold, held)
+        if other.state is SessionState.CONFIRMED and event.held != other.held_locally:
+            (other.hold if event.held else other.resume)()
+        return held
+
+    async def close_legs(self, call: CallLegs) -> dict[RtpLeg, LegStats]:
+        """Close every leg of ``call``; the final statistics of each."""
+        for stop in call.unsubscribe:
+            stop()
+        call.unsubscribe.clear()
+        final = {}
+        for leg in call.all_legs:
+            with contextlib.suppress(RuntimeError):
+                final[leg] = await self.run(leg.close)
+        return final
+
+    def close(self) -> None:
+        """Wait for the engine commands in flight (the switch is stopping)."""
+        self._executor.shutdown(wait=True)
+
+
+def _forward(events: Events, leg: RtpLeg) -> Callable[[MediaEvent], None]:
+    return lambda event: events.put_nowait((leg, event))
+
+
+def _without_telephone_event(sdp: SessionDescription) -> SessionDescription:
+    """An offer without telephone-event, for a phone that answered without it."""
+    pt = str(OFFERED_EVENT_PT)
+    media = []
+    for m in sdp.media:
+        formats = [f for f in m.formats if f != pt]
+        attributes = [(k, v) for k, v in m.attributes if not (v or "").startswith(pt + " ")]
+        media.append(replace(m, formats=formats, attributes=attributes))
+    return replace(sdp, media=media)
