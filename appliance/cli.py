@@ -305,6 +305,61 @@ def cmd_config_import(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def format_calls(records: Sequence[Any]) -> str:
+    """Call records as a table, oldest first (``callbox calls``)."""
+    rows = []
+    for record in records:
+        mos = "/".join(f"{leg.mos:.1f}" for leg in record.legs) or "-"
+        loss = "/".join(f"{leg.loss_percent:.1f}" for leg in record.legs) or "-"
+        rows.append(
+            [
+                time.strftime("%m-%d %H:%M:%S", time.localtime(record.started_us / 1e6)),
+                record.id,
+                record.caller or "-",
+                record.dialled,
+                record.trunk or "-",
+                record.outcome.value,
+                record.queue or "-",
+                "-" if record.wait_s is None else f"{record.wait_s:.0f} s",
+                record.agent or "-",
+                "-" if record.talk_s is None else f"{record.talk_s:.0f} s",
+                f"{record.hangup_side} ({record.hangup_cause})",
+                mos,
+                loss,
+                record.recording or "-",
+            ]
+        )
+    headings = (
+        "started", "id", "caller", "dialled", "trunk", "outcome", "queue", "wait", "agent",
+        "talk", "hung up by (cause)", "MOS", "loss %", "recording",
+    )  # fmt: skip
+    if not rows:
+        return "no calls in that time"
+    return "\n".join(_table(headings, rows))
+
+
+def cmd_calls(args: argparse.Namespace) -> int:
+    from appliance.calllog.records import CallRecord, microseconds
+    from appliance.config import open_store
+    from appliance.store import time_key
+
+    now = time.time()
+    start = time_key(microseconds(max(0.0, now - args.hours * 3600)))
+    store = open_store(_settings(args))
+    try:
+        records = store.read_sync(lambda txn: list(txn.scan(CallRecord, start)))
+    finally:
+        store.close()
+    records = records[-args.last :]
+    if args.json:
+        from appliance.schema import dump
+
+        print(json.dumps([dump(record) for record in records], indent=2, ensure_ascii=False))
+    else:
+        print(format_calls(records))
+    return EXIT_OK
+
+
 def cmd_backup(args: argparse.Namespace) -> int:
     from appliance.config import open_store
 
@@ -378,6 +433,12 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("action", choices=list(AGENT_ACTIONS))
     agent.add_argument("number", type=_agent_number, help="the agent's number (工号)")
     agent.add_argument("--reason", help="why the agent is not ready (notready needs one)")
+    calls = add(
+        "calls", cmd_calls, "list the latest call records (what each call did, its quality)"
+    )
+    calls.add_argument("--hours", type=float, default=24.0, help="how far back (default: 24)")
+    calls.add_argument("--last", type=int, default=20, help="at most this many (default: 20)")
+    calls.add_argument("--json", action="store_true", help="print the records as JSON")
     config = add("config", lambda a: EXIT_USAGE, "export or import the call-center configuration")
     config_commands = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
     export = config_commands.add_parser(
