@@ -82,6 +82,13 @@ public:
     const CodecInfo& info() const { return info_; }
     /// Decodes one RTP payload to PCM at info().sample_rate.
     virtual Pcm decode(std::span<const std::uint8_t> payload) = 0;
+    /// Like decode(), appending to ``pcm``: a codec that can (G.711) decodes
+    /// straight into the caller's buffer, with no vector of its own per frame.
+    /// ``pcm`` is unchanged when it throws.
+    virtual void decode_append(std::span<const std::uint8_t> payload, Pcm& pcm) {
+        const Pcm decoded = decode(payload);
+        pcm.insert(pcm.end(), decoded.begin(), decoded.end());
+    }
     /// One frame standing in for a lost packet: the codec's own concealment
     /// where it has one, else G.711 Appendix I style pitch repetition.
     virtual Pcm conceal() = 0;

@@ -36,10 +36,17 @@ public:
                        : static_cast<BlockDecode>(g711::ulaw_decode)) {}
 
     Pcm decode(std::span<const std::uint8_t> payload) override {
-        Pcm pcm(payload.size());
-        decode_(payload.data(), payload.size(), pcm.data());
-        plc_.observe(pcm);
+        Pcm pcm;
+        decode_append(payload, pcm);
         return pcm;
+    }
+
+    void decode_append(std::span<const std::uint8_t> payload, Pcm& pcm) override {
+        const std::size_t start = pcm.size();
+        pcm.resize(start + payload.size());
+        const std::span<std::int16_t> decoded = std::span(pcm).subspan(start);
+        decode_(payload.data(), payload.size(), decoded.data());
+        plc_.observe(decoded);
     }
 
     Pcm conceal() override { return plc_.fill(info().frame_samples()); }

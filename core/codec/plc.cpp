@@ -25,7 +25,8 @@ PitchConcealer::PitchConcealer(int sample_rate) {
     recovery_ = 4 * per_ms;
     // Three of the longest periods, and a quarter period before them for the
     // wrap-around blend.
-    history_.assign(kMaxPeriods * pitch_max_ + pitch_max_ / 4, 0.0F);
+    recent_.assign(kMaxPeriods * pitch_max_ + pitch_max_ / 4, 0);
+    history_.assign(recent_.size(), 0.0F);
 }
 
 void PitchConcealer::observe(std::span<std::int16_t> pcm) {
@@ -37,13 +38,21 @@ void PitchConcealer::observe(std::span<std::int16_t> pcm) {
         }
         concealed_ = 0;
     }
-    const std::size_t keep = history_.size();
-    if (pcm.size() >= keep) {
-        std::copy(pcm.end() - static_cast<std::ptrdiff_t>(keep), pcm.end(), history_.begin());
-    } else {
-        std::shift_left(history_.begin(), history_.end(), static_cast<std::ptrdiff_t>(pcm.size()));
-        std::copy(pcm.begin(), pcm.end(), history_.end() - static_cast<std::ptrdiff_t>(pcm.size()));
+    const std::size_t keep = recent_.size();
+    std::span<const std::int16_t> kept = pcm.last(std::min(keep, pcm.size()));
+    // The oldest samples are overwritten in place: in at most two pieces around the ring's end.
+    while (!kept.empty()) {
+        const std::size_t piece = std::min(kept.size(), keep - recent_start_);
+        std::copy_n(kept.begin(), piece, recent_.begin() + static_cast<std::ptrdiff_t>(recent_start_));
+        recent_start_ = (recent_start_ + piece) % keep;
+        kept = kept.subspan(piece);
     }
+}
+
+void PitchConcealer::take_history() {
+    const auto start = recent_.begin() + static_cast<std::ptrdiff_t>(recent_start_);
+    const auto rest = std::copy(start, recent_.end(), history_.begin());
+    std::copy(recent_.begin(), start, rest);
 }
 
 // The lag whose earlier audio best matches the latest correlation_length_
@@ -106,6 +115,7 @@ float PitchConcealer::next_synthetic() {
 
 Pcm PitchConcealer::fill(std::size_t samples) {
     if (concealed_ == 0) {
+        take_history();
         pitch_ = find_pitch();
         buffer_.clear();
         position_ = 0;

@@ -32,6 +32,7 @@ public:
     Pcm fill(std::size_t samples);
 
 private:
+    void take_history();
     std::size_t find_pitch() const;
     void use_periods(std::size_t count);
     float next_synthetic();
@@ -42,7 +43,12 @@ private:
     std::size_t step_;            // 10 ms: full level, then one more period each step
     std::size_t fade_out_;        // samples over which it fades to silence (50 ms)
     std::size_t recovery_;        // cross-fade into good audio (4 ms)
-    std::vector<float> history_;  // the most recent good audio, oldest first
+    // The most recent good audio as it arrives: a ring, oldest at recent_start_.
+    // Good frames only land here (a copy); the float history the pitch search
+    // reads is made from it when a loss starts, which is rare.
+    std::vector<std::int16_t> recent_;
+    std::size_t recent_start_ = 0;
+    std::vector<float> history_;  // recent_ in order, oldest first, as of the loss
     std::size_t pitch_ = 0;
     std::vector<float> buffer_;    // the periods being repeated, wrap-around smoothed
     std::vector<float> previous_;  // the buffer before the last change, faded out

@@ -72,7 +72,7 @@ void ReceivePath::append(const codec::Pcm& pcm) { pending_.insert(pending_.end()
 
 void ReceivePath::decode(std::span<const std::uint8_t> payload) {
     try {
-        append(decoder_->decode(payload));
+        decoder_->decode_append(payload, pending_);
     } catch (const codec::CodecError&) {
         // A corrupt payload is as good as lost.
         append(decoder_->conceal());
@@ -92,6 +92,8 @@ void ReceivePath::conceal(std::span<const std::uint8_t> next) {
 }
 
 std::span<const std::int16_t> ReceivePath::pull(std::int64_t now_ms) {
+    pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(played_));
+    played_ = 0;
     const std::size_t wanted = frame_samples(sample_rate());
     for (int round = 0; round < kMaxDecodesPerTick && pending_.size() < wanted; ++round) {
         buffer_.get(now_ms, low_energy_, out_);
@@ -115,10 +117,11 @@ std::span<const std::int16_t> ReceivePath::pull(std::int64_t now_ms) {
         }
     }
     pending_.resize(std::max(pending_.size(), wanted), 0);
-    frame_.assign(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(wanted));
-    pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(wanted));
-    low_energy_ = quiet(frame_);
-    return frame_;
+    // The frame is played from where it was decoded, without a copy.
+    played_ = wanted;
+    const std::span<const std::int16_t> frame(pending_.data(), wanted);
+    low_energy_ = quiet(frame);
+    return frame;
 }
 
 SendPath::SendPath(const std::string& codec, const codec::FmtpParams& fmtp)

@@ -54,7 +54,7 @@ public:
     void put(std::span<const std::uint8_t> payload, std::uint32_t timestamp, std::uint16_t sequence,
              std::uint32_t source, std::int64_t arrival_ms);
     // This tick's 20 ms at sample_rate(): decoded, concealed, or, while the
-    // buffer fills, nothing (an empty span).
+    // buffer fills, nothing (an empty span). Valid until the next pull().
     std::span<const std::int16_t> pull(std::int64_t now_ms);
     jitter::Stats stats() const { return buffer_.stats(); }
 
@@ -75,8 +75,10 @@ private:
     std::unique_ptr<codec::Decoder> decoder_;
     jitter::JitterBuffer buffer_;
     jitter::Output out_;
-    codec::Pcm pending_;  // decoded audio not yet played (a peer's ptime need not be 20 ms)
-    codec::Pcm frame_;
+    // Decoded audio (a peer's ptime need not be 20 ms); its first played_
+    // samples are the frame pull() last returned, dropped at the next pull().
+    codec::Pcm pending_;
+    std::size_t played_ = 0;
     bool low_energy_ = true;
 };
 

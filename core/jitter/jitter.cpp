@@ -33,6 +33,8 @@ constexpr std::int64_t kForceAccelerateFrames = 4;
 constexpr int kSequenceWindow = 64;
 constexpr std::int64_t kMaxSequenceJump = 3000;
 constexpr std::int64_t kMinJumpMs = 2000;
+// Payload buffers kept for reuse: a steady stream needs two or three.
+constexpr std::size_t kSpareBuffers = 8;
 
 }  // namespace
 
@@ -100,13 +102,28 @@ PutResult JitterBuffer::put(std::span<const std::uint8_t> payload, std::uint32_t
     }
     const auto later = std::upper_bound(slots_.begin(), slots_.end(), ts,
                                         [](std::int64_t t, const Slot& slot) { return t < slot.timestamp; });
-    slots_.insert(later, Slot{ts, sequence, samples, arrival_ms, {payload.begin(), payload.end()}});
+    slots_.insert(later, Slot{ts, sequence, samples, arrival_ms, take_buffer(payload)});
     return result;
+}
+
+std::vector<std::uint8_t> JitterBuffer::take_buffer(std::span<const std::uint8_t> payload) {
+    std::vector<std::uint8_t> buffer;
+    if (!spare_buffers_.empty()) {
+        buffer = std::move(spare_buffers_.back());
+        spare_buffers_.pop_back();
+    }
+    buffer.assign(payload.begin(), payload.end());
+    return buffer;
+}
+
+void JitterBuffer::give_back(std::vector<std::uint8_t>&& buffer) {
+    if (spare_buffers_.size() < kSpareBuffers) spare_buffers_.push_back(std::move(buffer));
 }
 
 void JitterBuffer::reset_timeline(bool new_sequence) {
     stats_.discarded += static_cast<std::int64_t>(slots_.size());
     ++stats_.flushes;
+    for (Slot& slot : slots_) give_back(std::move(slot.payload));
     slots_.clear();
     started_ = false;
     after_expand_ = false;
@@ -252,6 +269,7 @@ void JitterBuffer::get(std::int64_t now_ms, bool low_energy, Output& out) {
         }
         if (decision == Decision::accelerate) {
             ++stats_.discarded;
+            give_back(std::move(slots_.front().payload));
             slots_.pop_front();
         }
         play(decision, now_ms, out);
@@ -318,6 +336,7 @@ void JitterBuffer::play(Decision decision, std::int64_t now_ms, Output& out) {
     if (decision == Decision::normal) ++stats_.normal;
     if (decision == Decision::merge) ++stats_.merged;
     if (decision == Decision::accelerate) ++stats_.accelerated;
+    give_back(std::move(slot.payload));  // the caller's previous payload, swapped in above
     slots_.pop_front();
 }
 

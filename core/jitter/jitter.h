@@ -126,8 +126,14 @@ private:
     void play(Decision decision, std::int64_t now_ms, Output& out);
     Decision decide(bool low_energy);
 
+    // A payload buffer for a new slot, and one given back: frames cycle
+    // through a few buffers instead of one allocation each.
+    std::vector<std::uint8_t> take_buffer(std::span<const std::uint8_t> payload);
+    void give_back(std::vector<std::uint8_t>&& buffer);
+
     Settings settings_;
     std::deque<Slot> slots_;  // sorted by timestamp
+    std::vector<std::vector<std::uint8_t>> spare_buffers_;
     bool have_source_ = false;
     std::uint32_t source_ = 0;
     std::int64_t last_timestamp_ = 0;  // reference for unwrapping

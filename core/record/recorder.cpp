@@ -35,6 +35,7 @@ Recording::Recording(RecordingSettings settings)
     : settings_(std::move(settings)),
       frame_samples_(static_cast<std::size_t>(settings_.sample_rate) * kFrameMs / 1000),
       channels_(settings_.layout == Layout::stereo ? 2 : 1),
+      slot_samples_(frame_samples_ * static_cast<std::size_t>(channels_)),
       capacity_(settings_.ring_frames) {
     if (settings_.sample_rate != 8000 && settings_.sample_rate != 16000) {
         throw RecordError("sample_rate must be 8000 or 16000: got " + std::to_string(settings_.sample_rate));
@@ -45,8 +46,7 @@ Recording::Recording(RecordingSettings settings)
     fd_ = ::open(settings_.path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
     if (fd_ < 0) throw RecordError(errno_text("cannot open the recording", settings_.path));
     // One slot stays free so that head == tail means empty without a shared counter.
-    ring_ = std::make_unique<Frame[]>(capacity_ + 1);
-    out_.resize(frame_samples_ * static_cast<std::size_t>(channels_));
+    ring_ = std::make_unique<std::int16_t[]>((capacity_ + 1) * slot_samples_);
     try {
         write_header();
     } catch (...) {
@@ -66,13 +66,20 @@ bool Recording::push(const std::int16_t* left, const std::int16_t* right) {
         dropped_.fetch_add(1, std::memory_order_relaxed);
         return false;
     }
-    Frame& slot = ring_[head];
-    const bool silent = paused_.load(std::memory_order_relaxed);
-    slot.silent = silent;
-    // A paused frame's audio (a card number, say) never enters the ring.
-    if (!silent) {
-        std::memcpy(slot.left, left, frame_samples_ * sizeof(std::int16_t));
-        std::memcpy(slot.right, right, frame_samples_ * sizeof(std::int16_t));
+    std::int16_t* out = slot(head);
+    if (paused_.load(std::memory_order_relaxed)) {
+        // A paused frame's audio (a card number, say) never enters the ring.
+        std::fill_n(out, slot_samples_, std::int16_t{0});
+        frames_paused_.fetch_add(1, std::memory_order_relaxed);
+    } else if (channels_ == 2) {
+        for (std::size_t i = 0; i < frame_samples_; ++i) {
+            out[2 * i] = left[i];
+            out[2 * i + 1] = right[i];
+        }
+    } else {
+        for (std::size_t i = 0; i < frame_samples_; ++i) {
+            out[i] = static_cast<std::int16_t>(std::clamp(left[i] + right[i], -32768, 32767));
+        }
     }
     head_.store(next, std::memory_order_release);
     return true;
@@ -86,13 +93,16 @@ void Recording::resume() { paused_.store(false, std::memory_order_relaxed); }
 
 void Recording::drain(std::chrono::steady_clock::time_point now) {
     if (failure_) return;
-    std::size_t tail = tail_.load(std::memory_order_relaxed);
+    const std::size_t tail = tail_.load(std::memory_order_relaxed);
     const std::size_t head = head_.load(std::memory_order_acquire);
-    while (tail != head) {
-        write_frame(ring_[tail]);
-        tail = tail == capacity_ ? 0 : tail + 1;
-        tail_.store(tail, std::memory_order_release);
+    // Everything queued in one write (two when it wraps the ring's end).
+    if (head < tail) {
+        write_frames(tail, capacity_ + 1 - tail);
+        write_frames(0, head);
+    } else {
+        write_frames(tail, head - tail);
     }
+    tail_.store(head, std::memory_order_release);
     if (frames_written_ != frames_in_header_ && now - last_header_ >= kHeaderInterval) {
         write_header();
         last_header_ = now;
@@ -126,27 +136,15 @@ RecordingInfo Recording::finish() {
             channels_,
             frames_written_,
             dropped_.load(std::memory_order_relaxed),
-            frames_paused_,
+            frames_paused_.load(std::memory_order_relaxed),
             pauses_.load(std::memory_order_relaxed)};
 }
 
-void Recording::write_frame(const Frame& frame) {
-    std::fill(out_.begin(), out_.end(), std::int16_t{0});
-    if (!frame.silent) {
-        for (std::size_t i = 0; i < frame_samples_; ++i) {
-            if (channels_ == 2) {
-                out_[2 * i] = frame.left[i];
-                out_[2 * i + 1] = frame.right[i];
-            } else {
-                const int sum = frame.left[i] + frame.right[i];
-                out_[i] = static_cast<std::int16_t>(std::clamp(sum, -32768, 32767));
-            }
-        }
-    }
-    const std::size_t bytes = out_.size() * sizeof(std::int16_t);
-    write_all(out_.data(), bytes, static_cast<off_t>(kHeaderBytes + frames_written_ * bytes));
-    ++frames_written_;
-    if (frame.silent) ++frames_paused_;
+void Recording::write_frames(std::size_t first, std::size_t count) {
+    if (count == 0) return;
+    const std::size_t frame_bytes = slot_samples_ * sizeof(std::int16_t);
+    write_all(slot(first), count * frame_bytes, static_cast<off_t>(kHeaderBytes + frames_written_ * frame_bytes));
+    frames_written_ += count;
 }
 
 void Recording::write_header() {

@@ -32,7 +32,6 @@ public:
 enum class Layout { stereo, mono };
 
 constexpr int kFrameMs = 20;
-constexpr std::size_t kMaxFrameSamples = 16000 * kFrameMs / 1000;
 // The header's sizes are rewritten this often while data arrives (bound on what a kill loses).
 constexpr std::chrono::milliseconds kHeaderInterval{500};
 // fdatasync this often: bounds what a power loss (not a process kill) loses.
@@ -55,13 +54,6 @@ struct RecordingInfo {
     std::uint64_t pauses = 0;          // pause markers
 };
 
-// One tick of both sides. `silent` frames were pushed while paused.
-struct Frame {
-    std::int16_t left[kMaxFrameSamples];
-    std::int16_t right[kMaxFrameSamples];
-    bool silent;
-};
-
 class Recording {
 public:
     // Opens (creates or truncates) the file and writes its header; throws RecordError.
@@ -72,7 +64,9 @@ public:
 
     std::size_t frame_samples() const { return frame_samples_; }
 
-    // Producer side (one thread): copy one tick in, never block. False if dropped.
+    // Producer side (one thread): one tick in, never block. False if dropped.
+    // The frame enters the ring already in the file's layout (interleaved, or
+    // summed for mono), so the writer hands ring memory straight to pwrite.
     bool push(const std::int16_t* left, const std::int16_t* right);
     void pause();
     void resume();
@@ -86,15 +80,18 @@ public:
     void fail(std::exception_ptr error) { failure_ = std::move(error); }
 
 private:
-    void write_frame(const Frame& frame);
+    std::int16_t* slot(std::size_t index) { return ring_.get() + index * slot_samples_; }
+    // Frames [first, first + count) of the ring, which do not wrap, to the file.
+    void write_frames(std::size_t first, std::size_t count);
     void write_header();
     void write_all(const void* data, std::size_t size, off_t offset);
 
     RecordingSettings settings_;
     std::size_t frame_samples_;
     int channels_;
+    std::size_t slot_samples_;  // one frame in the file's layout: frame_samples_ * channels_
     int fd_ = -1;
-    std::unique_ptr<Frame[]> ring_;
+    std::unique_ptr<std::int16_t[]> ring_;
     std::size_t capacity_;
     // head_ is written by the producer, tail_ by the writer; each on its own cache line.
     alignas(64) std::atomic<std::size_t> head_{0};
@@ -102,10 +99,9 @@ private:
     std::atomic<std::uint64_t> dropped_{0};
     std::atomic<bool> paused_{false};
     std::atomic<std::uint64_t> pauses_{0};
+    std::atomic<std::uint64_t> frames_paused_{0};  // accepted into the ring while paused
     // Writer-only state.
-    std::vector<std::int16_t> out_;
     std::uint64_t frames_written_ = 0;
-    std::uint64_t frames_paused_ = 0;
     std::uint64_t frames_in_header_ = 0;
     std::chrono::steady_clock::time_point last_header_{};
     std::chrono::steady_clock::time_point last_sync_{};
