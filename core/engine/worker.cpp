@@ -58,6 +58,7 @@ Worker::Worker(EventQueue& events) : events_(events) {
 
 Worker::~Worker() {
     stop();
+    ticking_.clear();
     legs_.clear();
     close(epoll_fd_);
     close(timer_fd_);
@@ -101,6 +102,7 @@ void Worker::add_leg(std::unique_ptr<Leg> leg) {
         by_fd_[fd] = leg.get();
     }
     const LegId id = leg->id();
+    ticking_.push_back(leg.get());
     legs_.emplace(id, std::move(leg));
 }
 
@@ -122,15 +124,15 @@ void Worker::add_tap(std::uint64_t id, RecordingTap tap) {
     left.add_audio_user();
     right.add_audio_user();
     const std::size_t samples = tap.recording->frame_samples();
-    taps_.emplace(id, ActiveTap{std::move(tap), RateConverter(rate), RateConverter(rate),
+    taps_.emplace(id, ActiveTap{std::move(tap.recording), &left, &right, RateConverter(rate), RateConverter(rate),
                                 std::vector<std::int16_t>(samples, 0)});
 }
 
 void Worker::remove_tap(std::uint64_t id) {
     const auto it = taps_.find(id);
     if (it == taps_.end()) return;
-    for (const LegId side : {it->second.tap.left, it->second.tap.right}) {
-        if (Leg* l = find_leg(side)) l->remove_audio_user();
+    for (Leg* side : {it->second.left, it->second.right}) {
+        if (side != nullptr) side->remove_audio_user();
     }
     taps_.erase(it);
 }
@@ -157,14 +159,13 @@ void Worker::remove_conference(ConferenceId id) {
 void Worker::record_tick() {
     for (auto& [id, active] : taps_) {
         // A side with no audio this tick (buffering, or its leg closed) records silence.
-        const auto side = [&](LegId leg_id, RateConverter& rate) -> const std::int16_t* {
-            const Leg* l = find_leg(leg_id);
+        const auto side = [&](const Leg* l, RateConverter& rate) -> const std::int16_t* {
             if (l == nullptr || l->received_audio().empty()) return active.silence.data();
             return rate.convert(l->received_audio(), l->received_rate()).data();
         };
-        const std::int16_t* left = side(active.tap.left, active.left_rate);
-        const std::int16_t* right = side(active.tap.right, active.right_rate);
-        active.tap.recording->push(left, right);
+        const std::int16_t* left = side(active.left, active.left_rate);
+        const std::int16_t* right = side(active.right, active.right_rate);
+        active.recording->push(left, right);
     }
 }
 
@@ -173,14 +174,15 @@ void Worker::remove_leg(LegId id) {
     if (Leg* peer = gone.bridged()) peer->set_bridged(nullptr);
     if (Conference* conference = gone.conference()) conference->remove(id, nullptr);
     for (auto& [tap_id, active] : taps_) {
-        for (LegId* side : {&active.tap.left, &active.tap.right}) {
-            if (*side == id) *side = 0;  // leg ids start at 1: the side records silence from now on
+        for (Leg** side : {&active.left, &active.right}) {
+            if (*side == &gone) *side = nullptr;  // the side records silence from now on
         }
     }
     for (int fd : gone.fds()) {
         epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
         by_fd_.erase(fd);
     }
+    std::erase(ticking_, &gone);
     legs_.erase(id);
 }
 
@@ -188,13 +190,13 @@ void Worker::post_event(Event event) { events_.push(std::move(event)); }
 
 template <class Work>
 void Worker::for_each_leg(Work work) {
-    for (auto& [id, leg] : legs_) {
+    for (Leg* leg : ticking_) {
         // A fault in one leg's audio (a codec refusing what it was given) must
         // not take the worker, and every other call on it, down with it.
         try {
             work(*leg);
         } catch (const std::exception& error) {
-            post_event({"error", id, error.what()});
+            post_event({"error", leg->id(), error.what()});
         }
     }
 }
@@ -210,7 +212,7 @@ void Worker::apply_commands(Clock::time_point now) {
 }
 
 void Worker::tick(Clock::time_point now, std::uint64_t frames) {
-    for (auto& [id, leg] : legs_) leg->on_tick(now);
+    for (Leg* leg : ticking_) leg->on_tick(now);
     // A late wake-up (a busy machine) makes up the frames it missed, so
     // recordings keep the call's length and far ends still get 50 packets a
     // second; beyond kMaxCatchUp the lost time is given up.

@@ -189,12 +189,12 @@ std::int64_t JitterBuffer::update_delay(std::int64_t timestamp, std::int64_t arr
     ++histogram_count_;
     const std::int64_t forget = std::min(kForgetQ15, 32768 - 32768 / histogram_count_);
     std::int64_t sum = 0;
-    for (std::int64_t& p : histogram_) {
-        p = (p * forget) >> 15;
+    for (std::int32_t& p : histogram_) {
+        p = static_cast<std::int32_t>((p * forget) >> 15);
         sum += p;
     }
     histogram_[static_cast<std::size_t>(std::min<std::int64_t>(relative_ms / kBucketMs, kBuckets - 1))] +=
-        kOneQ30 - sum;
+        static_cast<std::int32_t>(kOneQ30 - sum);
     update_target(arrival_ms);
     return relative_ms;
 }

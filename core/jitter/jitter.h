@@ -163,7 +163,9 @@ private:
 
     // Delay estimation.
     std::deque<Transit> transits_;  // increasing transit: its front is the window minimum
-    std::array<std::int64_t, kBuckets> histogram_{};  // Q30 probabilities, summing to 1 << 30
+    // Q30 probabilities, summing to 1 << 30: each fits 32 bits, which halves
+    // the memory every received frame updates.
+    std::array<std::int32_t, kBuckets> histogram_{};
     std::int64_t histogram_count_ = 0;
     std::array<Peak, 8> peaks_{};
     std::size_t peak_count_ = 0;

@@ -28,7 +28,7 @@ import pytest
 import core
 from core import Engine, RtpLeg
 from tests.core.engine_peers import LOOPBACK, PATIENCE, Peer, connected_leg, eventually, next_event
-from tests.core.signals import dbm0, goertzel_peak, rms, tone_pcm
+from tests.core.signals import amplitude, dbm0, goertzel_peak, rms, tone_pcm
 from tests.core.tools import run_tool
 
 pytestmark = pytest.mark.skipif(
@@ -788,6 +788,71 @@ def test_a_stereo_recording_holds_each_side_on_its_channel(
     assert file_rate == rate
     assert_tone(left, rate, c.a.frequency, 1.5)
     assert_tone(right, rate, c.b.frequency, 1.5)
+
+
+QUIET_FRAMES = 10  # each far end is silent this long, then sends its tone
+
+
+def onset_s(audio: bytes, rate: int) -> float:
+    """When ``audio`` first holds a 10 ms block at more than half a -10 dBm0 tone's RMS."""
+    block = rate // 100
+    threshold = 0.5 * amplitude(TONE_LEVEL) / math.sqrt(2)
+    for start in range(0, len(audio) // 2 - block + 1, block):
+        if rms(audio[2 * start : 2 * (start + block)]) > threshold:
+            return start / rate
+    pytest.fail("no tone in the recording")
+
+
+def quiet_then_tone(call: Call) -> None:
+    """Both far ends send silence, then their tone from the same frame on."""
+    for talker in (call.a, call.b):
+        talker.other_frequency = dict.fromkeys(range(QUIET_FRAMES), 0.0)
+
+
+def test_a_recording_keeps_both_sides_time_aligned_at_their_level(
+    engine: Engine, peers: Callable[[], Peer], tmp_path: Path
+) -> None:
+    c = Call(engine, peers, "PCMA", "PCMA")
+    quiet_then_tone(c)
+    recording = engine.record(tmp_path / "call.wav", left=c.leg_a, right=c.leg_b)
+    c.talk()
+    recording.stop()
+    left, right, rate = channels(tmp_path / "call.wav")
+    # Both tones start on the same frame at the far ends, sent side by side:
+    # each side's jitter buffer holds them alike, so they start together in
+    # the file (two frames allow for the far ends' own threads starting apart).
+    assert abs(onset_s(left, rate) - onset_s(right, rate)) <= 0.04
+    start = int(onset_s(left, rate) * rate) * 2
+    assert_tone(left[start:], rate, c.a.frequency, LEVEL_TOLERANCE["PCMA"])
+    assert_tone(right[start:], rate, c.b.frequency, LEVEL_TOLERANCE["PCMA"])
+    # Before it, silence on both (A-law's quietest code decodes to +-8).
+    for side in (left, right):
+        assert rms(side[: start - 2 * rate // 50]) < 0.01 * amplitude(TONE_LEVEL)
+
+
+def test_a_lost_packet_is_concealed_in_the_recording_without_shifting_what_follows(
+    engine: Engine, peers: Callable[[], Peer], tmp_path: Path
+) -> None:
+    c = Call(engine, peers, "PCMU", "PCMU")
+    quiet_then_tone(c)
+    lost = QUIET_FRAMES + 30
+    c.a.lost = {lost}
+    recording = engine.record(tmp_path / "call.wav", left=c.leg_a, right=c.leg_b)
+    c.talk()
+    recording.stop()
+    left, right, rate = channels(tmp_path / "call.wav")
+    frame = rate // 50
+    start = int(onset_s(left, rate) * rate)
+    # The lost frame is filled from the tone before it (pitch repetition), not a gap.
+    at = 2 * (start + (lost - QUIET_FRAMES) * frame)
+    concealed = left[at : at + 2 * frame]
+    assert goertzel_peak(concealed, rate, c.a.frequency) > 0.5 * amplitude(TONE_LEVEL)
+    # And the caller's side keeps its place: its tone ends with the agent's.
+    tone_frames = TALK_FRAMES - QUIET_FRAMES
+    for side in (left, right):
+        after = side[2 * (start + tone_frames * frame) + 2 * 2 * frame :]
+        assert rms(after[: 2 * 5 * frame]) < 0.1 * amplitude(TONE_LEVEL)
+    assert_tone(left[2 * start :], rate, c.a.frequency, LEVEL_TOLERANCE["PCMU"])
 
 
 @pytest.mark.parametrize(
