@@ -22,10 +22,10 @@ void check(int result, const char* what) {
     if (result < 0) throw std::runtime_error(std::string(what) + ": " + std::strerror(errno));
 }
 
-void watch(int epoll_fd, int fd) {
+void watch(int epoll_fd, int fd, void* tag) {
     epoll_event event{};
     event.events = EPOLLIN;
-    event.data.fd = fd;
+    event.data.ptr = tag;
     check(epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &event), "epoll_ctl(ADD)");
 }
 
@@ -51,8 +51,8 @@ Worker::Worker(EventQueue& events) : events_(events) {
         spec.it_value.tv_nsec -= 1'000'000'000;
     }
     check(timerfd_settime(timer_fd_, TFD_TIMER_ABSTIME, &spec, nullptr), "timerfd_settime");
-    watch(epoll_fd_, timer_fd_);
-    watch(epoll_fd_, wake_fd_);
+    watch(epoll_fd_, timer_fd_, &timer_fd_);
+    watch(epoll_fd_, wake_fd_, &wake_fd_);
     thread_ = std::thread([this] { run(); });
 }
 
@@ -98,8 +98,8 @@ void Worker::stop() {
 void Worker::add_leg(std::unique_ptr<Leg> leg) {
     leg->attach(*this);
     for (int fd : leg->fds()) {
-        watch(epoll_fd_, fd);
-        by_fd_[fd] = leg.get();
+        Watch& entry = by_fd_[fd] = Watch{leg.get(), fd};
+        watch(epoll_fd_, fd, &entry);
     }
     const LegId id = leg->id();
     ticking_.push_back(leg.get());
@@ -239,17 +239,18 @@ void Worker::run() {
         std::uint64_t frames = 0;
         bool woken = false;
         for (int i = 0; i < n; ++i) {
-            const int fd = ready[static_cast<std::size_t>(i)].data.fd;
-            if (fd == timer_fd_) {
+            void* const tag = ready[static_cast<std::size_t>(i)].data.ptr;
+            if (tag == &timer_fd_) {
                 [[maybe_unused]] const auto got = read(timer_fd_, &frames, sizeof frames);
-            } else if (fd == wake_fd_) {
+            } else if (tag == &wake_fd_) {
                 std::uint64_t posts = 0;
                 [[maybe_unused]] const auto got = read(wake_fd_, &posts, sizeof posts);
                 woken = true;
             } else {
-                // Legs are only removed by commands, which run after this loop,
-                // but an fd closed by an earlier command has no entry any more.
-                if (const auto it = by_fd_.find(fd); it != by_fd_.end()) it->second->on_readable(fd, now);
+                // Legs are only removed by commands, which run after this loop
+                // (and take their sockets out of epoll first): the entry is alive.
+                const Watch& watched = *static_cast<const Watch*>(tag);
+                watched.leg->on_readable(watched.fd, now);
             }
         }
         // Relayed packets leave now, in one batch per socket, not at the next tick.

@@ -94,7 +94,14 @@ private:
     // The same legs in one flat array: the tick walks every leg several times
     // each 20 ms, and a vector is cheaper to walk than the map's nodes.
     std::vector<Leg*> ticking_;
-    std::unordered_map<int, Leg*> by_fd_;
+    // What a leg's socket is to epoll: its event carries a pointer to its
+    // entry here (map nodes keep their address), so a readable socket finds
+    // its leg without a lookup.
+    struct Watch {
+        Leg* leg;
+        int fd;
+    };
+    std::unordered_map<int, Watch> by_fd_;
     std::unordered_map<std::uint64_t, ActiveTap> taps_;
     std::unordered_map<ConferenceId, std::unique_ptr<Conference>> conferences_;
 
