@@ -231,7 +231,8 @@ void Worker::tick(Clock::time_point now, std::uint64_t frames) {
 void Worker::run() {
     // Named so top -H and the benchmarks can tell the media threads apart.
     pthread_setname_np(pthread_self(), "callbox-media");
-    std::array<epoll_event, 64> ready{};
+    // As many as the echo floor takes per wait: under load, fewer waits.
+    std::array<epoll_event, 256> ready{};
     while (!stopping_) {
         const int n = epoll_wait(epoll_fd_, ready.data(), static_cast<int>(ready.size()), -1);
         if (n < 0) continue;  // EINTR

@@ -120,6 +120,11 @@ void JitterBuffer::give_back(std::vector<std::uint8_t>&& buffer) {
     if (spare_buffers_.size() < kSpareBuffers) spare_buffers_.push_back(std::move(buffer));
 }
 
+void JitterBuffer::pop_front() {
+    give_back(std::move(slots_.front().payload));
+    slots_.erase(slots_.begin());
+}
+
 void JitterBuffer::reset_timeline(bool new_sequence) {
     stats_.discarded += static_cast<std::int64_t>(slots_.size());
     ++stats_.flushes;
@@ -269,8 +274,7 @@ void JitterBuffer::get(std::int64_t now_ms, bool low_energy, Output& out) {
         }
         if (decision == Decision::accelerate) {
             ++stats_.discarded;
-            give_back(std::move(slots_.front().payload));
-            slots_.pop_front();
+            pop_front();
         }
         play(decision, now_ms, out);
     } else if (!slots_.empty() && stalled_) {
@@ -336,8 +340,7 @@ void JitterBuffer::play(Decision decision, std::int64_t now_ms, Output& out) {
     if (decision == Decision::normal) ++stats_.normal;
     if (decision == Decision::merge) ++stats_.merged;
     if (decision == Decision::accelerate) ++stats_.accelerated;
-    give_back(std::move(slot.payload));  // the caller's previous payload, swapped in above
-    slots_.pop_front();
+    pop_front();  // gives back the caller's previous payload, swapped in above
 }
 
 std::span<const std::uint8_t> JitterBuffer::next_held() const {

@@ -130,9 +130,14 @@ private:
     // through a few buffers instead of one allocation each.
     std::vector<std::uint8_t> take_buffer(std::span<const std::uint8_t> payload);
     void give_back(std::vector<std::uint8_t>&& buffer);
+    // Drops the frame at the front; its buffer is given back.
+    void pop_front();
 
     Settings settings_;
-    std::deque<Slot> slots_;  // sorted by timestamp
+    // Sorted by timestamp. A vector rather than a deque: it holds a few
+    // frames, which arrive at its end and leave from its front, and a deque
+    // allocates and frees a block whenever its front crosses one.
+    std::vector<Slot> slots_;
     std::vector<std::vector<std::uint8_t>> spare_buffers_;
     bool have_source_ = false;
     std::uint32_t source_ = 0;
