@@ -19,6 +19,7 @@ import concurrent.futures
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -171,6 +172,28 @@ class Settings:
     phone_sockets: str
     nice: int
     realtime: bool
+    perf_dir: Path | None = None
+
+
+@contextmanager
+def profiled(settings: Settings, kind: str, calls: int, pid: int) -> Iterator[None]:
+    """With ``--perf DIR``, ``perf record -g`` of the engine box over the step's window."""
+    if settings.perf_dir is None or kind != "engine":
+        yield
+        return
+    settings.perf_dir.mkdir(parents=True, exist_ok=True)
+    output = settings.perf_dir / f"engine-{calls}.data"
+    # DWARF unwinding: the core is built without frame pointers.
+    perf = subprocess.Popen(
+        ["perf", "record", "-q", "-F", "997", "--call-graph", "dwarf,16384", "-p", str(pid),
+         "-o", str(output)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        yield
+    finally:
+        perf.send_signal(signal.SIGINT)  # perf writes its file when interrupted
+        perf.wait()
 
 
 def run_step(settings: Settings, kind: str, calls: int) -> dict[str, Any]:
@@ -191,9 +214,10 @@ def run_step(settings: Settings, kind: str, calls: int) -> dict[str, Any]:
         read_line(generator.stdout, "measuring", "loadgen")
         nice = niceness(box.pid)
         policy = scheduling_policy(box.pid)
-        cpu_start = cpu_seconds(box.pid)
-        read_line(generator.stdout, "done", "loadgen")
-        box_cpu = cpu_seconds(box.pid) - cpu_start
+        with profiled(settings, kind, calls, box.pid):
+            cpu_start = cpu_seconds(box.pid)
+            read_line(generator.stdout, "done", "loadgen")
+            box_cpu = cpu_seconds(box.pid) - cpu_start
         result: dict[str, Any] = json.loads(read_line(generator.stdout, "{", "loadgen"))
     sent = sum(result[d]["sent"] for d in ("caller_to_agent", "agent_to_caller"))
     bad = sum(result[d]["lost"] + result[d]["late"] for d in ("caller_to_agent", "agent_to_caller"))
@@ -297,6 +321,13 @@ def main(argv: list[str] | None = None) -> int:
         "take up to 95%% of their CPUs from everything else while a step runs)",
     )
     parser.add_argument("--record", action="store_true", help="record every call (engine.record)")
+    parser.add_argument(
+        "--perf",
+        type=Path,
+        metavar="DIR",
+        help="record each engine step with 'perf record -g' into DIR/engine-<calls>.data "
+        "(perf's own cost then counts in the box's CPU: profile, do not publish those numbers)",
+    )
     parser.add_argument("--note", default="", help="a remark stored with the results")
     parser.add_argument("--output", type=Path, default=RESULTS / "core-capacity.json")
     parser.add_argument("--serve-box", action="store_true", help=argparse.SUPPRESS)
@@ -320,6 +351,7 @@ def main(argv: list[str] | None = None) -> int:
         phone_sockets=args.phone_sockets,
         nice=args.nice,
         realtime=args.realtime,
+        perf_dir=args.perf,
     )
     rows = ramp(settings, steps)
     result = {
