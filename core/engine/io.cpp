@@ -54,12 +54,20 @@ int open_udp(const std::string& host, std::uint16_t port) {
     return fd;
 }
 
-std::size_t Inbox::receive(int fd) {
+Inbox::Inbox() {
     for (std::size_t i = 0; i < kBatch; ++i) {
         point_header(headers_[i], iov_[i], sources_[i], buffers_[i].data(), kMaxDatagram);
     }
+}
+
+std::size_t Inbox::receive(int fd) {
+    for (std::size_t i = 0; i < used_; ++i) {
+        headers_[i].msg_hdr.msg_namelen = sizeof(sockaddr_in);
+        headers_[i].msg_hdr.msg_flags = 0;
+    }
     const int n = recvmmsg(fd, headers_.data(), kBatch, MSG_DONTWAIT, nullptr);
-    return n > 0 ? static_cast<std::size_t>(n) : 0;
+    used_ = n > 0 ? static_cast<std::size_t>(n) : 0;
+    return used_;
 }
 
 std::span<const std::uint8_t> Inbox::data(std::size_t i) const {

@@ -25,6 +25,7 @@ bool same_address(const sockaddr_in& a, const sockaddr_in& b);
 
 class Inbox {
 public:
+    Inbox();
     // Receives up to kBatch datagrams from `fd`; returns how many (0 when drained).
     std::size_t receive(int fd);
     std::span<const std::uint8_t> data(std::size_t i) const;
@@ -36,6 +37,10 @@ private:
     std::array<sockaddr_in, kBatch> sources_{};
     std::array<iovec, kBatch> iov_{};
     std::array<mmsghdr, kBatch> headers_{};
+    // Headers the last receive() filled: the kernel rewrote their name
+    // lengths and flags, so only they are set up again (a socket most often
+    // holds one datagram, and preparing all 32 headers each time cost more).
+    std::size_t used_ = 0;
 };
 
 class Outbox {

@@ -98,7 +98,9 @@ void Leg::on_digit_ended(const Digit& digit, const char* how) {
     host().post_event(std::move(event));
 }
 
-void Leg::pull_audio(Clock::time_point now) {
+void Leg::pull_audio(Clock::time_point now, std::uint64_t frame) {
+    if (frame == pulled_frame_) return;
+    pulled_frame_ = frame;  // before the work: a pull that throws is not tried again this frame
     received_ = {};
     if (!wants_audio()) {
         receive_.reset();  // a relay, or nobody listening: no buffering, no decoding

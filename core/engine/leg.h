@@ -138,8 +138,10 @@ public:
 
     // The worker's tick, after on_tick(): first every leg takes this tick's
     // received audio, then every leg sends (so a transcoding bridge reads its
-    // peer's audio of this tick), then the housekeeping.
-    void pull_audio(Clock::time_point now);
+    // peer's audio of this tick), then the housekeeping. pull_audio() works
+    // once per `frame` (the worker's count, from 1) however often it is
+    // called: a recording takes its legs' audio before the other legs do.
+    void pull_audio(Clock::time_point now, std::uint64_t frame);
     void send_audio(Clock::time_point now);
     void after_tick(Clock::time_point now);
     // This tick's received audio (empty while none: no PCM path, or buffering).
@@ -197,6 +199,7 @@ private:
     int audio_users_ = 0;
     std::unique_ptr<ReceivePath> receive_;
     std::span<const std::int16_t> received_;
+    std::uint64_t pulled_frame_ = 0;
     std::unique_ptr<codec::DtmfDetector> detector_;
     std::unique_ptr<RateConverter> detector_rate_;
     std::unique_ptr<TelephoneEventTracker> digits_in_;

@@ -124,14 +124,14 @@ void Worker::add_tap(std::uint64_t id, RecordingTap tap) {
     left.add_audio_user();
     right.add_audio_user();
     const std::size_t samples = tap.recording->frame_samples();
-    taps_.emplace(id, ActiveTap{std::move(tap.recording), &left, &right, RateConverter(rate), RateConverter(rate),
-                                std::vector<std::int16_t>(samples, 0)});
+    taps_.push_back(ActiveTap{id, std::move(tap.recording), &left, &right, RateConverter(rate), RateConverter(rate),
+                              std::vector<std::int16_t>(samples, 0)});
 }
 
 void Worker::remove_tap(std::uint64_t id) {
-    const auto it = taps_.find(id);
+    const auto it = std::find_if(taps_.begin(), taps_.end(), [id](const ActiveTap& t) { return t.id == id; });
     if (it == taps_.end()) return;
-    for (Leg* side : {it->second.left, it->second.right}) {
+    for (Leg* side : {it->left, it->right}) {
         if (side != nullptr) side->remove_audio_user();
     }
     taps_.erase(it);
@@ -156,8 +156,11 @@ void Worker::remove_conference(ConferenceId id) {
     conferences_.erase(id);
 }
 
-void Worker::record_tick() {
-    for (auto& [id, active] : taps_) {
+void Worker::record_tick(Clock::time_point now, std::uint64_t frame) {
+    for (ActiveTap& active : taps_) {
+        for (Leg* side : {active.left, active.right}) {
+            if (side != nullptr) guarded(*side, [&](Leg& leg) { leg.pull_audio(now, frame); });
+        }
         // A side with no audio this tick (buffering, or its leg closed) records silence.
         const auto side = [&](const Leg* l, RateConverter& rate) -> const std::int16_t* {
             if (l == nullptr || l->received_audio().empty()) return active.silence.data();
@@ -173,7 +176,7 @@ void Worker::remove_leg(LegId id) {
     Leg& gone = leg(id);
     if (Leg* peer = gone.bridged()) peer->set_bridged(nullptr);
     if (Conference* conference = gone.conference()) conference->remove(id, nullptr);
-    for (auto& [tap_id, active] : taps_) {
+    for (ActiveTap& active : taps_) {
         for (Leg** side : {&active.left, &active.right}) {
             if (*side == &gone) *side = nullptr;  // the side records silence from now on
         }
@@ -189,16 +192,19 @@ void Worker::remove_leg(LegId id) {
 void Worker::post_event(Event event) { events_.push(std::move(event)); }
 
 template <class Work>
-void Worker::for_each_leg(Work work) {
-    for (Leg* leg : ticking_) {
-        // A fault in one leg's audio (a codec refusing what it was given) must
-        // not take the worker, and every other call on it, down with it.
-        try {
-            work(*leg);
-        } catch (const std::exception& error) {
-            post_event({"error", leg->id(), error.what()});
-        }
+void Worker::guarded(Leg& leg, Work work) {
+    // A fault in one leg's audio (a codec refusing what it was given) must
+    // not take the worker, and every other call on it, down with it.
+    try {
+        work(leg);
+    } catch (const std::exception& error) {
+        post_event({"error", leg.id(), error.what()});
     }
+}
+
+template <class Work>
+void Worker::for_each_leg(Work work) {
+    for (Leg* leg : ticking_) guarded(*leg, work);
 }
 
 void Worker::apply_commands(Clock::time_point now) {
@@ -219,9 +225,10 @@ void Worker::tick(Clock::time_point now, std::uint64_t frames) {
     for (std::uint64_t frame = 0; frame < std::min(frames, kMaxCatchUp); ++frame) {
         // Every leg takes this frame's audio before any sends, so a transcoding
         // bridge or a recording sees both sides of the same frame.
-        for_each_leg([&](Leg& leg) { leg.pull_audio(now); });
+        ++frame_;
+        record_tick(now, frame_);
+        for_each_leg([&](Leg& leg) { leg.pull_audio(now, frame_); });
         for (auto& [id, conference] : conferences_) conference->tick(*this);
-        record_tick();
         for_each_leg([&](Leg& leg) { leg.send_audio(now); });
     }
     for_each_leg([&](Leg& leg) { leg.after_tick(now); });

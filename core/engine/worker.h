@@ -69,12 +69,18 @@ private:
     void apply_commands(Clock::time_point now);
     // Timers, then `frames` 20 ms frames of audio (the timer's expirations).
     void tick(Clock::time_point now, std::uint64_t frames);
-    void record_tick();
-    // Runs `work` on every leg; an exception from one becomes an error event.
+    // Each recording takes its two legs' audio of `frame` and records it at
+    // once, while the audio is still in the cache.
+    void record_tick(Clock::time_point now, std::uint64_t frame);
+    // Runs `work` on `leg`; an exception becomes an error event.
+    template <class Work>
+    void guarded(Leg& leg, Work work);
+    // guarded() on every leg.
     template <class Work>
     void for_each_leg(Work work);
 
     struct ActiveTap {
+        std::uint64_t id;
         std::shared_ptr<record::Recording> recording;
         // The two legs, looked up once; a side whose leg closes becomes nullptr and records silence.
         Leg* left = nullptr;
@@ -102,7 +108,8 @@ private:
         int fd;
     };
     std::unordered_map<int, Watch> by_fd_;
-    std::unordered_map<std::uint64_t, ActiveTap> taps_;
+    std::vector<ActiveTap> taps_;  // walked every frame, found by id only when one stops
+    std::uint64_t frame_ = 0;       // frames made so far
     std::unordered_map<ConferenceId, std::unique_ptr<Conference>> conferences_;
 
     std::mutex mutex_;
