@@ -71,12 +71,17 @@ class Talker:
         self.other_frequency: dict[int, float] = {}
         """Frames that carry another tone."""
 
-    def run(self, frames: int = TALK_FRAMES) -> None:
-        """Send ``frames`` packets on a grid of the packet interval, receiving in between."""
+    def run(self, frames: int = TALK_FRAMES, start: float | None = None) -> None:
+        """Send ``frames`` packets on a grid of the packet interval, receiving in between.
+
+        The grid starts at ``start`` (``time.monotonic()``; now by default):
+        far ends given the same start send their frame n side by side.
+        """
         info = self.encoder
         interval = self.frame_ms / 1000
         held: list[tuple[int, bytes]] = []
-        start = time.monotonic()
+        start = time.monotonic() if start is None else start
+        self.receive_until(start)
         for n in range(frames + 15):
             ready, held = held, []
             if n < frames and not self.silent:
@@ -155,8 +160,9 @@ class Call:
 
 
 def talk_together(talkers: list[Talker]) -> None:
-    """Every far end sends its tone (if any) and listens, at the same time."""
-    threads = [threading.Thread(target=t.run) for t in talkers]
+    """Every far end sends its tone (if any) and listens, on one shared 20 ms grid."""
+    start = time.monotonic() + 0.1  # once every thread is running
+    threads = [threading.Thread(target=t.run, kwargs={"start": start}) for t in talkers]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -818,9 +824,10 @@ def test_a_recording_keeps_both_sides_time_aligned_at_their_level(
     c.talk()
     recording.stop()
     left, right, rate = channels(tmp_path / "call.wav")
-    # Both tones start on the same frame at the far ends, sent side by side:
-    # each side's jitter buffer holds them alike, so they start together in
-    # the file (two frames allow for the far ends' own threads starting apart).
+    # Both tones start on the same frame, which the far ends send side by side
+    # on one grid: each side's jitter buffer holds them alike, so they start
+    # together in the file (two frames of slack: the far ends are two threads,
+    # so a frame's twin may reach the engine after the next tick).
     assert abs(onset_s(left, rate) - onset_s(right, rate)) <= 0.04
     start = int(onset_s(left, rate) * rate) * 2
     assert_tone(left[start:], rate, c.a.frequency, LEVEL_TOLERANCE["PCMA"])
