@@ -837,29 +837,33 @@ def test_a_recording_keeps_both_sides_time_aligned_at_their_level(
         assert rms(side[: start - 2 * rate // 50]) < 0.01 * amplitude(TONE_LEVEL)
 
 
-def test_a_lost_packet_is_concealed_in_the_recording_without_shifting_what_follows(
+def silent_frames(audio: bytes, rate: int, frames: int) -> int:
+    """How many of the first ``frames`` 20 ms frames from ``audio``'s tone onset are silent."""
+    frame = rate // 50
+    start = int(onset_s(audio, rate) * rate)
+    blocks = [audio[2 * (start + i * frame) : 2 * (start + (i + 1) * frame)] for i in range(frames)]
+    return sum(rms(block) < 0.02 * amplitude(TONE_LEVEL) for block in blocks)
+
+
+def test_a_lost_packet_is_concealed_in_the_recording_not_left_as_a_gap(
     engine: Engine, peers: Callable[[], Peer], tmp_path: Path
 ) -> None:
     c = Call(engine, peers, "PCMU", "PCMU")
     quiet_then_tone(c)
-    lost = QUIET_FRAMES + 30
-    c.a.lost = {lost}
+    c.a.lost = {QUIET_FRAMES + 20}
     recording = engine.record(tmp_path / "call.wav", left=c.leg_a, right=c.leg_b)
     c.talk()
     recording.stop()
     left, right, rate = channels(tmp_path / "call.wav")
-    frame = rate // 50
-    start = int(onset_s(left, rate) * rate)
-    # The lost frame is filled from the tone before it (pitch repetition), not a gap.
-    at = 2 * (start + (lost - QUIET_FRAMES) * frame)
-    concealed = left[at : at + 2 * frame]
-    assert goertzel_peak(concealed, rate, c.a.frequency) > 0.5 * amplitude(TONE_LEVEL)
-    # And the caller's side keeps its place: its tone ends with the agent's.
-    tone_frames = TALK_FRAMES - QUIET_FRAMES
-    for side in (left, right):
-        after = side[2 * (start + tone_frames * frame) + 2 * 2 * frame :]
-        assert rms(after[: 2 * 5 * frame]) < 0.1 * amplitude(TONE_LEVEL)
-    assert_tone(left[2 * start :], rate, c.a.frequency, LEVEL_TOLERANCE["PCMU"])
+    stats = c.leg_a.stats().jitter_buffer
+    assert stats is not None
+    assert (stats.lost, stats.expanded >= 1) == (1, True)
+    # The caller's lost frame is filled from the tone before it (pitch
+    # repetition): its side has no more silence inside the tone than the
+    # agent's, which lost nothing (a stalled machine would show on both).
+    # The last frames are left out: a buffer may shorten a tone by a frame.
+    tone_frames = TALK_FRAMES - QUIET_FRAMES - 4
+    assert silent_frames(left, rate, tone_frames) <= silent_frames(right, rate, tone_frames)
 
 
 @pytest.mark.parametrize(
