@@ -169,11 +169,17 @@ def switch_env(workdir: Path, port: int) -> dict[str, str]:
 
 @contextlib.contextmanager
 def running_switch(
-    workdir: Path, numbers: list[str], settings: Settings, profile: Path | None
+    workdir: Path,
+    numbers: list[str],
+    settings: Settings,
+    profile: Path | None,
+    gc_stats: Path | None = None,
 ) -> Iterator[RunningSwitch]:
     """The switch with ``numbers`` configured, pinned to ``SWITCH_CPU``; stopped with SIGINT.
 
-    With ``profile`` it runs under cProfile and writes its statistics there on exit.
+    With ``profile`` it runs under cProfile and writes its statistics there on
+    exit; with ``gc_stats``, under ``benchmarks.gc_probe``, which writes the
+    garbage collector's pauses there.
     """
     port = free_udp_and_tcp_port()
     env = switch_env(workdir, port)
@@ -190,6 +196,8 @@ def running_switch(
     if imported.returncode != 0:
         raise BenchmarkError(f"config import failed: {imported.stderr}")
     command = [sys.executable, "-m", "appliance", "switch"]
+    if gc_stats is not None:
+        command[1:2] = ["-m", "benchmarks.gc_probe", str(gc_stats)]
     if profile is not None:
         command[1:1] = ["-m", "cProfile", "-o", str(profile)]
     log = workdir / "switch.log"
@@ -464,7 +472,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="callbox-sip-load-"))
     result: dict[str, Any] = {}
     try:
-        with running_switch(workdir, callers + callees, settings, args.profile) as switch:
+        gc_stats = workdir / "gc.json" if args.gc_stats else None
+        with running_switch(workdir, callers + callees, settings, args.profile, gc_stats) as switch:
             pid = switch.process.pid
             scheduling = {"nice": niceness(pid), "policy": scheduling_policy(pid)}
             if "register" in args.kinds:
@@ -490,6 +499,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         lambda rate: call_step(switch, inject, callees, settings, rate),
                     )
                     result["calls"] = {"summary": summary(rows, "per_s"), "steps": rows}
+        if gc_stats is not None:
+            result["garbage_collector"] = json.loads(gc_stats.read_text())
         result["settings"] = {
             "hold_s": settings.hold_s,
             "extensions": settings.callers,
@@ -541,6 +552,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--profile", type=Path, help="run the switch under cProfile, stats to this file"
+    )
+    parser.add_argument(
+        "--gc-stats",
+        action="store_true",
+        help="time the switch's garbage collections (benchmarks/gc_probe.py) into the JSON",
     )
     parser.add_argument("--label", default="latest", help="key of this run in the JSON's runs")
     parser.add_argument("--note", default="", help="a remark stored with the results")

@@ -174,6 +174,7 @@ _VIA_FAST_RE = re.compile(
     rf"((?:;{_TOKEN}(?:={_TOKEN})?)*)"
 )
 _LIST_SPECIAL_RE = re.compile(r'[",<>\\]')
+_QUOTED_PAIR_RE = re.compile(r"\\(.)", re.DOTALL)
 
 
 class SipParseError(ValueError):
@@ -258,6 +259,22 @@ class Headers:
         self._fields: list[tuple[str, str]] = [
             (canonical_name(name), value) for name, value in fields
         ]
+        # The lines of each name, built at the first lookup and dropped at each
+        # change: a message's fields are looked up by name a dozen times or more
+        # (parser checks, transport, transaction key, TU, the response's copy).
+        # Tuples, not lists: the collector stops tracking a tuple of strings,
+        # and answered messages stay alive for seconds.
+        self._by_name: dict[str, tuple[str, ...]] | None = None
+
+    def _index(self) -> dict[str, tuple[str, ...]]:
+        index = self._by_name
+        if index is None:
+            grouped: dict[str, list[str]] = {}
+            for name, value in self._fields:
+                grouped.setdefault(name, []).append(value)
+            index = {name: tuple(lines) for name, lines in grouped.items()}
+            self._by_name = index
+        return index
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(self._fields)
@@ -272,31 +289,31 @@ class Headers:
         return f"Headers({self._fields!r})"
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and self.get(name) is not None
+        return isinstance(name, str) and canonical_name(name) in self._index()
 
     def get(self, name: str) -> str | None:
         """The value of the first field called ``name``, or None."""
-        wanted = canonical_name(name)
-        for have, value in self._fields:
-            if have == wanted:
-                return value
-        return None
+        found = self._index().get(canonical_name(name))
+        return found[0] if found else None
 
     def lines(self, name: str) -> list[str]:
         """Every field line called ``name``, unsplit."""
-        wanted = canonical_name(name)
-        return [value for have, value in self._fields if have == wanted]
+        return list(self._index().get(canonical_name(name), ()))
 
     def values(self, name: str) -> list[str]:
         """All values of ``name``: list headers split at their commas."""
-        lines = self.lines(name)
-        if canonical_name(name) not in LIST_HEADERS:
-            return lines
+        wanted = canonical_name(name)
+        lines = self._index().get(wanted, ())
+        if wanted not in LIST_HEADERS:
+            return list(lines)
         return [item for line in lines for item in split_list(line)]
 
     def add(self, name: str, value: str) -> None:
         """Append a field."""
-        self._fields.append((canonical_name(name), value))
+        wanted = canonical_name(name)
+        self._fields.append((wanted, value))
+        if self._by_name is not None:
+            self._by_name[wanted] = (*self._by_name.get(wanted, ()), value)
 
     def set(self, name: str, value: str) -> None:
         """Replace every field called ``name`` by one (appended if absent)."""
@@ -307,6 +324,7 @@ class Headers:
             self._fields.append((wanted, value))
         else:
             self._fields.insert(index, (wanted, value))
+        self._by_name = None
 
     def replace_first_value(self, name: str, value: str) -> None:
         """Replace the first value of ``name`` (the first element of a list header)."""
@@ -315,6 +333,7 @@ class Headers:
             if have == wanted:
                 items = split_list(line) if wanted in LIST_HEADERS else [line]
                 self._fields[i] = (wanted, ", ".join([value, *items[1:]]))
+                self._by_name = None
                 return
         raise KeyError(name)
 
@@ -322,14 +341,18 @@ class Headers:
         """Drop every field called ``name``."""
         wanted = canonical_name(name)
         self._fields = [(n, v) for n, v in self._fields if n != wanted]
+        self._by_name = None
 
 
 Params = tuple[tuple[str, str | None], ...]
 
 
-def _param(params: Params, name: str) -> str | None:
-    lower = name.lower()
-    return next((v if v is not None else "" for k, v in params if k.lower() == lower), None)
+def _param_map(params: Params) -> dict[str, str]:
+    """Parameters by lower-cased name, the first of each name ("" for a flag)."""
+    by_name: dict[str, str] = {}
+    for key, value in params:
+        by_name.setdefault(key.lower(), "" if value is None else value)
+    return by_name
 
 
 def _format_params(params: Params) -> str:
@@ -354,9 +377,13 @@ class Uri:
     headers: tuple[tuple[str, str], ...] = ()
     opaque: str | None = None
 
+    @functools.cached_property
+    def _params_by_name(self) -> dict[str, str]:
+        return _param_map(self.params)
+
     def param(self, name: str) -> str | None:
         """A URI parameter's value ("" for a flag such as ``lr``), or None."""
-        return _param(self.params, name)
+        return self._params_by_name.get(name.lower())
 
     def __str__(self) -> str:
         if self.opaque is not None:
@@ -573,7 +600,10 @@ def unquote(text: str) -> str:
     """The content of a raw quoted-string with quoted-pairs resolved."""
     if not (len(text) >= 2 and text[0] == '"' and text[-1] == '"'):
         return text
-    return re.sub(r"\\(.)", r"\1", text[1:-1], flags=re.DOTALL)
+    inner = text[1:-1]
+    if "\\" not in inner:
+        return inner  # no quoted-pairs: the usual nonce, realm or display name
+    return _QUOTED_PAIR_RE.sub(r"\1", inner)
 
 
 def quote(text: str) -> str:
@@ -600,14 +630,18 @@ class Address:
     display_name: str | None = None
     params: Params = ()
 
+    @functools.cached_property
+    def _params_by_name(self) -> dict[str, str]:
+        return _param_map(self.params)
+
     @property
     def tag(self) -> str | None:
         """The ``tag`` parameter (From and To)."""
-        return _param(self.params, "tag")
+        return self._params_by_name.get("tag")
 
     def param(self, name: str) -> str | None:
         """A header parameter's value ("" for a flag), or None."""
-        return _param(self.params, name)
+        return self._params_by_name.get(name.lower())
 
     def __str__(self) -> str:
         display = "" if self.display_name is None else quote(self.display_name) + " "
@@ -676,20 +710,24 @@ class Via:
 
     MAGIC_COOKIE = "z9hG4bK"
 
+    @functools.cached_property
+    def _params_by_name(self) -> dict[str, str]:
+        return _param_map(self.params)
+
     @property
     def branch(self) -> str | None:
         """The branch parameter, the transaction id of RFC 3261 17."""
-        return _param(self.params, "branch")
+        return self._params_by_name.get("branch")
 
     @property
     def received(self) -> str | None:
         """The address the previous hop's request came from, if noted."""
-        return _param(self.params, "received")
+        return self._params_by_name.get("received")
 
     @property
     def rport(self) -> int | Literal[True] | None:
         """RFC 3581: True when asked for (empty), the port once filled, None if absent."""
-        value = _param(self.params, "rport")
+        value = self._params_by_name.get("rport")
         if value is None:
             return None
         return int(value) if value else True
@@ -701,7 +739,7 @@ class Via:
 
     def param(self, name: str) -> str | None:
         """A Via parameter's value ("" for a flag), or None."""
-        return _param(self.params, name)
+        return self._params_by_name.get(name.lower())
 
     def with_params(self, **values: str | None) -> Via:
         """This Via with parameters set (None makes a flag), order kept."""
@@ -718,10 +756,41 @@ class Via:
 
 # Each message's Via, From, To and CSeq are read by the parser's checks, the
 # transport, the transaction layer and the TU: parsed once, then looked up.
-# The values are frozen, so sharing them is safe.
-@functools.lru_cache(maxsize=1024)
+# The values are frozen, so sharing them is safe. Vias are kept in a table of
+# their own, which the transport also fills with the Via it rewrites
+# (``via_text``): each request's Via is unique (its branch), so a cache keyed
+# by text alone would parse the rewritten one a second time.
+_VIA_CACHE_SIZE = 1024
+_vias: dict[str, Via] = {}
+
+
+def _remember_via(value: str, via: Via) -> None:
+    if len(_vias) >= _VIA_CACHE_SIZE:
+        del _vias[next(iter(_vias))]  # the oldest
+    _vias[value] = via
+
+
 def parse_via(value: str) -> Via:
     """Parse one via-parm (one element of a Via list)."""
+    via = _vias.get(value)
+    if via is None:
+        via = _parse_via(value)
+        _remember_via(value, via)
+    return via
+
+
+def via_text(via: Via) -> str:
+    """``str(via)``, remembered so that ``parse_via`` of it is a lookup.
+
+    For a Via the parser made (and ``with_params`` changed with valid
+    parameters), parsing the text gives an equal Via back.
+    """
+    text = str(via)
+    _remember_via(text, via)
+    return text
+
+
+def _parse_via(value: str) -> Via:
     fast = _VIA_FAST_RE.fullmatch(value)
     if fast is not None:
         # The usual shape (no LWS inside, token parameters): split, not scanned.
@@ -990,10 +1059,11 @@ def _validate(headers: Headers, method: str | None) -> None:
         cur.params()
         if not cur.at_end():
             raise cur.error(f"unexpected {cur.peek()!r}")
-    for value in values("Contact"):
+    contacts = values("Contact")
+    for value in contacts:
         if value != "*":
             parse_address(value, "Contact")
-    if "*" in values("Contact") and len(values("Contact")) > 1:
+    if "*" in contacts and len(contacts) > 1:
         raise SipParseError("Bad Contact: '*' mixed with addresses")
     for name in ("Route", "Record-Route"):
         for value in values(name):

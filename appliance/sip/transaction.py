@@ -19,7 +19,7 @@ import enum
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from appliance.sip.message import Headers, Request, Response, SipParseError, Via
 from appliance.sip.transport import Flow
@@ -50,6 +50,26 @@ class LoopClock:
     def call_later(self, delay: float, callback: Callable[[], None]) -> TimerHandle:
         """Run ``callback`` after ``delay`` seconds on the loop."""
         return asyncio.get_running_loop().call_later(delay, callback)
+
+
+class DatagramWire(Protocol):
+    """What the transaction layer needs to keep an answered request's response as bytes.
+
+    ``SipTransport`` is one: ``response_datagram`` is the datagram and the
+    destination its ``send_response`` would use over UDP, ``send_udp`` sends
+    one datagram.
+    """
+
+    def response_datagram(self, response: Response, flow: Flow) -> AnsweredRequest:
+        """The bytes of ``response`` and where they go, for a request that came over ``flow``."""
+
+    def send_udp(self, data: bytes, destination: tuple[str, int]) -> None:
+        """Send one datagram."""
+
+
+AnsweredRequest = tuple[bytes, tuple[str, int]]
+"""An answered non-INVITE request over UDP as the layer keeps it: the response's bytes and
+destination (a tuple of immutable values, which the garbage collector stops tracking)."""
 
 
 @dataclass(frozen=True)
@@ -440,11 +460,12 @@ class ServerInviteTransaction(ServerTransaction):
 class ServerNonInviteTransaction(ServerTransaction):
     """RFC 3261 17.2.2: the non-INVITE server transaction.
 
-    ``timer_j_batch``, when set (the transaction layer sets it), runs timer
-    J over UDP for many transactions at once instead of one timer each.
+    ``on_completed``, when set (the transaction layer sets it), takes over
+    the Completed state over UDP: the layer absorbs retransmissions and runs
+    timer J for many transactions at once (``TransactionLayer``).
     """
 
-    timer_j_batch: TimerBatch | None = None
+    on_completed: Callable[[ServerNonInviteTransaction], None] | None = None
 
     def start(self) -> None:
         """Enter Trying; the TU answers when ready."""
@@ -459,8 +480,8 @@ class ServerNonInviteTransaction(ServerTransaction):
             self.state = State.PROCEEDING
         else:
             self.state = State.COMPLETED
-            if self.timer_j_batch is not None and not self.flow.reliable:
-                self.timer_j_batch.add(self.timer_j)
+            if self.on_completed is not None and not self.flow.reliable:
+                self.on_completed(self)
             else:
                 self._start_timer("J", self._after(self.timers.timeout), self.timer_j)
 
@@ -479,46 +500,50 @@ def _ignore(_: Transaction) -> None:
     """The callback of a transaction nobody listens to."""
 
 
-class TimerBatch:
-    """One timer for every callback added within ``window`` seconds: each runs ``delay`` after.
+class TimerBatch(Generic[_T]):
+    """One timer for every item added within ``window`` seconds: each expires ``delay`` after.
 
     Under load the switch answers thousands of REGISTERs a second, and RFC
     3261 keeps each non-INVITE server transaction 64*T1 (timer J) after its
     answer to absorb retransmissions. One asyncio timer per transaction is
     a handle, a context and a closure alive for those 32 s; the garbage
-    collector walks them all at every full collection. Batched, a callback
-    runs between ``delay`` and ``delay + window`` after it was added: a
-    transaction absorbs retransmissions a little longer, never shorter.
+    collector walks them all at every full collection. Batched, ``expire``
+    is called for an item between ``delay`` and ``delay + window`` after it
+    was added: a transaction absorbs retransmissions a little longer, never
+    shorter.
     """
 
-    def __init__(self, clock: Clock, delay: float, window: float = 0.1) -> None:
+    def __init__(
+        self, clock: Clock, delay: float, expire: Callable[[_T], None], window: float = 0.1
+    ) -> None:
         self.clock = clock
         self.delay = delay
+        self.expire = expire
         self.window = window
-        self._open: list[Callable[[], None]] | None = None
+        self._open: list[_T] | None = None
         self._pending: dict[int, TimerHandle] = {}
 
-    def add(self, callback: Callable[[], None]) -> None:
-        """Run ``callback`` ``delay`` (to ``delay + window``) seconds from now."""
+    def add(self, item: _T) -> None:
+        """Expire ``item`` ``delay`` (to ``delay + window``) seconds from now."""
         if self._open is None:
-            batch: list[Callable[[], None]] = []
+            batch: list[_T] = []
             self._open = batch
             self._pending[id(batch)] = self.clock.call_later(
                 self.window, lambda: self._close(batch)
             )
-        self._open.append(callback)
+        self._open.append(item)
 
-    def _close(self, batch: list[Callable[[], None]]) -> None:
+    def _close(self, batch: list[_T]) -> None:
         self._open = None
         self._pending[id(batch)] = self.clock.call_later(self.delay, lambda: self._run(batch))
 
-    def _run(self, batch: list[Callable[[], None]]) -> None:
+    def _run(self, batch: list[_T]) -> None:
         del self._pending[id(batch)]
-        for callback in batch:
-            callback()
+        for item in batch:
+            self.expire(item)
 
     def cancel(self) -> None:
-        """Drop every pending callback."""
+        """Drop every pending item."""
         for handle in self._pending.values():
             handle.cancel()
         self._pending.clear()
@@ -539,7 +564,17 @@ class TransactionUser(Protocol):
 
 
 class TransactionLayer:
-    """Matches messages to transactions and creates server transactions."""
+    """Matches messages to transactions and creates server transactions.
+
+    With a ``wire`` (the transport), an answered non-INVITE server
+    transaction over UDP is kept as its response's bytes and destination
+    (``AnsweredRequest``) for timer J instead of as the transaction object
+    with its request and response: at 2,000 REGISTERs a second, 64*T1 of
+    them is over 100,000 transactions alive, and each full collection of
+    the garbage collector walks every object they hold. Retransmissions get
+    the same bytes at the same address; the TU no longer hears of the
+    transaction, whose object stays in Completed.
+    """
 
     def __init__(
         self,
@@ -547,17 +582,22 @@ class TransactionLayer:
         send_response: Callable[[Response, Flow], None],
         clock: Clock | None = None,
         timers: Timers | None = None,
+        wire: DatagramWire | None = None,
     ) -> None:
         self.user = user
         self.send_response = send_response
         self.clock: Clock = clock or LoopClock()
         self.timers = timers or Timers()
-        self.server: dict[tuple[str, ...], ServerTransaction] = {}
+        self.wire = wire
+        self.server: dict[tuple[str, ...], ServerTransaction | AnsweredRequest] = {}
         self.client: dict[tuple[str, str], ClientTransaction] = {}
-        self._timer_j = TimerBatch(self.clock, self.timers.timeout)
+        self._timer_j: TimerBatch[tuple[str, ...]] = TimerBatch(
+            self.clock, self.timers.timeout, self._timer_j_expired
+        )
         # One callback object for every server transaction (not a closure each:
         # each answered one stays alive 32 s and the collector walks it).
         self._server_ended: Callable[[Transaction], None] = self._forget_server
+        self._server_completed: Callable[[ServerNonInviteTransaction], None] = self._completed
 
     def receive(self, message: Request | Response, flow: Flow) -> None:
         """Entry point for the transport: route one parsed message."""
@@ -573,6 +613,11 @@ class TransactionLayer:
     def _receive_request(self, request: Request, flow: Flow) -> None:
         key = transaction_key(request)
         existing = self.server.get(key)
+        if isinstance(existing, tuple):
+            # RFC 3261 17.2.2: a retransmission in Completed gets the final response again.
+            if self.wire is not None:
+                self.wire.send_udp(*existing)
+            return
         if existing is not None:
             ack = existing.receive_request(request)
             if ack is not None:
@@ -587,12 +632,26 @@ class TransactionLayer:
         )
         transaction = kind(request, flow, self.clock, self.timers, self.send_response)
         if isinstance(transaction, ServerNonInviteTransaction):
-            transaction.timer_j_batch = self._timer_j
+            transaction.on_completed = self._server_completed
         self.server[key] = transaction
         transaction.key = key
         transaction.on_terminated = self._server_ended
         transaction.start()
         self.user.request_received(request, transaction)
+
+    def _completed(self, transaction: ServerNonInviteTransaction) -> None:
+        """A non-INVITE server transaction over UDP has sent its final response."""
+        response = transaction.last_response
+        if self.wire is not None and response is not None:
+            self.server[transaction.key] = self.wire.response_datagram(response, transaction.flow)
+        self._timer_j.add(transaction.key)
+
+    def _timer_j_expired(self, key: tuple[str, ...]) -> None:
+        entry = self.server.get(key)
+        if isinstance(entry, ServerNonInviteTransaction):
+            entry.timer_j()
+        elif isinstance(entry, tuple):
+            del self.server[key]
 
     def _receive_response(self, response: Response) -> None:
         via = response.top_via
@@ -604,8 +663,10 @@ class TransactionLayer:
 
     def close(self) -> None:
         """Terminate every transaction and cancel its timers (the stack is stopping)."""
-        for transaction in [*self.server.values(), *self.client.values()]:
+        server = [entry for entry in self.server.values() if not isinstance(entry, tuple)]
+        for transaction in [*server, *self.client.values()]:
             transaction._terminate()
+        self.server.clear()
         self._timer_j.cancel()
 
     @staticmethod

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import ipaddress
 import logging
 import re
@@ -41,6 +42,7 @@ from appliance.sip.message import (
     Via,
     error_response,
     parse_message,
+    via_text,
 )
 from appliance.sip.security import SourceGuard
 
@@ -361,6 +363,10 @@ class SipTransport:
         if flow.reliable:
             flow.send(response.to_bytes())
             return
+        self.send_udp(*self.response_datagram(response, flow))
+
+    def response_datagram(self, response: Response, flow: Flow) -> tuple[bytes, tuple[str, int]]:
+        """The bytes of a response over UDP and where RFC 3261 18.2.2 sends them."""
         try:
             destination = response_destination(response.top_via, flow.remote)
         except (SipParseError, IndexError):
@@ -369,7 +375,7 @@ class SipTransport:
             # A sent-by name would need RFC 3263 DNS lookups (not built yet); the
             # request's source address reaches the sender in every case we meet.
             destination = flow.remote
-        self.send_udp(response.to_bytes(), destination)
+        return response.to_bytes(), destination
 
     def receive(self, data: bytes, flow: Flow, framing: Transport) -> None:
         """Parse one message and pass it up; answer or drop it if malformed."""
@@ -390,7 +396,7 @@ class SipTransport:
                 return
             try:
                 message.headers.replace_first_value(
-                    "Via", str(received_via(message.top_via, flow.remote))
+                    "Via", via_text(received_via(message.top_via, flow.remote))
                 )
             except SipParseError as error:
                 self._reject(error, flow)
@@ -429,7 +435,9 @@ class SipTransport:
                 del self._per_source[source]
 
 
+@functools.lru_cache(maxsize=1024)
 def _is_ip(host: str) -> bool:
+    # Asked for each response sent over UDP, nearly always of the same few hosts.
     try:
         ipaddress.ip_address(host)
     except ValueError:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import logging
 import random
@@ -167,6 +168,15 @@ def next_request(request: Request, cseq: int) -> Request:
     copy.headers.replace_first_value("Via", str(via))
     copy.headers.set("CSeq", f"{cseq} {request.method}")
     return copy
+
+
+@functools.lru_cache(maxsize=1024)
+def _source_address(source: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """``source`` as an address, None when it is none (each request's source is read)."""
+    try:
+        return ipaddress.ip_address(source)
+    except ValueError:
+        return None
 
 
 def _host_port(host: str, port: int) -> str:
@@ -656,9 +666,10 @@ class Trunks:
         When several trunks trust the address (two accounts at one provider),
         the one whose username is the Request-URI's user (its Contact) wins.
         """
-        try:
-            address = ipaddress.ip_address(source)
-        except ValueError:
+        if not self.states:
+            return None
+        address = _source_address(source)
+        if address is None:
             return None
         candidates = [s.trunk for s in self.states.values() if s.trusts(address)]
         if not candidates:

@@ -253,7 +253,9 @@ class SipStack:
     ) -> None:
         """Listen on UDP and TCP at ``host``:``port``, and TLS on ``tls_port`` given a context."""
         transport = SipTransport(lambda m, f: layer.receive(m, f), self._limits, guard=self.guard)
-        layer = TransactionLayer(self.core, transport.send_response, self._clock, self._timers)
+        layer = TransactionLayer(
+            self.core, transport.send_response, self._clock, self._timers, wire=transport
+        )
         self.core.layer = layer
         if self.sessions is not None:
             self.sessions.attach(layer, transport)

@@ -7,6 +7,8 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import pytest
+
 from appliance.sip.message import Request, Response, parse_message
 from appliance.sip.transaction import (
     ClientInviteTransaction,
@@ -86,7 +88,7 @@ class Link:
     ``sent`` records (time, sender, start line) of everything put on the wire.
     """
 
-    def __init__(self, reliable: bool = False) -> None:
+    def __init__(self, reliable: bool = False, compact: bool = False) -> None:
         self.clock = ManualClock()
         self.transport: TransportName = "TCP" if reliable else "UDP"
         self.alice = Party("alice")
@@ -94,8 +96,13 @@ class Link:
         self.sent: list[tuple[float, str, str]] = []
         self.lose: Callable[[str, bytes, int], bool] = lambda sender, data, count: False
         self.layers = {
-            "alice": TransactionLayer(self.alice, self._responder("alice"), self.clock),
-            "bob": TransactionLayer(self.bob, self._responder("bob"), self.clock),
+            name: TransactionLayer(
+                party,
+                self._responder(name),
+                self.clock,
+                wire=LinkWire(self, name) if compact else None,
+            )
+            for name, party in (("alice", self.alice), ("bob", self.bob))
         }
         self.flows = {"alice": self._flow("alice"), "bob": self._flow("bob")}
 
@@ -130,6 +137,20 @@ class Link:
         )
         assert isinstance(request, Request)
         return self.layers["alice"].send_request(request, self.flows["alice"])
+
+
+class LinkWire:
+    """A ``DatagramWire`` over the link: what lets a layer keep answered requests as bytes."""
+
+    def __init__(self, link: Link, sender: str) -> None:
+        self.link = link
+        self.sender = sender
+
+    def response_datagram(self, response: Response, flow: Flow) -> tuple[bytes, tuple[str, int]]:
+        return response.to_bytes(), flow.remote
+
+    def send_udp(self, data: bytes, destination: tuple[str, int]) -> None:
+        self.link._carry(self.sender, data)
 
 
 def state(transaction: Transaction) -> State:
@@ -264,8 +285,9 @@ def test_2xx_to_invite_uses_the_rfc6026_accepted_state() -> None:
     assert state(bob_transaction) is State.TERMINATED  # timer L
 
 
-def test_lost_response_to_options_is_recovered_by_retransmission() -> None:
-    link = Link()
+@pytest.mark.parametrize("compact", [False, True], ids=["transaction", "bytes"])
+def test_lost_response_to_options_is_recovered_by_retransmission(compact: bool) -> None:
+    link = Link(compact=compact)
     link.bob.answer = answer_with(200, "OK")
     link.lose = lambda sender, data, count: sender == "bob" and count == 0
     transaction = link.call("OPTIONS")
@@ -361,3 +383,27 @@ def test_core_cancels_a_pending_invite_with_487_and_answers_the_cancel_200() -> 
     assert invite_transaction.last_response is not None
     assert invite_transaction.last_response.status == 487
     assert [r.status for r, _ in link.alice.responses if r.cseq.method == "INVITE"] == [487]
+
+
+def test_answered_request_kept_as_bytes_resends_them_and_the_tu_hears_it_once() -> None:
+    link = Link(compact=True)
+    link.bob.answer = answer_with(200, "OK")
+    link.lose = lambda sender, data, count: sender == "bob" and count < 3
+    transaction = link.call("OPTIONS")
+    link.clock.advance(4)
+    assert link.times("bob", "SIP/2.0 200") == [0, 0.5, 1.5, 3.5]
+    assert [r.status for r, _ in link.alice.responses] == [200]
+    assert len(link.bob.requests) == 1
+    assert state(transaction) is State.COMPLETED
+    link.layers["bob"].close()
+    assert link.layers["bob"].server == {}
+
+
+def test_retransmission_after_timer_j_is_a_new_request_for_the_tu() -> None:
+    link = Link(compact=True)
+    link.bob.answer = answer_with(200, "OK")
+    link.call("OPTIONS")
+    link.clock.advance(32.2)
+    assert link.layers["bob"].server == {}
+    link.call("OPTIONS")
+    assert len(link.bob.requests) == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from appliance.sip.message import Response, parse_message
 from appliance.sip.ua import WARNING_NO_CALLS, SipStack
+from tests.sip.test_transaction import ManualClock
 
 TORTURE = Path(__file__).parent / "torture"
 WAIT = 10.0
@@ -149,3 +151,33 @@ async def test_request_missing_required_fields_gets_400_naming_the_field(tcp: Co
     head = await asyncio.wait_for(tcp.reader.readuntil(b"\r\n\r\n"), WAIT)
     assert head.startswith(b"SIP/2.0 400 Missing To header field\r\n")
     assert b"CSeq: 193942 INVITE\r\n" in head
+
+
+async def test_retransmitted_request_over_udp_gets_the_same_answer_until_timer_j() -> None:
+    # RFC 3261 17.2.2: the answered transaction absorbs retransmissions for 64*T1,
+    # kept by the layer as the response's bytes; the core's random To tag shows
+    # whether a request reached it again.
+    clock = ManualClock()
+    sip = SipStack(clock=clock)
+    await sip.start("127.0.0.1", 0)
+    assert sip.transport is not None
+    loop = asyncio.get_running_loop()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as phone:
+        phone.setblocking(False)
+        phone.connect(sip.transport.udp_address)
+
+        async def ask(data: bytes) -> bytes:
+            await loop.sock_sendall(phone, data)
+            return await asyncio.wait_for(loop.sock_recv(phone, 65535), WAIT)
+
+        # rport (RFC 3581): the answer comes back to this socket, not to the Via's port.
+        options = request("OPTIONS").replace(b"TCP 127.0.0.1:5999;", b"UDP 127.0.0.1:5999;rport;")
+        first = await ask(options)
+        assert first.startswith(b"SIP/2.0 200 OK\r\n")
+        clock.advance(31.9)
+        assert await ask(options) == first
+        clock.advance(0.3)  # past timer J (64*T1, batched within 0.1 s)
+        fresh = await ask(options)
+    await sip.close()
+    assert fresh.startswith(b"SIP/2.0 200 OK\r\n")
+    assert fresh != first

@@ -1,0 +1,64 @@
+"""Run a module as ``__main__`` and time the garbage collector's pauses in it.
+
+``python -m benchmarks.gc_probe OUT.json MODULE [ARGS...]`` runs MODULE as
+``python -m MODULE ARGS...`` would, with a ``gc.callbacks`` hook that
+counts each generation's collections, the objects they freed and the
+wall time they took; the totals go to OUT.json when the module returns or
+exits. ``benchmarks/sip_load.py --gc-stats`` runs the switch this way: the
+collector's pauses run on the loop's thread and show in no profile.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import runpy
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+class CollectorTimes:
+    """Per generation: collections, objects collected, seconds spent (a ``gc.callbacks`` hook)."""
+
+    def __init__(self) -> None:
+        self.generations = [{"collections": 0, "collected": 0, "seconds": 0.0} for _ in range(3)]
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        """Called by the collector before (``start``) and after (``stop``) each collection."""
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        generation = self.generations[info["generation"]]
+        generation["collections"] += 1
+        generation["collected"] += info["collected"]
+        generation["seconds"] += time.perf_counter() - self._started
+
+    def summary(self) -> dict[str, Any]:
+        """The totals, with the process's CPU time for scale."""
+        return {
+            "generations": self.generations,
+            "seconds": sum(g["seconds"] for g in self.generations),
+            "process_cpu_s": time.process_time(),
+        }
+
+
+def main() -> None:
+    """Run the module named on the command line with the hook installed."""
+    if len(sys.argv) < 3:
+        raise SystemExit("usage: python -m benchmarks.gc_probe OUT.json MODULE [ARGS...]")
+    output, module = Path(sys.argv[1]), sys.argv[2]
+    sys.argv = [module, *sys.argv[3:]]
+    times = CollectorTimes()
+    gc.callbacks.append(times)
+    try:
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+    finally:
+        gc.callbacks.remove(times)
+        output.write_text(json.dumps(times.summary(), indent=1))
+
+
+if __name__ == "__main__":
+    main()
