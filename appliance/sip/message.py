@@ -318,12 +318,17 @@ class Headers:
     def set(self, name: str, value: str) -> None:
         """Replace every field called ``name`` by one (appended if absent)."""
         wanted = canonical_name(name)
-        index = next((i for i, (n, _) in enumerate(self._fields) if n == wanted), None)
-        self.remove(wanted)
-        if index is None:
-            self._fields.append((wanted, value))
-        else:
-            self._fields.insert(index, (wanted, value))
+        fields: list[tuple[str, str]] = []
+        placed = False
+        for field_ in self._fields:
+            if field_[0] != wanted:
+                fields.append(field_)
+            elif not placed:
+                fields.append((wanted, value))  # where the first one was
+                placed = True
+        if not placed:
+            fields.append((wanted, value))
+        self._fields = fields
         self._by_name = None
 
     def replace_first_value(self, name: str, value: str) -> None:
@@ -464,6 +469,8 @@ def _uri_params(text: str, what: str) -> Params:
     return tuple(params)
 
 
+# A phone's From differs between requests in its tag only: its URI is the same.
+@functools.lru_cache(maxsize=1024)
 def parse_uri(text: str, what: str = "URI") -> Uri:
     """Parse a URI; ``what`` names where it came from for the error reason."""
     scheme_match = _SCHEME_RE.match(text)
@@ -932,10 +939,10 @@ class Request(Message):
         ``to_tag`` is added to To when the request has none (RFC 3261
         8.2.6.2: every response but 100 Trying to a request outside a dialog).
         """
-        response = _response_to(self.headers, status, reason)
+        to = None
         if to_tag is not None and status != 100 and self.to.tag is None:
-            response.headers.set("To", f"{self.headers.get('To')};tag={to_tag}")
-        return response
+            to = f"{self.headers.get('To')};tag={to_tag}"
+        return _response_to(self.headers, status, reason, to)
 
     def start_line(self) -> str:
         """``Method SP Request-URI SP SIP/2.0``."""
@@ -1009,10 +1016,8 @@ def _check_version(version: str, method: str | None, headers: Headers | None) ->
 
 def _validate(headers: Headers, method: str | None) -> None:
     """Check the fields the transaction and UA layers rely on (RFC 3261 8.1.1)."""
-    # One pass to group the lines by name: the checks below look up many names.
-    grouped: dict[str, list[str]] = {}
-    for field_name, field_value in headers:
-        grouped.setdefault(field_name, []).append(field_value)
+    # The checks below look up many names: the index the layers above use too.
+    grouped = headers._index()
 
     def first(name: str) -> str | None:
         found = grouped.get(name)
@@ -1043,35 +1048,57 @@ def _validate(headers: Headers, method: str | None) -> None:
     cseq = parse_cseq(first("CSeq") or "")
     if method is not None and cseq.method != method:
         raise SipParseError("CSeq method does not match Request-Line")
-    if (max_forwards := first("Max-Forwards")) is not None:
-        _parse_int(max_forwards, "Max-Forwards", 255)
-    if (expires := first("Expires")) is not None:
+    for name in ("Max-Forwards", "Expires", "Date", "Content-Type"):
+        if (line := first(name)) is not None:
+            _checked_line(name, line)
+    contacts = [
+        item for line in grouped.get("Contact", ()) for item in _checked_line("Contact", line)
+    ]
+    if "*" in contacts and len(contacts) > 1:
+        raise SipParseError("Bad Contact: '*' mixed with addresses")
+    for name in ("Route", "Record-Route", *_TOKEN_LISTS):
+        for line in grouped.get(name, ()):
+            _checked_line(name, line)
+
+
+_TOKEN_LISTS = ("Require", "Proxy-Require", "Supported", "Unsupported", "Allow")
+
+
+# Phones send the same Allow, Supported, Contact and Content-Type in every
+# request: a line checked once is looked up after. Only lines that pass are
+# remembered (a bad one raises each time).
+@functools.lru_cache(maxsize=1024)
+def _checked_line(name: str, line: str) -> tuple[str, ...]:
+    """Check one field line by its name's grammar; return its values (split for list headers)."""
+    if name == "Max-Forwards":
+        _parse_int(line, "Max-Forwards", 255)
+    elif name == "Expires":
         # RFC 3261 20.19 allows any delta-seconds; an overlarge one is
         # read as the largest (RFC 4475 3.1.2.4), a non-number is an error.
-        _parse_int(expires, "Expires", 10**30)
-    if (date := first("Date")) is not None and not _DATE_RE.fullmatch(date):
-        raise SipParseError("Bad Date: not an RFC 1123 date in GMT")
-    if (content_type := first("Content-Type")) is not None:
-        cur = _Cursor(content_type, "Content-Type")
+        _parse_int(line, "Expires", 10**30)
+    elif name == "Date":
+        if not _DATE_RE.fullmatch(line):
+            raise SipParseError("Bad Date: not an RFC 1123 date in GMT")
+    elif name == "Content-Type":
+        cur = _Cursor(line, "Content-Type")
         cur.token()
         cur.expect("/")
         cur.token()
         cur.params()
         if not cur.at_end():
             raise cur.error(f"unexpected {cur.peek()!r}")
-    contacts = values("Contact")
-    for value in contacts:
-        if value != "*":
-            parse_address(value, "Contact")
-    if "*" in contacts and len(contacts) > 1:
-        raise SipParseError("Bad Contact: '*' mixed with addresses")
-    for name in ("Route", "Record-Route"):
-        for value in values(name):
-            parse_address(value, name, name_addr_only=True)
-    for name in ("Require", "Proxy-Require", "Supported", "Unsupported", "Allow"):
-        for value in values(name):
-            if value and not _TOKEN_RE.fullmatch(value):
+    else:
+        values = tuple(split_list(line))
+        for value in values:
+            if name == "Contact":
+                if value != "*":
+                    parse_address(value, "Contact")
+            elif name in ("Route", "Record-Route"):
+                parse_address(value, name, name_addr_only=True)
+            elif value and not _TOKEN_RE.fullmatch(value):
                 raise SipParseError(f"Bad {name}: {value!r} is not a token")
+        return values
+    return (line,)
 
 
 def _parse_response(lines: list[str], rest: bytes, transport: Transport) -> Response:
@@ -1139,10 +1166,12 @@ def error_response(error: SipParseError) -> Response | None:
     return _response_to(error.headers, error.status, error.reason)
 
 
-def _response_to(headers: Headers, status: int, reason: str) -> Response:
-    """RFC 3261 8.2.6.2: a response echoes Via, From, To, Call-ID and CSeq."""
-    response = Response(status=status, reason=reason)
+def _response_to(headers: Headers, status: int, reason: str, to: str | None = None) -> Response:
+    """RFC 3261 8.2.6.2: a response echoes Via, From, To (or ``to``), Call-ID and CSeq."""
+    fields: list[tuple[str, str]] = []
     for name in ("Via", "From", "To", "Call-ID", "CSeq"):
-        for value in headers.lines(name):
-            response.headers.add(name, value)
-    return response
+        if name == "To" and to is not None:
+            fields.append((name, to))
+            continue
+        fields.extend((name, value) for value in headers.lines(name))
+    return Response(Headers(fields), status=status, reason=reason)

@@ -4,7 +4,9 @@
 it used to scan its fields; Via, Address and URI parameters are read from a
 table; the transport's rewritten Via is remembered instead of parsed again.
 Each is checked here against a plain reference, on generated values and on
-every RFC 4475 torture message the parser accepts.
+every RFC 4475 torture message the parser accepts. The parser's caches
+(a line checked once is not checked again) must not change what any
+message parses to, or the error it gets.
 """
 
 from __future__ import annotations
@@ -12,20 +14,25 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from appliance import sip
 from appliance.sip.message import (
     LIST_HEADERS,
     Address,
     Headers,
     Params,
     SipParseError,
+    Transport,
     Uri,
     Via,
     _parse_via,
     canonical_name,
+    parse_address,
+    parse_cseq,
     parse_message,
+    parse_uri,
     parse_via,
     split_list,
     via_text,
@@ -43,6 +50,7 @@ from tests.sip.strategies import (
     uris,
     vias,
 )
+from tests.sip.test_properties import mutated
 
 TORTURE = sorted((Path(__file__).parent / "torture").glob("*.dat"))
 NAMES = ["Via", "v", "VIA", "From", "f", "To", "Call-ID", "i", "CSeq", "Contact", "m"]
@@ -165,3 +173,31 @@ def test_the_rewritten_via_is_what_parsing_its_text_gives(text: str, host: str, 
     remembered = via_text(rewritten)
     assert _parse_via(remembered) == rewritten
     assert parse_via(remembered) is rewritten
+
+
+def clear_parser_caches() -> None:
+    for cached in (parse_uri, parse_address, parse_cseq, sip.message._checked_line):
+        cached.cache_clear()
+    sip.message._vias.clear()
+
+
+def outcome(data: bytes, transport: Transport) -> tuple[object, ...]:
+    """What parsing gives: the message's bytes, or the error's status, reason and method."""
+    try:
+        message = parse_message(data, transport)
+    except SipParseError as error:
+        return ("error", error.status, error.reason, error.method)
+    return ("message", message.to_bytes(), str(message.top_via), message.cseq, message.to)
+
+
+@settings(UNTIMED, max_examples=500)
+@given(mutated(), st.sampled_from(["datagram", "stream"]))
+def test_a_message_parses_the_same_with_warm_and_cold_caches(
+    data: bytes, transport: Transport
+) -> None:
+    for path in TORTURE:  # warm: every torture message's lines are remembered
+        with contextlib.suppress(SipParseError):
+            parse_message(path.read_bytes(), transport)
+    warm = outcome(data, transport)
+    clear_parser_caches()
+    assert outcome(data, transport) == warm
