@@ -20,10 +20,18 @@ from typing import Any
 
 
 class CollectorTimes:
-    """Per generation: collections, objects collected, seconds spent (a ``gc.callbacks`` hook)."""
+    """Per generation: collections, objects collected, seconds spent, the longest pause.
+
+    A ``gc.callbacks`` hook; full collections are also listed with the time they began.
+    """
 
     def __init__(self) -> None:
-        self.generations = [{"collections": 0, "collected": 0, "seconds": 0.0} for _ in range(3)]
+        self.generations = [
+            {"collections": 0, "collected": 0, "seconds": 0.0, "longest_s": 0.0} for _ in range(3)
+        ]
+        self.full: list[tuple[float, float]] = []
+        """Each full collection: when it began (s after the probe started), how long it took."""
+        self._origin = time.perf_counter()
         self._started = 0.0
 
     def __call__(self, phase: str, info: dict[str, Any]) -> None:
@@ -31,15 +39,20 @@ class CollectorTimes:
         if phase == "start":
             self._started = time.perf_counter()
             return
+        took = time.perf_counter() - self._started
         generation = self.generations[info["generation"]]
         generation["collections"] += 1
         generation["collected"] += info["collected"]
-        generation["seconds"] += time.perf_counter() - self._started
+        generation["seconds"] += took
+        generation["longest_s"] = max(generation["longest_s"], took)
+        if info["generation"] == 2:
+            self.full.append((round(self._started - self._origin, 3), round(took, 4)))
 
     def summary(self) -> dict[str, Any]:
         """The totals, with the process's CPU time for scale."""
         return {
             "generations": self.generations,
+            "full_collections": self.full,
             "seconds": sum(g["seconds"] for g in self.generations),
             "process_cpu_s": time.process_time(),
         }

@@ -128,12 +128,13 @@ def test_capacity_harness_writes_summary_steps_machine_and_commit(
 
 
 @needs_two_cpus
-def test_sip_load_registers_cleanly_at_low_rates_and_says_why_calls_were_not_measured(
+def test_sip_load_registers_and_calls_at_low_rates_and_times_the_switch_collections(
     tmp_path: Path,
 ) -> None:
     output = tmp_path / "sip-load.json"
     args = ["--register-rates", "20,40", "--call-rates", "2", "--hold", "1", "--extensions", "40"]
-    assert sip_load.main([*args, "--callees", "2", "--nice", "0", "--output", str(output)]) == 0
+    args += ["--callees", "2", "--nice", "0", "--gc-stats"]
+    assert sip_load.main([*args, "--output", str(output)]) == 0
     run = json.loads(output.read_text(encoding="utf-8"))["runs"]["latest"]
 
     register = run["register"]
@@ -151,6 +152,10 @@ def test_sip_load_registers_cleanly_at_low_rates_and_says_why_calls_were_not_mea
         assert calls["steps"][0]["clean"], calls["steps"][0]
     assert {"cpu_model", "cores", "kernel"} <= set(run["machine"])
     assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?", run["commit"])
+    collector = run["garbage_collector"]  # --gc-stats: the switch ran under gc_probe
+    assert len(collector["generations"]) == 3
+    assert collector["generations"][0]["collections"] > 0
+    assert 0 < collector["seconds"] < collector["process_cpu_s"]
 
 
 def test_sip_response_times_are_read_in_milliseconds() -> None:
