@@ -3,8 +3,10 @@
 ``python -m benchmarks.gc_probe OUT.json MODULE [ARGS...]`` runs MODULE as
 ``python -m MODULE ARGS...`` would, with a ``gc.callbacks`` hook that
 counts each generation's collections, the objects they freed and the
-wall time they took; the totals go to OUT.json when the module returns or
-exits. ``benchmarks/sip_load.py --gc-stats`` runs the switch this way: the
+wall time they took, and after the first full collections counts by type
+the objects in the collector's generations (what its pauses walk). All
+goes to OUT.json when the module returns or exits.
+``benchmarks/sip_load.py --gc-stats`` runs the switch this way: the
 collector's pauses run on the loop's thread and show in no profile.
 """
 
@@ -15,8 +17,17 @@ import json
 import runpy
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
+
+CENSUSES = 3
+"""Full collections after which the tracked objects are counted by type (what a pause walks)."""
+
+
+def _census() -> dict[str, int]:
+    counts = Counter(type(item).__qualname__ for item in gc.get_objects())
+    return dict(counts.most_common(15))
 
 
 class CollectorTimes:
@@ -31,6 +42,8 @@ class CollectorTimes:
         ]
         self.full: list[tuple[float, float]] = []
         """Each full collection: when it began (s after the probe started), how long it took."""
+        self.census: list[dict[str, int]] = []
+        """After each of the first full collections: the most common types the collector tracks."""
         self._origin = time.perf_counter()
         self._started = 0.0
 
@@ -47,12 +60,15 @@ class CollectorTimes:
         generation["longest_s"] = max(generation["longest_s"], took)
         if info["generation"] == 2:
             self.full.append((round(self._started - self._origin, 3), round(took, 4)))
+            if len(self.census) < CENSUSES:
+                self.census.append(_census())
 
     def summary(self) -> dict[str, Any]:
         """The totals, with the process's CPU time for scale."""
         return {
             "generations": self.generations,
             "full_collections": self.full,
+            "census": self.census,
             "seconds": sum(g["seconds"] for g in self.generations),
             "process_cpu_s": time.process_time(),
         }
