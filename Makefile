@@ -44,15 +44,19 @@ $(CORE_EXT): $(VENV)/.installed $(CORE_SOURCES) setup.py
 	touch $@
 
 
-## bench: kernels, capacity against the echo floor, jitter quality; results in benchmarks/results/
-## (CAPACITY_FLAGS / SIP_LOAD_FLAGS: --quick for a smoke run, --realtime on a busy machine)
+## bench: kernels, capacity against the echo floor, jitter quality, the whole box's capacity
+## (callbox bench capacity); results in benchmarks/results/
+## (CAPACITY_FLAGS / SIP_LOAD_FLAGS / BENCH_CAPACITY_FLAGS: --quick for a smoke run,
+## --realtime on a busy machine)
 CAPACITY_FLAGS ?=
 SIP_LOAD_FLAGS ?=
+BENCH_CAPACITY_FLAGS ?=
 bench: $(VENV)/.installed $(CORE_EXT) build/loadgen
 	$(PY) -m benchmarks.run
 	$(PY) -m benchmarks.capacity --record $(CAPACITY_FLAGS)
 	$(PY) -m benchmarks.jitter_quality
 	$(PY) -m benchmarks.sip_load $(SIP_LOAD_FLAGS)
+	$(VENV)/bin/callbox bench capacity --output benchmarks/results/capacity.json $(BENCH_CAPACITY_FLAGS)
 
 # The capacity benchmark's RTP load generator and echo floor: a standalone program, not part of the core.
 build/loadgen: benchmarks/loadgen/loadgen.cpp

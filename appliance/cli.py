@@ -372,6 +372,22 @@ def cmd_backup(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    """``callbox bench capacity``: the whole-box capacity benchmark of a source checkout
+    (``benchmarks/callcenter_load.py``; it needs SIPp and the checkout's ``build/loadgen``)."""
+    checkout = Path(__file__).resolve().parent.parent
+    if not (checkout / "benchmarks" / "callcenter_load.py").exists():
+        print(
+            "callbox bench: needs a source checkout (benchmarks/ is not installed)", file=sys.stderr
+        )
+        return EXIT_USAGE
+    if str(checkout) not in sys.path:
+        sys.path.insert(0, str(checkout))
+    from benchmarks.callcenter_load import main as capacity
+
+    return capacity(list(args.options))
+
+
 def cmd_prompts(args: argparse.Namespace) -> int:
     from appliance.ivr.prompts import LANGUAGES, PromptGenerationError, generate_prompts
 
@@ -460,6 +476,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prompts.add_argument("--lang", choices=["zh", "en"], help="only this language (default: all)")
     prompts.add_argument("--force", action="store_true", help="regenerate even the current ones")
+    bench = add(
+        "bench",
+        cmd_bench,
+        "measure the box: 'capacity' ramps concurrent calls through trunk, queue and agents "
+        "(callbox bench capacity --help)",
+    )
+    bench.add_argument("benchmark", choices=["capacity"])
+    bench.add_argument("options", nargs=argparse.REMAINDER, help="the benchmark's options")
     add("settings", cmd_settings, "print the effective settings (after file and environment)")
     add("version", cmd_version, "print the version and the media core's libraries")
     add("switch", cmd_switch, "run only the switch process (what callbox-switch.service runs)")

@@ -89,12 +89,14 @@ class Settings:
     call_hold_ms: int
     nice: int = 0
     realtime: bool = False
+    switch_cpus: frozenset[int] = frozenset({SWITCH_CPU})
+    sipp_cpus: frozenset[int] = frozenset({SIPP_CPU})
 
-    def pin(self, cpu: int) -> Callable[[], None]:
-        """A child's start-up: on ``cpu`` only, at this priority."""
+    def pin(self, cpus: frozenset[int]) -> Callable[[], None]:
+        """A child's start-up: on ``cpus`` only, at this priority."""
 
         def start() -> None:
-            os.sched_setaffinity(0, {cpu})
+            os.sched_setaffinity(0, cpus)
             lift_priority(self.nice, self.realtime)
 
         return start
@@ -131,11 +133,11 @@ def extension_numbers(first: int, count: int) -> list[str]:
     return [str(first + i) for i in range(count)]
 
 
-def write_config(path: Path, numbers: list[str]) -> None:
-    """A configuration document with one extension per number (``callbox config import``)."""
+def extensions_yaml(numbers: list[str]) -> str:
+    """A configuration document's ``extensions:``, one per number, with its password."""
     lines = ["extensions:"]
     lines += [f'  - {{number: "{n}", password: {PASSWORD.format(number=n)}}}' for n in numbers]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return "\n".join(lines) + "\n"
 
 
 def write_injection(path: Path, callers: list[str], callees: list[str] | None = None) -> None:
@@ -151,10 +153,12 @@ def write_injection(path: Path, callers: list[str], callees: list[str] | None = 
             out.write(";".join(row) + "\n")
 
 
-def switch_env(workdir: Path, port: int) -> dict[str, str]:
-    """The switch's settings: loopback, its own data folder, the per-source limit lifted."""
+def switch_env(workdir: Path, port: int, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The switch's settings: loopback, its own data folder, the per-source limit lifted,
+    then ``extra`` (more ``CALLBOX_*`` settings)."""
     env = dict(
         os.environ,
+        **(extra or {}),
         CALLBOX_DATA_DIR=str(workdir / "var"),
         CALLBOX_SIP_HOST=HOST,
         CALLBOX_SIP_PORT=str(port),
@@ -170,21 +174,22 @@ def switch_env(workdir: Path, port: int) -> dict[str, str]:
 @contextlib.contextmanager
 def running_switch(
     workdir: Path,
-    numbers: list[str],
+    config_yaml: str,
     settings: Settings,
     profile: Path | None,
     gc_stats: Path | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[RunningSwitch]:
-    """The switch with ``numbers`` configured, pinned to ``SWITCH_CPU``; stopped with SIGINT.
+    """The switch with ``config_yaml`` imported, pinned to its CPUs; stopped with SIGINT.
 
     With ``profile`` it runs under cProfile and writes its statistics there on
     exit; with ``gc_stats``, under ``benchmarks.gc_probe``, which writes the
-    garbage collector's pauses there.
+    garbage collector's pauses there; ``extra_env`` adds settings (``CALLBOX_*``).
     """
     port = free_udp_and_tcp_port()
-    env = switch_env(workdir, port)
-    config = workdir / "extensions.yaml"
-    write_config(config, numbers)
+    env = switch_env(workdir, port, extra_env)
+    config = workdir / "config.yaml"
+    config.write_text(config_yaml, encoding="utf-8")
     imported = subprocess.run(
         [sys.executable, "-m", "appliance", "config", "import", str(config)],
         env=env,
@@ -208,7 +213,7 @@ def running_switch(
             cwd=ROOT,
             stdout=out,
             stderr=subprocess.STDOUT,
-            preexec_fn=settings.pin(SWITCH_CPU),
+            preexec_fn=settings.pin(settings.switch_cpus),
         )
     control = workdir / "var" / "run" / "switch.sock"
     deadline = time.monotonic() + STARTUP_S
@@ -293,7 +298,7 @@ def run_sipp(
         capture_output=True,
         text=True,
         check=False,
-        preexec_fn=switch.settings.pin(SIPP_CPU),
+        preexec_fn=switch.settings.pin(switch.settings.sipp_cpus),
     )
     elapsed = time.monotonic() - started
     switch_cpu = cpu_seconds(switch.process.pid) - switch_cpu_before
@@ -355,25 +360,26 @@ def switch_cpu_us_per(row: dict[str, Any], count: int) -> float | None:
 
 @contextlib.contextmanager
 def callee_phone(
-    switch: RunningSwitch, callees: list[str], calls: int
+    switch: RunningSwitch, callees: list[str], calls: int, *extra: str, register_rate: int = 200
 ) -> Iterator[subprocess.Popen[str]]:
-    """A SIPp UAS that has registered every callee extension from its port, answering ``calls``."""
+    """A SIPp UAS that has registered every callee extension from its port, answering ``calls``
+    (``extra``: more SIPp options, e.g. ``-rtp_echo``)."""
     port = free_udp_and_tcp_port()
     inject = switch.workdir / "callees.csv"
     write_injection(inject, callees)
     registered = subprocess.run(
-        sipp_command(switch, "register.xml", port, "-inf", str(inject), "-r", "200",
+        sipp_command(switch, "register.xml", port, "-inf", str(inject), "-r", str(register_rate),
                      "-m", str(len(callees)), "-timeout", "60"),
         cwd=switch.workdir, capture_output=True, text=True, check=False,
-        preexec_fn=switch.settings.pin(SIPP_CPU),
+        preexec_fn=switch.settings.pin(switch.settings.sipp_cpus),
     )  # fmt: skip
     if registered.returncode != 0:
         raise BenchmarkError(f"callees did not register: {registered.stdout[-1500:]}")
     rundir = Path(tempfile.mkdtemp(prefix="sipp-uas-", dir=switch.workdir))
     uas = subprocess.Popen(
-        sipp_command(switch, "call_uas.xml", port, "-m", str(calls), "-timeout", "600"),
+        sipp_command(switch, "call_uas.xml", port, "-m", str(calls), "-timeout", "3600", *extra),
         cwd=rundir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        preexec_fn=switch.settings.pin(SIPP_CPU),
+        preexec_fn=switch.settings.pin(switch.settings.sipp_cpus),
     )  # fmt: skip
     try:
         yield uas
@@ -473,7 +479,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {}
     try:
         gc_stats = workdir / "gc.json" if args.gc_stats else None
-        with running_switch(workdir, callers + callees, settings, args.profile, gc_stats) as switch:
+        with running_switch(
+            workdir, extensions_yaml(callers + callees), settings, args.profile, gc_stats
+        ) as switch:
             pid = switch.process.pid
             scheduling = {"nice": niceness(pid), "policy": scheduling_policy(pid)}
             if "register" in args.kinds:

@@ -11,13 +11,14 @@ import json
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import core
-from benchmarks import capacity, jitter_quality, sip_load
+from benchmarks import callcenter_load, capacity, jitter_quality, sip_load
 from benchmarks.speex_jitter import SpeexGet, SpeexJitterBuffer
 
 pytestmark = pytest.mark.slow
@@ -156,6 +157,38 @@ def test_sip_load_registers_and_calls_at_low_rates_and_times_the_switch_collecti
     assert len(collector["generations"]) == 3
     assert collector["generations"][0]["collections"] > 0
     assert 0 < collector["seconds"] < collector["process_cpu_s"]
+
+
+@needs_engine
+@needs_two_cpus
+def test_callbox_bench_capacity_quick_carries_calls_to_agents_and_writes_its_report(
+    tmp_path: Path, loadgen: Path
+) -> None:
+    output = tmp_path / "capacity.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "appliance", "bench", "capacity", "--quick", "--keep-going",
+         "--nice", "0", "--output", str(output)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "| calls |" in done.stdout  # the summary table
+    report = json.loads(output.read_text(encoding="utf-8"))
+    summary = report["summary"]
+    assert set(callcenter_load.RANGE_KEYS) | {"peer_cpu_us_per_call_second"} <= set(summary)
+    steps = report["steps"]
+    assert [step["calls"] for step in steps] == list(callcenter_load.QUICK_STEPS)
+    for step in steps:
+        # A handful of calls: every one set up, answered by an agent, recorded and logged.
+        assert step["failed"] == 0, step
+        assert step["calls_up"] == step["calls"]
+        assert step["answered_records"] == step["recorded"] == step["calls"]
+        assert step["frames_received"] > 0
+        assert step["setup_latency_ms_p50"] is not None
+        assert step["floor"]["cpu_us_per_call_second"] > 0
+    assert summary["max_concurrent_calls"] in (0, *callcenter_load.QUICK_STEPS)
+    assert report["runs"]["latest"]["summary"] == summary
+    assert {"cpu_model", "cores", "kernel"} <= set(report["machine"])
+    assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?", report["commit"])
 
 
 def test_sip_response_times_are_read_in_milliseconds() -> None:

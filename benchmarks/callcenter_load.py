@@ -1,0 +1,734 @@
+"""Capacity of the whole box: concurrent calls through trunk -> IVR -> queue -> agent, recorded.
+
+``python -m benchmarks.callcenter_load [--quick]`` (and ``callbox bench
+capacity``) starts the switch (``python -m appliance switch``, one media
+worker) pinned to CPU 0 with a generated configuration: a trunk trusting
+127.0.0.3, a number whose flow answers and queues, one queue (no wrap-up)
+and one agent per extension. Agents are one SIPp UAS (pinned to CPU 1)
+that registers every agent extension from its port and answers with
+``-rtp_echo``: each agent sends back the audio it hears. Agents log in
+through the control API (loopback TCP). Callers are a SIPp UAC at the
+trunk's address with RTP of its own (``rtp_stream``: a 1 kHz tone, 20 ms
+frames) at ``--rate`` new calls per second.
+
+A step is N concurrent calls: SIPp places N calls (``-l N``), each held
+until every call is up plus ``--hold`` seconds; the measuring window is
+``--hold`` seconds while all N are talking. It measures the switch's CPU
+(``/proc/<pid>/task/*/schedstat``) per call-second, its resident memory
+per call, set-up latency (INVITE to 200, SIPp's ``-trace_rtt``), the
+event-loop lag (response time of ``GET /v1/queues/<q>`` on the control
+API every 200 ms, against the same before any call), frames lost inside
+the box (from the legs' counters in ``GET /v1/calls`` at both ends of the
+window: packets a leg received that the bridged leg did not send, plus
+packets a leg's RTP statistics count lost) and, from the call records the
+switch writes, each leg's loss, jitter and MOS estimate. The ramp stops
+after the first step that fails the bar of issue 6: a failed set-up,
+0.1 % of frames lost, event-loop lag grown by 50 ms, or (read from the
+call records after the run) a MOS estimate under 4.3.
+
+Each step also runs the floor: ``benchmarks.capacity``'s bare UDP echo
+(``build/loadgen echo``) of the same number of calls, so the JSON gives
+the box's cost as a ratio to it. ``peer_cpu_us_per_call_second`` (a
+media relay such as rtpengine relaying the same calls) is filled in by
+the peer measurement when it runs; here it stays ``null``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import array
+import asyncio
+import csv
+import json
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import core
+from appliance.calllog.service import CallLog
+from appliance.config import open_store
+from appliance.ivr.prompts import generate_prompts
+from appliance.settings import Settings as ApplianceSettings
+from benchmarks import capacity
+from benchmarks.processes import cpu_seconds, raise_file_limit, run_queue_wait_s
+from benchmarks.run import commit, provenance
+from benchmarks.sip_load import (
+    SIPP_CPU,
+    SWITCH_CPU,
+    BenchmarkError,
+    RunningSwitch,
+    Settings,
+    callee_phone,
+    extensions_yaml,
+    final_stats,
+    first_error,
+    free_udp_and_tcp_port,
+    running_switch,
+    sipp_command,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+GATEWAY = "127.0.0.3"
+NUMBER = "4008009000"
+QUEUE = "load"
+FIRST_AGENT = 60000
+STEPS = (25, 50, 100, 200, 300, 400, 500, 750, 1000, 1250, 1500)
+QUICK_STEPS = (5, 10)
+PAYLOAD_TYPES = {"PCMA": 8, "PCMU": 0}
+# The bar of issue 6.
+MAX_LOST_PCT = 0.1
+MIN_MOS = 4.3
+MAX_LAG_GROWTH_MS = 50.0
+LAG_PROBE_S = 0.2
+SETTLE_S = 2.0
+PROMPT_CACHE = ROOT / "build" / "bench-prompts"
+# The switch's media ports: above the busiest ephemeral ports and clear of the tests'
+# ranges (as benchmarks.capacity); SIPp's callers stream from 127.0.0.3's own ports.
+SWITCH_ENV = {"CALLBOX_RTP_PORT_MIN": "40000", "CALLBOX_RTP_PORT_MAX": "59999"}
+CALLER_RTP_PORTS = ("-mp", "10000")  # rtp_stream ports count up from here
+
+
+def center_yaml(agents: list[str], codec: str) -> str:
+    """The configuration: trunk ``gateway`` (IP trust for 127.0.0.3, ``codec`` only),
+    number ``NUMBER`` -> flow ``load`` (answer, queue ``load``), and one agent per extension."""
+    agent_lines = "".join(
+        f'  - {{number: "{a}", name: load {a}, group: {QUEUE}, extension: "{a}"}}\n' for a in agents
+    )
+    return (
+        f"trunks:\n  - {{name: gateway, mode: ip, host: {GATEWAY}, allow: [{GATEWAY}/32],"
+        f" options_interval: 0, codecs: [{codec}]}}\n"
+        + extensions_yaml(agents)
+        + f'numbers:\n  - {{number: "{NUMBER}", flow: load, trunk: gateway}}\n'
+        "flows:\n  - name: load\n    start: answer\n    nodes:\n"
+        "      answer: {type: answer, next: queue}\n"
+        f"      queue: {{type: queue, queue: {QUEUE}}}\n"
+        f"queues:\n  - {{name: {QUEUE}, skill: {QUEUE}, ring_timeout: 20, wrapup: 0,"
+        " max_wait: 300}\n"
+        f"skills:\n  - {{name: {QUEUE}}}\n"
+        "agents:\n" + agent_lines
+    )
+
+
+def caller_scenario(path: Path, codec: str) -> Path:
+    """The trunk caller: INVITE (set-up time measured to the 200), ACK, its RTP stream for
+    the call's duration (``-d``), BYE."""
+    pt = PAYLOAD_TYPES[codec]
+    audio = f"tone.{codec.lower()}"
+    write_tone(path.parent / audio, codec)
+    path.write_text(f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="trunk caller (load)">
+  <send retrans="500" start_rtd="1"><![CDATA[
+INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:1380013[call_number]@[local_ip]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>
+Call-ID: [call_id]
+CSeq: 1 INVITE
+Contact: <sip:caller@[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=gw 1 1 IN IP4 [local_ip]
+s=-
+c=IN IP4 [local_ip]
+t=0 0
+m=audio [rtpstream_audio_port] RTP/AVP {pt}
+a=rtpmap:{pt} {codec}/8000
+a=ptime:20
+a=sendrecv
+  ]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="183" optional="true"/>
+  <recv response="200" rrs="true" rtd="1"/>
+  <send><![CDATA[
+ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:1380013[call_number]@[local_ip]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 1 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+  ]]></send>
+  <nop><action><exec rtp_stream="{audio},-1,{pt}"/></action></nop>
+  <pause/>
+  <nop><action><exec rtp_stream="pause"/></action></nop>
+  <send retrans="500"><![CDATA[
+BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:1380013[call_number]@[local_ip]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 2 BYE
+Max-Forwards: 70
+Content-Length: 0
+
+  ]]></send>
+  <recv response="200"/>
+</scenario>
+""")
+    return path
+
+
+def write_tone(path: Path, codec: str) -> None:
+    """One second of a 1 kHz tone at -10 dBFS in ``codec`` (raw G.711, as rtp_stream reads)."""
+    samples = array.array(
+        "h", (round(10362 * math.sin(2 * math.pi * 1000 * n / 8000)) for n in range(8000))
+    )
+    encoder, pcm = core.Encoder(codec), samples.tobytes()
+    frame = 2 * 160
+    path.write_bytes(
+        b"".join(encoder.encode(pcm[i : i + frame]) for i in range(0, len(pcm), frame))
+    )
+
+
+class ControlApi:
+    """The switch's control API on loopback TCP."""
+
+    def __init__(self, port: int) -> None:
+        self.base = f"http://127.0.0.1:{port}/v1"
+
+    def request(self, method: str, path: str) -> Any:
+        """One request; its JSON answer."""
+        request = urllib.request.Request(
+            self.base + path, method=method, data=b"" if method == "POST" else None
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+
+    def response_ms(self) -> float:
+        """How long a cheap request (one queue's status) takes: the event loop's lag, seen
+        from outside."""
+        started = time.perf_counter()
+        self.request("GET", f"/queues/{QUEUE}")
+        return (time.perf_counter() - started) * 1000
+
+
+class LagProbe:
+    """Samples the control API's response time every ``LAG_PROBE_S`` in a thread."""
+
+    def __init__(self, api: ControlApi) -> None:
+        self.api = api
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> LagProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        while not self._stop.wait(LAG_PROBE_S):
+            self.samples.append(self.api.response_ms())
+
+
+def percentile(values: list[float], pct: float) -> float | None:
+    """The ``pct`` percentile of ``values`` (nearest rank), or None."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(len(ordered) * pct / 100))], 2)
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of a process (VmRSS)."""
+    for line in Path(f"/proc/{pid}/status").read_text(encoding="ascii").splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def leg_counters(api: ControlApi) -> dict[str, dict[str, dict[str, int]]]:
+    """Per talking call, each leg's received, sent and lost packets."""
+    return {
+        call["id"]: call["legs"]
+        for call in api.request("GET", "/calls")["calls"]
+        if call.get("state") == "talking" and {"caller", "agent"} <= set(call.get("legs", {}))
+    }
+
+
+def lost_inside(
+    before: dict[str, dict[str, dict[str, int]]], after: dict[str, dict[str, dict[str, int]]]
+) -> tuple[int, int]:
+    """Frames lost inside the box between two samples, and frames the box received.
+
+    Lost: what one leg received and the bridged leg did not send on, plus what
+    each leg's RTP statistics count lost (on loopback, datagrams its socket dropped).
+    """
+    lost = received = 0
+    for call_id in before.keys() & after.keys():
+        legs0, legs1 = before[call_id], after[call_id]
+
+        def delta(leg: str, field: str) -> int:
+            return legs1[leg][field] - legs0[leg][field]  # noqa: B023
+
+        for inbound, outbound in (("caller", "agent"), ("agent", "caller")):
+            came = delta(inbound, "received")
+            received += came
+            lost += max(0, came - delta(outbound, "sent")) + max(0, delta(inbound, "lost"))
+    return lost, received
+
+
+def setup_latencies_ms(rundir: Path) -> list[float]:
+    """Every call's INVITE-to-200 time from SIPp's ``-trace_rtt`` file."""
+    values: list[float] = []
+    for path in rundir.glob("*_rtt.csv"):
+        with path.open(encoding="ascii", errors="replace") as handle:
+            for row in csv.reader(handle, delimiter=";"):
+                try:
+                    values.append(float(row[1]))
+                except (IndexError, ValueError):
+                    continue  # the header
+    return values
+
+
+@contextmanager
+def callers(
+    switch: RunningSwitch, scenario: Path, calls: int, rate: int, hold_ms: int
+) -> Iterator[tuple[subprocess.Popen[str], Path]]:
+    """SIPp at the trunk's address placing ``calls`` calls at ``rate``/s, each ``hold_ms`` long,
+    in a folder of its own (where it writes its statistics and ``sipp.out``)."""
+    rundir = Path(tempfile.mkdtemp(prefix="sipp-callers-", dir=switch.workdir))
+    for source in scenario.parent.glob("tone.*"):
+        shutil.copy(source, rundir)
+    shutil.copy(scenario, rundir)
+    command = sipp_command(
+        switch, scenario.name, free_udp_and_tcp_port(), "-s", NUMBER, "-m", str(calls),
+        "-l", str(calls), "-r", str(rate), "-rp", "1000", "-d", str(hold_ms),
+        "-trace_rtt", "-rtt_freq", "1", "-timeout", str(hold_ms // 1000 + 120),
+        *CALLER_RTP_PORTS,
+    )  # fmt: skip
+    command[command.index("-sf") + 1] = scenario.name
+    command[command.index("-i") + 1] = GATEWAY
+    with (rundir / "sipp.out").open("w") as out:
+        process = subprocess.Popen(
+            command, cwd=rundir, stdout=out, stderr=subprocess.STDOUT, text=True,
+            preexec_fn=switch.settings.pin(switch.settings.sipp_cpus),
+        )  # fmt: skip
+    try:
+        yield process, rundir
+    finally:
+        if process.poll() is None:
+            process.terminate()
+        process.wait(timeout=60)
+
+
+def wait_until(check: Callable[[], bool], seconds: float) -> bool:
+    """Poll ``check`` until true or ``seconds`` pass; whether it became true."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+class Run:
+    """One ramp against one switch."""
+
+    def __init__(self, args: argparse.Namespace, switch: RunningSwitch, api: ControlApi) -> None:
+        self.args = args
+        self.switch = switch
+        self.api = api
+        self.agents = [str(FIRST_AGENT + i) for i in range(max(args.steps))]
+        self.scenario = caller_scenario(switch.workdir / "caller.xml", args.codec)
+        self.idle_lag_ms = percentile([api.response_ms() for _ in range(20)], 50) or 0.0
+        self.rss_idle = rss_bytes(switch.process.pid)
+
+    def step(self, calls: int) -> dict[str, Any]:
+        """N concurrent calls: up at ``rate``, held ``hold`` seconds while measured."""
+        args, pid = self.args, self.switch.process.pid
+        ramp_s = calls / args.rate
+        hold_ms = int((ramp_s + SETTLE_S + args.hold + 1) * 1000)
+        started_wall = time.time()
+        with (
+            callee_phone(
+                self.switch,
+                self.agents,
+                1_000_000,
+                "-rtp_echo",
+                "-mp",
+                str(free_udp_and_tcp_port()),
+                register_rate=300,
+            ),
+            callers(self.switch, self.scenario, calls, args.rate, hold_ms) as (sipp, rundir),
+        ):
+            started = time.monotonic()
+            up = wait_until(lambda: len(leg_counters(self.api)) >= calls, ramp_s + 30)
+            up_s = time.monotonic() - started
+            time.sleep(max(0.0, SETTLE_S - (up_s - ramp_s)))
+            with LagProbe(self.api) as probe:
+                before = leg_counters(self.api)
+                cpu0, wait0, t0 = cpu_seconds(pid), run_queue_wait_s(pid), time.monotonic()
+                time.sleep(args.hold)
+                cpu1, wait1, t1 = cpu_seconds(pid), run_queue_wait_s(pid), time.monotonic()
+                rss = rss_bytes(pid)
+                after = leg_counters(self.api)
+            sipp.wait(timeout=hold_ms / 1000 + 120)
+        stat_files = list(rundir.glob("*_.csv"))
+        if not stat_files:
+            out = (rundir / "sipp.out").read_text(errors="replace")
+            raise BenchmarkError(f"the callers' SIPp wrote no statistics: {out[-1500:]}")
+        stats = final_stats(stat_files[0])
+        latencies = setup_latencies_ms(rundir)
+        lost, received = lost_inside(before, after)
+        window = t1 - t0
+        failed = int(stats.get("FailedCall(C)", "0"))
+        successful = int(stats.get("SuccessfulCall(C)", "0"))
+        row: dict[str, Any] = {
+            "calls": calls,
+            "calls_up": len(after),
+            "all_up": up,
+            "calls_up_after_s": round(up_s, 2),
+            "calls_per_second": round(calls / up_s, 1) if up and up_s else None,
+            "successful": successful,
+            "failed": failed + (calls - successful),
+            "retransmissions": int(stats.get("Retransmissions(C)", "0")),
+            "window_s": round(window, 2),
+            "switch_cpu_pct": round(100 * (cpu1 - cpu0) / window, 1),
+            "switch_run_queue_wait_pct": round(100 * (wait1 - wait0) / window, 1),
+            "cpu_us_per_call_second": round((cpu1 - cpu0) * 1e6 / (calls * window), 1),
+            "rss_mb": round(rss / 2**20, 1),
+            "memory_kb_per_call": round((rss - self.rss_idle) / 1024 / calls, 1),
+            "frames_received": received,
+            "frames_lost_inside": lost,
+            "lost_pct": round(100 * lost / received, 4) if received else 100.0,
+            "setup_latency_ms_p50": percentile(latencies, 50),
+            "setup_latency_ms_p90": percentile(latencies, 90),
+            "setup_latency_ms_p99": percentile(latencies, 99),
+            "lag_ms_idle": self.idle_lag_ms,
+            "lag_ms_p50": percentile(probe.samples, 50),
+            "lag_ms_max": percentile(probe.samples, 100),
+            "started": started_wall,
+            "ended": time.time(),
+        }
+        if sipp.returncode != 0 or row["failed"]:
+            row["errors"] = first_error(rundir)[:600]
+        shutil.rmtree(rundir, ignore_errors=True)
+        return row
+
+    def login_agents(self) -> None:
+        """Every agent logged in (ready) through the control API."""
+        for agent in self.agents:
+            self.api.request("POST", f"/agents/{agent}/login")
+
+
+def live_failure(row: dict[str, Any]) -> str | None:
+    """Why a step fails the bar on what was measured live, or None."""
+    if row["failed"] or not row["all_up"]:
+        return f"{row['failed']} failed set-ups ({row['calls_up']} of {row['calls']} up)"
+    if row["lost_pct"] >= MAX_LOST_PCT:
+        return f"{row['lost_pct']}% of frames lost inside the box"
+    lag = row["lag_ms_max"]
+    if lag is not None and lag - row["lag_ms_idle"] > MAX_LAG_GROWTH_MS:
+        return f"event-loop lag grew to {lag} ms"
+    return None
+
+
+def add_call_records(data_dir: Path, rows: list[dict[str, Any]]) -> None:
+    """Each step's per-leg loss, jitter and MOS from the call records the switch wrote
+    (read once the switch has stopped), and the bar's MOS check."""
+    store = open_store(ApplianceSettings(data_dir=str(data_dir)))
+    try:
+        for row in rows:
+            records = asyncio.run(CallLog(store).calls(row["started"], row["ended"]))
+            legs = [leg for record in records for leg in record.legs]
+            answered = [r for r in records if r.outcome.value == "answered"]
+            # The flow answers the caller at once; the agent answers after the queue's wait.
+            to_agent = [
+                (r.answered_us - r.started_us) / 1000 + r.wait_s * 1000
+                for r in answered
+                if r.answered_us is not None and r.wait_s is not None
+            ]
+            row["to_agent_ms_p50"] = percentile(to_agent, 50)
+            row["to_agent_ms_p99"] = percentile(to_agent, 99)
+            row["call_records"] = len(records)
+            row["answered_records"] = len(answered)
+            row["recorded"] = sum(1 for r in answered if r.recording)
+            row["mos_min"] = min((leg.mos for leg in legs), default=None)
+            row["mos_mean"] = round(statistics.fmean(leg.mos for leg in legs), 2) if legs else None
+            row["leg_loss_pct_max"] = max((leg.loss_percent for leg in legs), default=None)
+            row["leg_jitter_ms_max"] = max((leg.jitter_ms for leg in legs), default=None)
+            if row.get("fails") is None and row["mos_min"] is not None and row["mos_min"] < MIN_MOS:
+                row["fails"] = f"MOS estimate {row['mos_min']} under {MIN_MOS}"
+    finally:
+        store.close()
+
+
+def floor_step(args: argparse.Namespace, calls: int) -> dict[str, Any]:
+    """The bare UDP echo of ``calls`` calls (``benchmarks.capacity``'s floor)."""
+    settings = capacity.Settings(
+        warmup_s=1.0, hold_s=args.hold, late_ms=20, record=False,
+        phone_sockets="per-call", nice=args.nice, realtime=args.realtime,
+    )  # fmt: skip
+    row = capacity.run_step(settings, "echo", calls)
+    return {k: row[k] for k in ("cpu_us_per_call_second", "box_cpu_pct", "lost_or_late_pct")}
+
+
+def progress(row: dict[str, Any]) -> str:
+    """One step's line for the live display."""
+    floor = row.get("floor", {}).get("cpu_us_per_call_second")
+    return (
+        f"{row['calls']:5d} calls: {row['calls_up']:5d} up in {row['calls_up_after_s']:5.1f} s, "
+        f"switch {row['switch_cpu_pct']:5.1f}% CPU, {row['cpu_us_per_call_second']:7.1f} us/call-s"
+        + (f" (floor {floor:6.1f})" if floor is not None else "")
+        + f", lost {row['lost_pct']:.3f}%, set-up p50/p99 {row['setup_latency_ms_p50']}/"
+        f"{row['setup_latency_ms_p99']} ms, lag max {row['lag_ms_max']} ms, "
+        f"{row['memory_kb_per_call']} KB/call"
+        + (f"  FAIL: {row['fails']}" if row.get("fails") else "")
+    )
+
+
+def summary(rows: list[dict[str, Any]], codec: str) -> dict[str, Any]:
+    """The largest step that passed the bar and what a call cost there."""
+    passed = [row for row in rows if not row.get("fails")]
+    best = passed[-1] if passed else None
+    last = rows[-1] if rows else None
+
+    def at_best(key: str) -> Any:
+        return best[key] if best else None
+
+    floor = best.get("floor", {}).get("cpu_us_per_call_second") if best else None
+    cost = at_best("cpu_us_per_call_second")
+    if last is None or not last.get("fails"):
+        limited = "none: every step passed"
+    elif last["switch_run_queue_wait_pct"] > 25:
+        limited = (
+            f"the machine: at {last['calls']} calls the switch waited for CPU 0 "
+            f"{last['switch_run_queue_wait_pct']}% of the time ({last['fails']})"
+        )
+    else:
+        limited = f"the box at {last['calls']} calls: {last['fails']}"
+    return {
+        "max_concurrent_calls": at_best("calls") or 0,
+        "codec": codec,
+        "cpu_us_per_call_second": cost,
+        "floor_cpu_us_per_call_second": floor,
+        "ratio_to_floor": round(cost / floor, 2) if cost and floor else None,
+        "peer_cpu_us_per_call_second": None,
+        "ratio_to_peer": None,
+        "memory_kb_per_call": at_best("memory_kb_per_call"),
+        "setup_latency_ms_p50": at_best("setup_latency_ms_p50"),
+        "setup_latency_ms_p99": at_best("setup_latency_ms_p99"),
+        "to_agent_ms_p50": at_best("to_agent_ms_p50"),
+        "to_agent_ms_p99": at_best("to_agent_ms_p99"),
+        "calls_per_second": max((r["calls_per_second"] or 0 for r in passed), default=None),
+        "mos_min": at_best("mos_min"),
+        "lag_ms_max": at_best("lag_ms_max"),
+        "limited_by": limited,
+    }
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """The summary table printed at the end."""
+    head = (
+        "| calls | up | calls/s | switch CPU % | us/call-s | floor us/call-s | KB/call "
+        "| set-up p50 ms | p99 ms | lost % | MOS min | lag max ms | verdict |"
+    )
+    lines = [head, "|" + "---:|" * 12 + "---|"]
+    for r in rows:
+        floor = r.get("floor", {}).get("cpu_us_per_call_second")
+        lines.append(
+            f"| {r['calls']} | {r['calls_up']} | {r['calls_per_second']} | {r['switch_cpu_pct']} "
+            f"| {r['cpu_us_per_call_second']} | {floor} | {r['memory_kb_per_call']} "
+            f"| {r['setup_latency_ms_p50']} | {r['setup_latency_ms_p99']} | {r['lost_pct']} "
+            f"| {r.get('mos_min')} | {r['lag_ms_max']} | {r.get('fails') or 'pass'} |"
+        )
+    return "\n".join(lines)
+
+
+@contextmanager
+def prompts_cached(workdir: Path) -> Iterator[None]:
+    """The built-in prompts, generated once into ``build/bench-prompts`` and linked into the
+    switch's data folder, so a run does not wait for espeak-ng."""
+    PROMPT_CACHE.mkdir(parents=True, exist_ok=True)
+    generate_prompts(PROMPT_CACHE, "zh")
+    (workdir / "var").mkdir(parents=True, exist_ok=True)
+    (workdir / "var" / "prompts").symlink_to(PROMPT_CACHE)
+    yield
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """The ramp on one switch; the JSON document."""
+    settings = Settings(
+        args.hold, 0, 0, 0, args.nice, args.realtime,
+        frozenset(args.appliance_cpus), frozenset(args.generator_cpus),
+    )  # fmt: skip
+    agents = [str(FIRST_AGENT + i) for i in range(max(args.steps))]
+    workdir = Path(tempfile.mkdtemp(prefix="callbox-bench-capacity-"))
+    control_port = free_udp_and_tcp_port()
+    rows: list[dict[str, Any]] = []
+    try:
+        with (
+            prompts_cached(workdir),
+            running_switch(
+                workdir, center_yaml(agents, args.codec), settings, None,
+                extra_env=SWITCH_ENV | {"CALLBOX_CONTROL_TCP_PORT": str(control_port)},
+            ) as switch,
+        ):  # fmt: skip
+            api = ControlApi(control_port)
+            if not wait_until(lambda: _answers(api), 30):
+                raise BenchmarkError("the switch's control API did not answer")
+            bench = Run(args, switch, api)
+            bench.login_agents()
+            for calls in args.steps:
+                row = bench.step(calls)
+                row["fails"] = live_failure(row)
+                if args.floor:
+                    row["floor"] = floor_step(args, calls)
+                rows.append(row)
+                print(progress(row), flush=True)
+                if row["fails"] and not args.keep_going:
+                    break
+        add_call_records(workdir / "var", rows)
+    finally:
+        if args.keep:
+            print(f"kept {workdir}", flush=True)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return {
+        "summary": summary(rows, args.codec),
+        "steps": rows,
+        "settings": {
+            "steps": list(args.steps),
+            "rate": args.rate,
+            "hold_s": args.hold,
+            "codec": args.codec,
+            "recording": "on (every answered queue call, stereo WAV)",
+            "appliance_cpus": sorted(settings.switch_cpus),
+            "generator_cpus": sorted(settings.sipp_cpus),
+            "media_workers": 1,
+            "nice": args.nice,
+            "realtime": args.realtime,
+            "bar": {
+                "failed_setups": 0,
+                "lost_pct_below": MAX_LOST_PCT,
+                "mos_at_least": MIN_MOS,
+                "lag_growth_ms_at_most": MAX_LAG_GROWTH_MS,
+            },
+        },
+    }
+
+
+def _answers(api: ControlApi) -> bool:
+    try:
+        api.request("GET", f"/queues/{QUEUE}")
+    except OSError:
+        return False
+    return True
+
+
+def parser() -> argparse.ArgumentParser:
+    """The options of ``callbox bench capacity`` and ``python -m benchmarks.callcenter_load``."""
+    steps = lambda s: tuple(int(n) for n in s.split(","))  # noqa: E731
+    p = argparse.ArgumentParser(
+        prog="callbox bench capacity",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--quick", action="store_true", help="smoke run: 5 and 10 calls, 4 s each")
+    p.add_argument("--steps", type=steps, help="comma-separated concurrent calls per step")
+    p.add_argument("--hold", type=float, help="seconds measured per step (default 10; quick 4)")
+    p.add_argument("--rate", type=int, default=50, help="new calls per second (default 50)")
+    p.add_argument(
+        "--codec", choices=sorted(PAYLOAD_TYPES), default="PCMA",
+        help="the trunk's codec (agents answer PCMA: PCMU transcodes)",
+    )  # fmt: skip
+    p.add_argument(
+        "--keep-going", action="store_true", help="run every step, even after one fails the bar"
+    )
+    p.add_argument("--no-floor", dest="floor", action="store_false", help="skip the echo floor")
+    p.add_argument(
+        "--appliance-cpus", type=steps, default=(SWITCH_CPU,),
+        help=f"CPUs the switch runs on (default {SWITCH_CPU})",
+    )  # fmt: skip
+    p.add_argument(
+        "--generator-cpus", type=steps, default=(SIPP_CPU,),
+        help=f"CPUs SIPp runs on (default {SIPP_CPU}; the echo floor keeps 0 and 1)",
+    )  # fmt: skip
+    p.add_argument("--nice", type=int, default=-10, help="nice value of switch and SIPp")
+    p.add_argument("--realtime", action="store_true", help="SCHED_FIFO for switch and SIPp")
+    p.add_argument("--json", action="store_true", help="print the JSON document at the end")
+    p.add_argument("--output", type=Path, help="also write the JSON document to this file")
+    p.add_argument("--label", default="latest", help="key of this run under the file's runs")
+    p.add_argument("--note", default="", help="a remark stored with the results")
+    p.add_argument("--keep", action="store_true", help="keep the work folder (logs)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the options, run the ramp, print the table (and the JSON), write the file."""
+    p = parser()
+    args = p.parse_args(argv)
+    args.steps = args.steps or (QUICK_STEPS if args.quick else STEPS)
+    args.hold = args.hold or (4.0 if args.quick else 10.0)
+    if shutil.which("sipp") is None:
+        p.error("SIPp is missing (Debian package sip-tester)")
+    if len(os.sched_getaffinity(0)) < 2:
+        p.error("needs two CPUs: one for the switch, one for SIPp")
+    if args.floor and not capacity.LOADGEN.exists():
+        p.error(f"{capacity.LOADGEN} is missing (make build/loadgen), or pass --no-floor")
+    raise_file_limit()
+    measured = commit()
+    load_before = os.getloadavg()
+    document = run(args)
+    document.update(
+        load_average={"before": load_before, "after": os.getloadavg()},
+        note=args.note,
+        **provenance(measured),
+    )
+    print(table(document["steps"]))
+    print(json.dumps(document["summary"]))
+    if args.json:
+        print(json.dumps(document, indent=1))
+    if args.output is not None:
+        write(args.output, args.label, document)
+    return 0
+
+
+RANGE_KEYS = (
+    "max_concurrent_calls", "cpu_us_per_call_second", "floor_cpu_us_per_call_second",
+    "ratio_to_floor", "memory_kb_per_call", "setup_latency_ms_p50", "setup_latency_ms_p99",
+    "calls_per_second",
+)  # fmt: skip
+
+
+def write(path: Path, label: str, document: dict[str, Any]) -> None:
+    """``document`` into ``path``: its fields at the top, and under ``runs.<label>`` beside
+    the earlier runs kept there; ``ranges`` gives each summary figure's least and greatest
+    over every run (a shared machine is noisy: repeat and read the range)."""
+    runs: dict[str, Any] = {}
+    if path.exists():
+        runs = json.loads(path.read_text(encoding="utf-8")).get("runs", {})
+    runs[label] = {k: v for k, v in document.items() if k != "runs"}
+    ranges = {}
+    for key in RANGE_KEYS:
+        values = [r["summary"][key] for r in runs.values() if r["summary"].get(key) is not None]
+        ranges[key] = [min(values), max(values)] if values else None
+    merged = {**document, "ranges": ranges, "runs": runs}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(merged, indent=1) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
