@@ -177,6 +177,10 @@ class IvrSettings:
     """The IVR: which language's built-in prompts callers hear (a number may choose its own)."""
 
     prompt_language: PromptLanguage = PromptLanguage.ZH
+    record_queue_calls: bool = True
+    """Record every call a queue connects to an agent (stereo WAV under the data folder's
+    ``recordings/``); off, the calls are bridged unrecorded (``callbox bench capacity
+    --no-record`` measures the difference)."""
 
 
 @dataclass(frozen=True)

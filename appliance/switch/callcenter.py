@@ -122,7 +122,8 @@ class CallCenter:
         self.store = store
         self.clock = clock or LoopClock()
         self.call_log = CallLog(store)
-        self.acd = Acd(self.clock, (), (), recordings=settings.data_path / "recordings")
+        recordings = settings.data_path / "recordings" if settings.ivr.record_queue_calls else None
+        self.acd = Acd(self.clock, (), (), recordings=recordings)
         self.ivr = IvrService(self.clock, self.acd, self.call_log)
         self.events: Listeners[CallCenterEvent] = Listeners()
         self.acd.events.add(self.call_log.note)

@@ -191,6 +191,22 @@ def test_callbox_bench_capacity_quick_carries_calls_to_agents_and_writes_its_rep
     assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?", report["commit"])
 
 
+@needs_engine
+@needs_two_cpus
+def test_callbox_bench_capacity_without_recording_answers_calls_and_records_none(
+    tmp_path: Path,
+) -> None:
+    output = tmp_path / "capacity.json"
+    args = ["--steps", "3", "--hold", "2", "--no-record", "--no-floor", "--keep-going"]
+    assert callcenter_load.main([*args, "--nice", "0", "--output", str(output)]) == 0
+    report = json.loads(output.read_text(encoding="utf-8"))
+    (step,) = report["steps"]
+    assert step["answered_records"] == 3, step
+    assert step["recorded"] == 0
+    assert report["summary"]["recording"] is False
+    assert report["summary"]["floor_cpu_us_per_call_second"] is None
+
+
 def test_sip_response_times_are_read_in_milliseconds() -> None:
     assert sip_load.response_ms("00:00:01:250000") == 1250.0
     assert sip_load.response_ms("00:00:00:012") == 12.0
