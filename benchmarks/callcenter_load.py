@@ -356,6 +356,9 @@ class Run:
         self.scenario = caller_scenario(switch.workdir / "caller.xml", args.codec)
         self.idle_lag_ms = percentile([api.response_ms() for _ in range(20)], 50) or 0.0
         self.rss_idle = rss_bytes(switch.process.pid)
+        # The agents' phone keeps its ports from step to step (see callee_phone).
+        self.agents_port = free_udp_and_tcp_port()
+        self.agents_media_port = free_udp_and_tcp_port()
 
     def step(self, calls: int) -> dict[str, Any]:
         """N concurrent calls: up at ``rate``, held ``hold`` seconds while measured."""
@@ -370,8 +373,9 @@ class Run:
                 1_000_000,
                 "-rtp_echo",
                 "-mp",
-                str(free_udp_and_tcp_port()),
+                str(self.agents_media_port),
                 register_rate=300,
+                port=self.agents_port,
             ),
             callers(self.switch, self.scenario, calls, args.rate, hold_ms) as (sipp, rundir),
         ):
@@ -430,10 +434,15 @@ class Run:
         shutil.rmtree(rundir, ignore_errors=True)
         return row
 
-    def login_agents(self) -> None:
-        """Every agent logged in (ready) through the control API."""
+    def ready_agents(self) -> None:
+        """Every agent logged in and ready, through the control API (a step that failed may
+        have left some not ready: no answer, unreachable)."""
+        states = {a["number"]: a["state"] for a in self.api.request("GET", "/agents")["agents"]}
         for agent in self.agents:
-            self.api.request("POST", f"/agents/{agent}/login")
+            if states.get(agent) == "logged_out":
+                self.api.request("POST", f"/agents/{agent}/login")
+            elif states.get(agent) == "not_ready":
+                self.api.request("POST", f"/agents/{agent}/ready")
 
 
 def live_failure(row: dict[str, Any]) -> str | None:
@@ -584,6 +593,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="callbox-bench-capacity-"))
     control_port = free_udp_and_tcp_port()
     rows: list[dict[str, Any]] = []
+    aborted: dict[str, Any] | None = None
     try:
         with (
             prompts_cached(workdir),
@@ -599,9 +609,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if not wait_until(lambda: _answers(api), 30):
                 raise BenchmarkError("the switch's control API did not answer")
             bench = Run(args, switch, api)
-            bench.login_agents()
             for calls in args.steps:
-                row = bench.step(calls)
+                try:
+                    bench.ready_agents()
+                    row = bench.step(calls)
+                except (OSError, BenchmarkError, subprocess.TimeoutExpired) as exc:
+                    # An overloaded switch stops answering its control API in time.
+                    aborted = {"calls": calls, "error": f"{type(exc).__name__}: {exc}"[:600]}
+                    print(f"{calls:5d} calls: aborted: {aborted['error']}", flush=True)
+                    break
                 row["fails"] = live_failure(row)
                 if args.floor:
                     row["floor"] = floor_step(args, calls)
@@ -615,9 +631,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             print(f"kept {workdir}", flush=True)
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+    result = summary(rows, args.codec, args.record)
+    if aborted is not None:
+        result["limited_by"] = f"the box at {aborted['calls']} calls: {aborted['error']}"
     return {
-        "summary": summary(rows, args.codec, args.record),
+        "summary": result,
         "steps": rows,
+        "aborted": aborted,
         "settings": {
             "steps": list(args.steps),
             "rate": args.rate,

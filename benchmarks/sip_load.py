@@ -360,11 +360,19 @@ def switch_cpu_us_per(row: dict[str, Any], count: int) -> float | None:
 
 @contextlib.contextmanager
 def callee_phone(
-    switch: RunningSwitch, callees: list[str], calls: int, *extra: str, register_rate: int = 200
+    switch: RunningSwitch,
+    callees: list[str],
+    calls: int,
+    *extra: str,
+    register_rate: int = 200,
+    port: int | None = None,
 ) -> Iterator[subprocess.Popen[str]]:
-    """A SIPp UAS that has registered every callee extension from its port, answering ``calls``
-    (``extra``: more SIPp options, e.g. ``-rtp_echo``)."""
-    port = free_udp_and_tcp_port()
+    """A SIPp UAS that has registered every callee extension from its port (``port``, else a
+    free one), answering ``calls`` (``extra``: more SIPp options, e.g. ``-rtp_echo``).
+
+    A phone that registers again from the same port refreshes its binding; from
+    another port it adds one, and the switch then forks each call to both."""
+    port = port or free_udp_and_tcp_port()
     inject = switch.workdir / "callees.csv"
     write_injection(inject, callees)
     registered = subprocess.run(
