@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import json
 import os
 import shutil
@@ -208,21 +209,42 @@ def run_step(settings: Settings, kind: str, calls: int) -> dict[str, Any]:
             box.stdin.write(phones + "\n")
             box.stdin.flush()
         legs = read_line(box.stdout, "legs", kind)
-        assert generator.stdin is not None
-        generator.stdin.write(legs + "\n")
-        generator.stdin.flush()
-        read_line(generator.stdout, "measuring", "loadgen")
-        nice = niceness(box.pid)
-        policy = scheduling_policy(box.pid)
-        with profiled(settings, kind, calls, box.pid):
-            cpu_start = cpu_seconds(box.pid)
-            read_line(generator.stdout, "done", "loadgen")
-            box_cpu = cpu_seconds(box.pid) - cpu_start
-        result: dict[str, Any] = json.loads(read_line(generator.stdout, "{", "loadgen"))
+        row = measure(generator, box.pid, legs, calls, profiled(settings, kind, calls, box.pid))
+    if kind == "engine":
+        row["recording"] = "on" if settings.record else "off"
+    return row
+
+
+def measure(
+    generator: subprocess.Popen[str],
+    box_pid: int,
+    legs: str,
+    calls: int,
+    profiler: contextlib.AbstractContextManager[object] | None = None,
+) -> dict[str, Any]:
+    """Hand the generator the box's ``legs`` line, then measure the box over the generator's window.
+
+    Returns the step's row: the box's CPU (per call-second and percent of a
+    core), packets lost or late, and the generator's own report. Any box
+    that relays the generator's calls (the engine, the echo, a peer) is
+    measured by this one function. ``profiler`` is entered for the
+    measuring window only.
+    """
+    assert generator.stdin is not None
+    generator.stdin.write(legs + "\n")
+    generator.stdin.flush()
+    read_line(generator.stdout, "measuring", "loadgen")
+    nice = niceness(box_pid)
+    policy = scheduling_policy(box_pid)
+    with profiler or contextlib.nullcontext():
+        cpu_start = cpu_seconds(box_pid)
+        read_line(generator.stdout, "done", "loadgen")
+        box_cpu = cpu_seconds(box_pid) - cpu_start
+    result: dict[str, Any] = json.loads(read_line(generator.stdout, "{", "loadgen"))
     sent = sum(result[d]["sent"] for d in ("caller_to_agent", "agent_to_caller"))
     bad = sum(result[d]["lost"] + result[d]["late"] for d in ("caller_to_agent", "agent_to_caller"))
     window = result["window_s"]
-    row = {
+    return {
         "box_cpu_s": round(box_cpu, 3),
         "box_cpu_pct": round(100 * box_cpu / window, 1),
         "cpu_us_per_call_second": round(box_cpu * 1e6 / (calls * window), 1),
@@ -232,9 +254,6 @@ def run_step(settings: Settings, kind: str, calls: int) -> dict[str, Any]:
         "scheduling": policy,
         "generator": result,
     }
-    if kind == "engine":
-        row["recording"] = "on" if settings.record else "off"
-    return row
 
 
 def ramp(settings: Settings, steps: tuple[int, ...]) -> list[dict[str, Any]]:
@@ -287,11 +306,33 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Parse the command line, run the ramp (or serve as the box), write the JSON."""
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def write_results(
+    output: Path,
+    head: dict[str, Any],
+    settings: dict[str, Any],
+    rows: list[dict[str, Any]],
+    *,
+    note: str,
+    load_before: tuple[float, float, float],
+    measured: str,
+) -> None:
+    """Write a ramp's JSON: ``head`` (its summary first), settings, how busy the machine was,
+    provenance and the steps; print the summary."""
+    result = {
+        **head,
+        "settings": settings,
+        "load_average": {"before": load_before, "after": os.getloadavg()},
+        "note": note,
+        **provenance(measured),
+        "steps": rows,
+    }
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    print(json.dumps(result["summary"]))
+
+
+def add_step_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of how steps run, shared by every benchmark that ramps calls with loadgen."""
     parser.add_argument("--quick", action="store_true", help="smoke run: 10, 50 calls, 1 s each")
     parser.add_argument(
         "--steps",
@@ -301,6 +342,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hold", type=float, help="seconds measured per step (default 10)")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds sent before measuring")
     parser.add_argument("--late-ms", type=int, default=20, help="transit above this is late")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line, run the ramp (or serve as the box), write the JSON."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_step_arguments(parser)
     parser.add_argument(
         "--phone-sockets",
         choices=("per-call", "shared"),
@@ -354,10 +403,10 @@ def main(argv: list[str] | None = None) -> int:
         perf_dir=args.perf,
     )
     rows = ramp(settings, steps)
-    result = {
-        "summary": summary(rows),
-        "recording": "on" if args.record else "off",
-        "settings": {
+    write_results(
+        args.output,
+        {"summary": summary(rows), "recording": "on" if args.record else "off"},
+        {
             "steps": list(steps),
             "hold_s": hold,
             "warmup_s": args.warmup,
@@ -369,14 +418,11 @@ def main(argv: list[str] | None = None) -> int:
             "box_cpu": BOX_CPU,
             "generator_cpu": GENERATOR_CPU,
         },
-        "load_average": {"before": load_before, "after": os.getloadavg()},
-        "note": args.note,
-        **provenance(measured),
-        "steps": rows,
-    }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-    print(json.dumps(result["summary"]))
+        rows,
+        note=args.note,
+        load_before=load_before,
+        measured=measured,
+    )
     return 0
 
 
