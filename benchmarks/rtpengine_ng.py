@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import secrets
 import socket
 import time
 from dataclasses import dataclass
@@ -73,7 +74,9 @@ class NgClient:
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._socket.connect(self._address)
         self._cookies = itertools.count(1)
-        self._prefix = f"{os.getpid()}_"
+        # rtpengine answers a cookie it has seen from its cache: cookies must be unique
+        # across clients and restarts, not just within this one.
+        self._prefix = f"{os.getpid()}_{secrets.token_hex(4)}_"
         self._retry_s = min(RETRY_S, timeout_s)
         self._tries = max(1, round(timeout_s / self._retry_s))
 

@@ -187,7 +187,7 @@ def rtpengine(
     ng = NgClient(HOST, ng_port, timeout_s=NG_TIMEOUT_S)
     peer = Rtpengine(process, ng, config)
     try:
-        wait_until_answering(peer)
+        wait_until_answering(peer, ng_port)
         yield peer
     finally:
         ng.close()
@@ -199,17 +199,19 @@ def rtpengine(
             process.wait()
 
 
-def wait_until_answering(peer: Rtpengine) -> None:
+def wait_until_answering(peer: Rtpengine, ng_port: int) -> None:
     """Ping until rtpengine answers; raise with its log if it exits or stays silent."""
     deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if peer.process.poll() is not None:
-            raise RtpengineError(
-                f"rtpengine exited with {peer.process.returncode}:\n{peer.log_tail()}"
-            )
-        with contextlib.suppress(NgError):
-            peer.ng.ping()
-            return
+    # Short pings: a daemon that exits at start is seen at once, not after a long timeout.
+    with NgClient(HOST, ng_port, timeout_s=0.2) as pinger:
+        while time.monotonic() < deadline:
+            if peer.process.poll() is not None:
+                raise RtpengineError(
+                    f"rtpengine exited with {peer.process.returncode}:\n{peer.log_tail()}"
+                )
+            with contextlib.suppress(NgError):
+                pinger.ping()
+                return
     raise RtpengineError(
         f"rtpengine did not answer ping in {START_TIMEOUT_S} s:\n{peer.log_tail()}"
     )
