@@ -54,6 +54,8 @@ BENCH_CAPACITY_FLAGS ?=
 bench: $(VENV)/.installed $(CORE_EXT) build/loadgen
 	$(PY) -m benchmarks.run
 	$(PY) -m benchmarks.capacity --record $(CAPACITY_FLAGS)
+	$(PY) -m benchmarks.rtpengine_peer $(CAPACITY_FLAGS)
+	$(PY) -m benchmarks.plot_capacity
 	$(PY) -m benchmarks.jitter_quality
 	$(PY) -m benchmarks.sip_load $(SIP_LOAD_FLAGS)
 	$(VENV)/bin/callbox bench capacity --output benchmarks/results/capacity.json $(BENCH_CAPACITY_FLAGS)
@@ -71,7 +73,7 @@ $(VENV)/.installed: pyproject.toml setup.py scripts/install-system-deps
 	scripts/install-system-deps
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel pybind11 cython
-	$(PY) -m pip install -q --no-build-isolation -e '.[test]'
+	$(PY) -m pip install -q --no-build-isolation -e '.[test,bench]'
 	touch $@
 
 clean:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -254,31 +255,35 @@ def run_kind(settings: capacity.Settings, kind: str, calls: int) -> dict[str, An
     return capacity.run_step(settings, "echo", calls)
 
 
-def other_load_generators() -> list[int]:
-    """Process ids of load generators that are not this benchmark's (another engineer's run).
+def other_benchmarks() -> list[int]:
+    """Process ids of other engineers' benchmarks: a load generator or a real-time process not ours.
 
-    Two capacity runs at once on a 2-core machine measure each other: a step
-    waits until the other run's generator has gone.
+    Two benchmarks at once on a 2-core machine measure each other, and a
+    SCHED_FIFO process busy on CPU 0 starves the box outright: a step
+    waits until they have gone. Kernel threads (no command line) are not
+    counted, though some are real-time.
     """
-    ours = {os.getpid()}
     found = []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
             parent = int((entry / "stat").read_text("ascii").rsplit(")", 1)[1].split()[1])
+            realtime = os.sched_getscheduler(int(entry.name)) == os.SCHED_FIFO
         except (OSError, ValueError, IndexError):
             continue  # a process that ended while we looked
-        if argv[0].endswith(b"/loadgen") and b"generate" in argv and parent not in ours:
+        if parent == os.getpid() or not argv[0]:
+            continue
+        if argv[0].endswith(b"/loadgen") or realtime:
             found.append(int(entry.name))
     return found
 
 
 def wait_for_quiet(limit_s: float) -> float:
-    """Wait (at most ``limit_s``) until no other load generator runs; the seconds waited."""
+    """Wait (at most ``limit_s``) until no other benchmark runs; the seconds waited."""
     start = time.monotonic()
-    while other_load_generators() and time.monotonic() - start < limit_s:
+    while other_benchmarks() and time.monotonic() - start < limit_s:
         time.sleep(1.0)
     return round(time.monotonic() - start, 1)
 
@@ -358,6 +363,67 @@ def summary(rows: list[dict[str, Any]], kinds: tuple[str, ...]) -> dict[str, Any
     return result
 
 
+def compact(row: dict[str, Any]) -> dict[str, Any]:
+    """A kind's step row without the generator's full report: what a reader compares."""
+    generator = row["generator"]
+    directions = ("caller_to_agent", "agent_to_caller")
+    kept = {key: value for key, value in row.items() if key != "generator"}
+    kept["sent"] = sum(generator[d]["sent"] for d in directions)
+    kept["lost"] = sum(generator[d]["lost"] for d in directions)
+    kept["late"] = sum(generator[d]["late"] for d in directions)
+    kept["transit_us_p99"] = max(generator[d]["transit_us"]["p99"] for d in directions)
+    kept["generator_cpu_s"] = generator["generator_cpu_s"]
+    return kept
+
+
+def merge(documents: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several runs' results as one: per kind, the range over runs of calls held and of cost.
+
+    ``summary.<kind>.max_calls_under_bar`` and ``cpu_us_per_call_second``
+    become ``[lowest, highest]`` over the runs; ``by_calls`` gives the range
+    of CPU per call-second at each step every run measured; ``runs`` keeps
+    each run's compact steps, note and load average.
+    """
+    kinds = list(dict.fromkeys(k for d in documents for k in d["settings"]["kinds"]))
+    ranged: dict[str, Any] = {}
+    for kind in kinds:
+        held = [d["summary"][kind]["max_calls_under_bar"] for d in documents]
+        costs: dict[int, list[float]] = {}
+        for document in documents:
+            for row in document["steps"]:
+                if kind in row:
+                    costs.setdefault(row["calls"], []).append(row[kind]["cpu_us_per_call_second"])
+        ranged[kind] = {
+            "max_calls_under_bar": [min(held), max(held)],
+            "cpu_us_per_call_second_by_calls": {
+                str(calls): [min(c), max(c)] for calls, c in sorted(costs.items())
+            },
+        }
+    first = documents[0]
+    return {
+        "summary": ranged,
+        "rtpengine": first["rtpengine"],
+        "settings": first["settings"],
+        "machine": first["machine"],
+        "commit": first["commit"],
+        "date": first["date"],
+        "runs": [
+            {
+                "date": d["date"],
+                "note": d["note"],
+                "load_average": d["load_average"],
+                "summary": d["summary"],
+                "steps": [
+                    {key: compact(value) if isinstance(value, dict) else value
+                     for key, value in row.items()}
+                    for row in d["steps"]
+                ],
+            }
+            for d in documents
+        ],
+    }  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line, run the ramp, write the JSON."""
     parser = argparse.ArgumentParser(
@@ -384,7 +450,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--note", default="", help="a remark stored with the results")
     parser.add_argument("--output", type=Path, default=RESULTS / "peer-rtpengine.json")
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        help="instead of measuring, fold these results files (repeated runs) into --output",
+    )
     args = parser.parse_args(argv)
+    if args.merge:
+        documents = [json.loads(path.read_text(encoding="utf-8")) for path in args.merge]
+        args.output.write_text(json.dumps(merge(documents), indent=1) + "\n", encoding="utf-8")
+        return 0
     unknown = set(args.kinds) - set(KINDS)
     if unknown:
         parser.error(f"unknown kinds {sorted(unknown)}: choose from {','.join(KINDS)}")

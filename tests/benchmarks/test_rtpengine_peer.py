@@ -13,15 +13,17 @@ import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from benchmarks import capacity
+from benchmarks import capacity, plot_capacity
 from benchmarks.rtpengine_ng import NgClient, NgError, audio_sdp, media_port
 from benchmarks.rtpengine_peer import (
     Rtpengine,
     RtpengineConfig,
     RtpengineError,
+    merge,
     rtpengine,
     run_peer_step,
 )
@@ -174,3 +176,53 @@ def test_peer_step_relays_every_generated_packet_of_two_calls() -> None:
     assert row["recording"] == "on"
     assert row["recorded_bytes"] > 2 * 2 * 30 * 172
     assert row["cpu_us_per_call_second"] > 0
+
+
+def test_plot_draws_each_kind_measured_and_the_engine_from_core_capacity_into_a_png(
+    tmp_path: Path,
+) -> None:
+    def row(cpu_pct: float, bad_pct: float) -> dict[str, float]:
+        return {"box_cpu_pct": cpu_pct, "cpu_us_per_call_second": 10 * cpu_pct,
+                "lost_or_late_pct": bad_pct}  # fmt: skip
+
+    peer = {
+        "rtpengine": "10.5",
+        "steps": [
+            {"calls": 50, "rtpengine": row(10, 0), "echo": row(5, 0)},
+            {"calls": 500, "rtpengine": row(90, 0.5), "echo": row(50, 0)},
+        ],
+    }
+    core = {"recording": "on", "steps": [{"calls": 50, "engine": row(8, 0), "echo": row(5, 0)}]}
+    output = tmp_path / "capacity.png"
+    drawn = plot_capacity.plot(peer, core, output)
+    assert drawn == [
+        "Callbox engine (bridged, recorded) [core-capacity.json]",
+        "rtpengine userspace (relay)",
+        "bare UDP echo (floor)",
+    ]
+    png = output.read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert (width, height) == (1200, 368)  # 15 x 4.6 inches at 80 dpi
+
+
+def test_merged_runs_give_the_range_of_calls_held_and_of_cost_at_each_step() -> None:
+    def run(held: int, cost: float) -> dict[str, Any]:
+        report = {"sent": 100, "lost": 0, "late": 1, "transit_us": {"p99": 900}}
+        generator = {"caller_to_agent": report, "agent_to_caller": report, "generator_cpu_s": 0.1}
+        step = {"cpu_us_per_call_second": cost, "lost_or_late_pct": 0.0, "generator": generator}
+        return {
+            "summary": {"rtpengine": {"max_calls_under_bar": held}},
+            "settings": {"kinds": ["rtpengine"]}, "rtpengine": "10.5", "machine": {},
+            "commit": "abc", "date": "2026-12-06", "note": "", "load_average": {},
+            "steps": [{"calls": 50, "rtpengine": step}],
+        }  # fmt: skip
+
+    merged = merge([run(750, 900.0), run(1000, 1100.0)])
+    assert merged["summary"]["rtpengine"] == {
+        "max_calls_under_bar": [750, 1000],
+        "cpu_us_per_call_second_by_calls": {"50": [900.0, 1100.0]},
+    }
+    step = merged["runs"][1]["steps"][0]["rtpengine"]
+    assert (step["sent"], step["late"], step["transit_us_p99"]) == (200, 2, 900)
+    assert "generator" not in step
