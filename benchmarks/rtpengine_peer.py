@@ -227,11 +227,13 @@ def run_peer_step(settings: capacity.Settings, calls: int, *, record: bool) -> d
     """
     workdir = Path(tempfile.mkdtemp(prefix="callbox-rtpengine-"))
     try:
+        # rtpengine first: its ng port is free now, before the generator binds thousands
+        # of ephemeral ports (its RTP ports are taken at offer time, skipping busy ones).
         with (
+            rtpengine(RtpengineConfig(workdir), settings.nice, settings.realtime) as peer,
             capacity.child(
                 capacity.generator_args(settings, calls), settings.nice, settings.realtime
             ) as generator,
-            rtpengine(RtpengineConfig(workdir), settings.nice, settings.realtime) as peer,
         ):
             phones = capacity.ports_of(capacity.read_line(generator.stdout, "phones", "loadgen"))
             legs = peer.relay_calls(phones, record=record)
