@@ -317,7 +317,7 @@ def write_results(
     measured: str,
 ) -> None:
     """Write a ramp's JSON: ``head`` (its summary first), settings, how busy the machine was,
-    provenance and the steps; print the summary."""
+    provenance and the steps."""
     result = {
         **head,
         "settings": settings,
@@ -328,7 +328,6 @@ def write_results(
     }
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-    print(json.dumps(result["summary"]))
 
 
 def add_step_arguments(parser: argparse.ArgumentParser) -> None:
@@ -423,6 +422,7 @@ def main(argv: list[str] | None = None) -> int:
         load_before=load_before,
         measured=measured,
     )
+    print(json.dumps(summary(rows)))
     return 0
 
 

@@ -29,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -322,8 +322,12 @@ def ramp(
     kinds: tuple[str, ...],
     tries: int = 1,
     quiet_s: float = 0.0,
+    on_step: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Each step's row per kind; a kind that failed a step (0.1 % lost or late) runs no further."""
+    """Each step's row per kind; a kind that failed a step (0.1 % lost or late) runs no further.
+
+    ``on_step`` is called with the rows so far after every step.
+    """
     rows: list[dict[str, Any]] = []
     running = list(kinds)
     for calls in steps:
@@ -340,6 +344,8 @@ def ramp(
             ),
             flush=True,
         )
+        if on_step is not None:
+            on_step(rows)
         # The echo is the yardstick: it runs while any other kind still does.
         running = [k for k in running if not capacity.failed(row[k]) or k == "echo"]
         if all(k == "echo" for k in running):
@@ -486,29 +492,36 @@ def main(argv: list[str] | None = None) -> int:
         nice=args.nice,
         realtime=args.realtime,
     )
-    rows = ramp(settings, steps, args.kinds, max(1, args.tries), args.wait_quiet)
-    capacity.write_results(
-        args.output,
-        {"summary": summary(rows, args.kinds), "rtpengine": rtpengine_version()},
-        {
-            "steps": list(steps),
-            "kinds": list(args.kinds),
-            "hold_s": hold,
-            "warmup_s": settings.warmup_s,
-            "tries": max(1, args.tries),
-            "late_ms": args.late_ms,
-            "nice": args.nice,
-            "realtime": args.realtime,
-            "max_lost_or_late_pct": capacity.MAX_BAD_PCT,
-            "box_cpu": capacity.BOX_CPU,
-            "generator_cpu": capacity.GENERATOR_CPU,
-            "rtpengine_config": RtpengineConfig(Path("<temporary folder>")).text(0).splitlines(),
-        },
-        rows,
-        note=args.note,
-        load_before=load_before,
-        measured=measured,
-    )
+    version = rtpengine_version()
+
+    def save(rows: list[dict[str, Any]]) -> None:
+        """Write the results so far: a run stopped part-way keeps the steps it measured."""
+        capacity.write_results(
+            args.output,
+            {"summary": summary(rows, args.kinds), "rtpengine": version},
+            run_settings,
+            rows,
+            note=args.note,
+            load_before=load_before,
+            measured=measured,
+        )
+
+    run_settings = {
+        "steps": list(steps),
+        "kinds": list(args.kinds),
+        "hold_s": hold,
+        "warmup_s": settings.warmup_s,
+        "tries": max(1, args.tries),
+        "late_ms": args.late_ms,
+        "nice": args.nice,
+        "realtime": args.realtime,
+        "max_lost_or_late_pct": capacity.MAX_BAD_PCT,
+        "box_cpu": capacity.BOX_CPU,
+        "generator_cpu": capacity.GENERATOR_CPU,
+        "rtpengine_config": RtpengineConfig(Path("<temporary folder>")).text(0).splitlines(),
+    }
+    rows = ramp(settings, steps, args.kinds, max(1, args.tries), args.wait_quiet, on_step=save)
+    print(json.dumps(summary(rows, args.kinds)))
     return 0
 
 
