@@ -92,7 +92,7 @@ def plot(peer: dict[str, Any], core: dict[str, Any] | None, output: Path) -> lis
             axis.text(axis.get_xlim()[0], BAR_PCT * 1.15, " 0.1 % bar", fontsize=8)
         elif field == "box_cpu_pct":
             axis.axhline(100, color="black", linestyle="--", linewidth=1)
-    axes[0].legend(fontsize=8, loc="upper left")
+    axes[-1].legend(fontsize=8, loc="upper left")  # the quality panel is empty up there
     machine = peer.get("machine", {})
     figure.suptitle(
         f"Relay cost per call on {machine.get('cpu_model', 'this machine')}, box on one core "

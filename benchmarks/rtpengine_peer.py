@@ -387,15 +387,17 @@ def compact(row: dict[str, Any]) -> dict[str, Any]:
 def merge(documents: list[dict[str, Any]]) -> dict[str, Any]:
     """Several runs' results as one: per kind, the range over runs of calls held and of cost.
 
-    ``summary.<kind>.max_calls_under_bar`` and ``cpu_us_per_call_second``
-    become ``[lowest, highest]`` over the runs; ``by_calls`` gives the range
+    ``summary.<kind>.max_calls_under_bar`` becomes ``[lowest, highest]`` over
+    the runs that measured the kind; ``..._by_calls`` gives the range
     of CPU per call-second at each step every run measured; ``runs`` keeps
     each run's compact steps, note and load average.
     """
     kinds = list(dict.fromkeys(k for d in documents for k in d["settings"]["kinds"]))
     ranged: dict[str, Any] = {}
     for kind in kinds:
-        held = [d["summary"][kind]["max_calls_under_bar"] for d in documents]
+        held = [
+            d["summary"][kind]["max_calls_under_bar"] for d in documents if kind in d["summary"]
+        ]
         costs: dict[int, list[float]] = {}
         for document in documents:
             for row in document["steps"]:

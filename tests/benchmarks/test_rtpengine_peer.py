@@ -206,7 +206,7 @@ def test_plot_draws_each_kind_measured_and_the_engine_from_core_capacity_into_a_
     assert (width, height) == (1200, 368)  # 15 x 4.6 inches at 80 dpi
 
 
-def test_merged_runs_give_the_range_of_calls_held_and_of_cost_at_each_step() -> None:
+def test_merged_runs_give_the_range_of_calls_held_and_of_cost_over_runs_that_measured_it() -> None:
     def run(held: int, cost: float) -> dict[str, Any]:
         report = {"sent": 100, "lost": 0, "late": 1, "transit_us": {"p99": 900}}
         generator = {"caller_to_agent": report, "agent_to_caller": report, "generator_cpu_s": 0.1}
@@ -218,7 +218,10 @@ def test_merged_runs_give_the_range_of_calls_held_and_of_cost_at_each_step() -> 
             "steps": [{"calls": 50, "rtpengine": step}],
         }  # fmt: skip
 
-    merged = merge([run(750, 900.0), run(1000, 1100.0)])
+    without_rtpengine = run(0, 0.0)
+    without_rtpengine["summary"] = {}
+    without_rtpengine["steps"] = [{"calls": 50}]
+    merged = merge([run(750, 900.0), run(1000, 1100.0), without_rtpengine])
     assert merged["summary"]["rtpengine"] == {
         "max_calls_under_bar": [750, 1000],
         "cpu_us_per_call_second_by_calls": {"50": [900.0, 1100.0]},
