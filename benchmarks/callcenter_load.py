@@ -28,9 +28,10 @@ call records after the run) a MOS estimate under 4.3.
 
 Each step also runs the floor: ``benchmarks.capacity``'s bare UDP echo
 (``build/loadgen echo``) of the same number of calls, so the JSON gives
-the box's cost as a ratio to it. ``peer_cpu_us_per_call_second`` (a
-media relay such as rtpengine relaying the same calls) is filled in by
-the peer measurement when it runs; here it stays ``null``.
+the box's cost as a ratio to it, and the peer: rtpengine (userspace,
+``benchmarks.rtpengine_peer``) relaying the same number of calls, recording
+them when the box records, for ``peer_cpu_us_per_call_second`` and
+``ratio_to_peer`` (``--no-peer`` skips it; so does a box without rtpengine).
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ from appliance.calllog.service import CallLog
 from appliance.config import open_store
 from appliance.ivr.prompts import generate_prompts
 from appliance.settings import Settings as ApplianceSettings
-from benchmarks import capacity
+from benchmarks import capacity, rtpengine_peer
 from benchmarks.processes import cpu_seconds, raise_file_limit, run_queue_wait_s
 from benchmarks.run import commit, provenance
 from benchmarks.sip_load import (
@@ -489,23 +490,38 @@ def add_call_records(data_dir: Path, rows: list[dict[str, Any]]) -> None:
         store.close()
 
 
-def floor_step(args: argparse.Namespace, calls: int) -> dict[str, Any]:
-    """The bare UDP echo of ``calls`` calls (``benchmarks.capacity``'s floor)."""
-    settings = capacity.Settings(
+def _relay_settings(args: argparse.Namespace) -> capacity.Settings:
+    """How the floor and the peer carry a step's calls: ``benchmarks.capacity``'s generator."""
+    return capacity.Settings(
         warmup_s=1.0, hold_s=args.hold, late_ms=20, record=False,
         phone_sockets="per-call", nice=args.nice, realtime=args.realtime,
     )  # fmt: skip
-    row = capacity.run_step(settings, "echo", calls)
+
+
+def _relay_row(row: dict[str, Any]) -> dict[str, Any]:
     return {k: row[k] for k in ("cpu_us_per_call_second", "box_cpu_pct", "lost_or_late_pct")}
+
+
+def floor_step(args: argparse.Namespace, calls: int) -> dict[str, Any]:
+    """The bare UDP echo of ``calls`` calls (``benchmarks.capacity``'s floor)."""
+    return _relay_row(capacity.run_step(_relay_settings(args), "echo", calls))
+
+
+def peer_step(args: argparse.Namespace, calls: int) -> dict[str, Any]:
+    """rtpengine relaying ``calls`` calls of the same streams (recording them as the box does)."""
+    row = rtpengine_peer.run_peer_step(_relay_settings(args), calls, record=args.record)
+    return _relay_row(row)
 
 
 def progress(row: dict[str, Any]) -> str:
     """One step's line for the live display."""
     floor = row.get("floor", {}).get("cpu_us_per_call_second")
+    peer = row.get("peer", {}).get("cpu_us_per_call_second")
     return (
         f"{row['calls']:5d} calls: {row['calls_up']:5d} up in {row['calls_up_after_s']:5.1f} s, "
         f"switch {row['switch_cpu_pct']:5.1f}% CPU, {row['cpu_us_per_call_second']:7.1f} us/call-s"
         + (f" (floor {floor:6.1f})" if floor is not None else "")
+        + (f" (rtpengine {peer:6.1f})" if peer is not None else "")
         + f", lost {row['lost_pct']:.3f}%, set-up p50/p99 {row['setup_latency_ms_p50']}/"
         f"{row['setup_latency_ms_p99']} ms, lag max {row['lag_ms_max']} ms, "
         f"{row['memory_kb_per_call']} KB/call"
@@ -525,6 +541,7 @@ def summary(rows: list[dict[str, Any]], codec: str, record: bool) -> dict[str, A
         return best[key] if best else None
 
     floor = best.get("floor", {}).get("cpu_us_per_call_second") if best else None
+    peer = best.get("peer", {}).get("cpu_us_per_call_second") if best else None
     cost = at_best("cpu_us_per_call_second")
     if last is None or not last.get("fails"):
         limited = "none: every step passed"
@@ -542,8 +559,8 @@ def summary(rows: list[dict[str, Any]], codec: str, record: bool) -> dict[str, A
         "cpu_us_per_call_second": cost,
         "floor_cpu_us_per_call_second": floor,
         "ratio_to_floor": round(cost / floor, 2) if cost and floor else None,
-        "peer_cpu_us_per_call_second": None,
-        "ratio_to_peer": None,
+        "peer_cpu_us_per_call_second": peer,
+        "ratio_to_peer": round(cost / peer, 2) if cost and peer else None,
         "memory_kb_per_call": at_best("memory_kb_per_call"),
         "setup_latency_ms_p50": at_best("setup_latency_ms_p50"),
         "setup_latency_ms_p99": at_best("setup_latency_ms_p99"),
@@ -559,15 +576,17 @@ def summary(rows: list[dict[str, Any]], codec: str, record: bool) -> dict[str, A
 def table(rows: list[dict[str, Any]]) -> str:
     """The summary table printed at the end."""
     head = (
-        "| calls | up | calls/s | switch CPU % | us/call-s | floor us/call-s | KB/call "
-        "| set-up p50 ms | p99 ms | lost % | MOS min | lag max ms | verdict |"
+        "| calls | up | calls/s | switch CPU % | us/call-s | floor us/call-s "
+        "| rtpengine us/call-s | KB/call | set-up p50 ms | p99 ms | lost % | MOS min | lag max ms "
+        "| verdict |"
     )
-    lines = [head, "|" + "---:|" * 12 + "---|"]
+    lines = [head, "|" + "---:|" * 13 + "---|"]
     for r in rows:
         floor = r.get("floor", {}).get("cpu_us_per_call_second")
+        peer = r.get("peer", {}).get("cpu_us_per_call_second")
         lines.append(
             f"| {r['calls']} | {r['calls_up']} | {r['calls_per_second']} | {r['switch_cpu_pct']} "
-            f"| {r['cpu_us_per_call_second']} | {floor} | {r['memory_kb_per_call']} "
+            f"| {r['cpu_us_per_call_second']} | {floor} | {peer} | {r['memory_kb_per_call']} "
             f"| {r['setup_latency_ms_p50']} | {r['setup_latency_ms_p99']} | {r['lost_pct']} "
             f"| {r.get('mos_min')} | {r['lag_ms_max']} | {r.get('fails') or 'pass'} |"
         )
@@ -623,6 +642,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 row["fails"] = live_failure(row)
                 if args.floor:
                     row["floor"] = floor_step(args, calls)
+                if args.peer:
+                    row["peer"] = peer_step(args, calls)
                 rows.append(row)
                 print(progress(row), flush=True)
                 if row["fails"] and not args.keep_going:
@@ -694,6 +715,11 @@ def parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--no-floor", dest="floor", action="store_false", help="skip the echo floor")
     p.add_argument(
+        "--peer", action=argparse.BooleanOptionalAction, default=True,
+        help="also relay each step's calls through rtpengine (userspace, recording when the "
+        "box records) and report its cost (default: on)",
+    )  # fmt: skip
+    p.add_argument(
         "--appliance-cpus", type=steps, default=(SWITCH_CPU,),
         help=f"CPUs the switch runs on (default {SWITCH_CPU})",
     )  # fmt: skip
@@ -721,8 +747,11 @@ def main(argv: list[str] | None = None) -> int:
         p.error("SIPp is missing (Debian package sip-tester)")
     if len(os.sched_getaffinity(0)) < 2:
         p.error("needs two CPUs: one for the switch, one for SIPp")
-    if args.floor and not capacity.LOADGEN.exists():
-        p.error(f"{capacity.LOADGEN} is missing (make build/loadgen), or pass --no-floor")
+    if args.peer and shutil.which(rtpengine_peer.RTPENGINE) is None:
+        print("rtpengine is not installed (apt install rtpengine-daemon): no peer", file=sys.stderr)
+        args.peer = False
+    if (args.floor or args.peer) and not capacity.LOADGEN.exists():
+        p.error(f"{capacity.LOADGEN} is missing (make build/loadgen), or pass --no-floor --no-peer")
     raise_file_limit()
     measured = commit()
     load_before = os.getloadavg()

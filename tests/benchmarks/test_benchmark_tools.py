@@ -185,6 +185,8 @@ def test_callbox_bench_capacity_quick_carries_calls_to_agents_and_writes_its_rep
         assert step["frames_received"] > 0
         assert step["setup_latency_ms_p50"] is not None
         assert step["floor"]["cpu_us_per_call_second"] > 0
+        # rtpengine relayed (and recorded) the same number of calls beside the box.
+        assert step["peer"]["cpu_us_per_call_second"] > 0
     assert summary["max_concurrent_calls"] in (0, *callcenter_load.QUICK_STEPS)
     assert report["runs"]["latest"]["summary"] == summary
     assert {"cpu_model", "cores", "kernel"} <= set(report["machine"])
@@ -197,7 +199,7 @@ def test_callbox_bench_capacity_without_recording_answers_calls_and_records_none
     tmp_path: Path,
 ) -> None:
     output = tmp_path / "capacity.json"
-    args = ["--steps", "3", "--hold", "2", "--no-record", "--no-floor", "--keep-going"]
+    args = ["--steps", "3", "--hold", "2", "--no-record", "--no-floor", "--no-peer", "--keep-going"]
     assert callcenter_load.main([*args, "--nice", "0", "--output", str(output)]) == 0
     report = json.loads(output.read_text(encoding="utf-8"))
     (step,) = report["steps"]
@@ -205,6 +207,7 @@ def test_callbox_bench_capacity_without_recording_answers_calls_and_records_none
     assert step["recorded"] == 0
     assert report["summary"]["recording"] is False
     assert report["summary"]["floor_cpu_us_per_call_second"] is None
+    assert report["summary"]["peer_cpu_us_per_call_second"] is None
 
 
 def test_sip_response_times_are_read_in_milliseconds() -> None:
