@@ -11,7 +11,7 @@ CORE_EXT := core/_core$(EXT_SUFFIX)
 ASAN_RUNTIME = $(shell g++ -print-file-name=libasan.so)
 UBSAN_RUNTIME = $(shell g++ -print-file-name=libubsan.so)
 
-.PHONY: run test lint typecheck test-core-sanitize bench deps clean
+.PHONY: run test lint typecheck test-core-sanitize bench deps clean image image-test
 
 ## run: set up and start the appliance on embedded defaults (Ctrl-C stops it)
 run: $(VENV)/.installed $(CORE_EXT)
@@ -64,6 +64,19 @@ bench: $(VENV)/.installed $(CORE_EXT) build/loadgen
 build/loadgen: benchmarks/loadgen/loadgen.cpp
 	mkdir -p build
 	g++ -std=c++20 -O2 -Wall -Wextra -Werror -o $@ $<
+
+## image: the bootable appliance disk image, image/build/callbox.{img,qcow2} (needs root)
+IMAGE := image/build/callbox.qcow2
+IMAGE_SOURCES := $(shell find image -path image/build -prune -o -type f -print) \
+	$(shell find appliance hw core -name '*.py' -o -name '*.pyi' -o -name '*.html') \
+	$(CORE_SOURCES) pyproject.toml setup.py
+image: $(IMAGE)
+$(IMAGE): $(VENV)/.installed $(IMAGE_SOURCES)
+	image/build.sh
+
+## image-test: boot the image under qemu (BIOS and UEFI) and call it (needs root)
+image-test: $(IMAGE)
+	$(PY) -m pytest -p no:cacheprovider tests/image
 
 deps:
 	scripts/install-system-deps
