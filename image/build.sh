@@ -31,6 +31,11 @@ kernel_cmdline="root=PARTUUID=$root_guid rw rootwait console=tty0 console=ttyS0,
 
 mkdir -p "$out"
 work="$out/work"
+# An interrupted mmdebstrap may leave /proc, /sys, /dev mounted in its tree: never delete through them.
+if grep -q " $work/" /proc/mounts; then
+  echo "image/build.sh: file systems still mounted under $work (an interrupted build?); unmount them first" >&2
+  exit 1
+fi
 rm -rf "$work"
 mkdir -p "$work/wheels"
 
@@ -120,16 +125,15 @@ img=$out/callbox.img
 rm -f "$img"
 disk_mib=$(( 1 + esp_mib + root_mib + 1 ))
 truncate -s "${disk_mib}M" "$img"
-sgdisk -q --clear --disk-guid="$disk_guid" \
+sgdisk --clear --disk-guid="$disk_guid" \
   --new=1:1M:+${esp_mib}M --typecode=1:ef00 --partition-guid=1:$esp_guid --change-name=1:boot \
   --attributes=1:set:2 \
   --new=2:0:+${root_mib}M --typecode=2:8304 --partition-guid=2:$root_guid --change-name=2:root \
-  "$img"
+  "$img" >/dev/null
 dd if="$esp" of="$img" bs=1M seek=1 conv=notrunc status=none
 dd if="$rootimg" of="$img" bs=1M seek=$((1 + esp_mib)) conv=notrunc status=none
 # BIOS: syslinux's GPT-aware MBR boots the partition marked legacy-BIOS-bootable.
 dd if=/usr/lib/syslinux/mbr/gptmbr.bin of="$img" bs=440 count=1 conv=notrunc status=none
 qemu-img convert -f raw -O qcow2 "$img" "$out/callbox.qcow2"
 rm -rf "$work"
-touch -d "@$SOURCE_DATE_EPOCH" "$img" "$out/callbox.qcow2"
 echo "== done: $img ($disk_mib MiB) and $out/callbox.qcow2"

@@ -80,7 +80,7 @@ def _wait_for_marker(process: subprocess.Popen[bytes], guest: Guest) -> None:
         if READY_MARKER in guest.console():
             return
         if process.poll() is not None:
-            pytest.fail(f"qemu exited ({process.returncode}) before {READY_MARKER!r}:\n{guest.tail()}")
+            pytest.fail(f"qemu exited ({process.returncode}) early:\n{guest.tail()}")
         time.sleep(2)
     pytest.fail(f"no {READY_MARKER!r} on the serial console in {BOOT_TIMEOUT_S} s:\n{guest.tail()}")
 
@@ -89,10 +89,8 @@ def _wait_for_marker(process: subprocess.Popen[bytes], guest: Guest) -> None:
 def booted(image: Path, firmware: str, tmp_path: Path) -> Iterator[Guest]:
     """Boot an overlay of ``image`` with ``firmware`` (``bios`` or ``uefi``) until it is ready."""
     disk = tmp_path / "disk.qcow2"
-    subprocess.run(
-        ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(image), str(disk), "4G"],
-        check=True,
-    )
+    overlay = ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(image)]
+    subprocess.run([*overlay, str(disk), "4G"], check=True)
     guest = Guest(tmp_path / "serial.log", free_port(), free_port())
     command = [
         "qemu-system-x86_64", "-accel", "tcg", "-m", "1024", "-smp", "2",
@@ -144,7 +142,8 @@ def _run(guest: Guest, *command: str, cwd: Path) -> str:
 def _check_appliance(guest: Guest, tmp_path: Path) -> None:
     console = guest.console()
     grown = re.search(r"root filesystem is ([0-9.]+)G", console)
-    assert grown and float(grown.group(1)) > 3.0, f"root not grown to the disk:\n{guest.tail()}"
+    assert grown, f"first boot did not report the root's size:\n{guest.tail()}"
+    assert float(grown.group(1)) > 3.0, f"root not grown to the 4 GiB disk:\n{guest.tail()}"
     assert re.search(r"first login: user admin, one-time password \S{8,}", console), guest.tail()
 
     health = _health(guest)
