@@ -4,7 +4,9 @@
 boots a copy-on-write overlay of it, grown to 4 GiB so the first boot's
 partition growth runs, with user-mode networking (``restrict=on``: the guest
 reaches nothing outside) and host forwards on 127.0.0.1 for HTTP and SIP
-over UDP. It waits for the console's ``CALLBOX READY`` line on the serial
+over TCP: with ``restrict=on`` slirp drops every UDP datagram the guest
+sends except DHCP and TFTP, so the answers to a forwarded UDP request never
+come back. It waits for the console's ``CALLBOX READY`` line on the serial
 log, then checks from the host: the root filesystem filled the disk, the web
 health check says web and switch are up, sipsak's OPTIONS gets 200, and
 SIPp's call to the demo number 4008001234 is answered by the IVR. On a
@@ -98,7 +100,7 @@ def booted(image: Path, firmware: str, tmp_path: Path) -> Iterator[Guest]:
         "-drive", f"file={disk},format=qcow2,if=virtio",
         "-netdev",
         f"user,id=lan,restrict=on,hostfwd=tcp:127.0.0.1:{guest.http_port}-:8080,"
-        f"hostfwd=udp:127.0.0.1:{guest.sip_port}-:5060",
+        f"hostfwd=tcp:127.0.0.1:{guest.sip_port}-:5060",
         "-device", "virtio-net-pci,netdev=lan",
     ]  # fmt: skip
     if firmware == "uefi":
@@ -110,14 +112,15 @@ def booted(image: Path, firmware: str, tmp_path: Path) -> Iterator[Guest]:
             "-drive", f"if=pflash,format=raw,unit=1,file={variables}",
         ]  # fmt: skip
     guest.serial_log.touch()
-    process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        _wait_for_marker(process, guest)
-        yield guest
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(process.pid, signal.SIGKILL)
-        process.wait()
+    with (tmp_path / "qemu.log").open("wb") as qemu_log:
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stderr=qemu_log)
+        try:
+            _wait_for_marker(process, guest)
+            yield guest
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 def _health(guest: Guest) -> dict[str, str]:
@@ -150,14 +153,14 @@ def _check_appliance(guest: Guest, tmp_path: Path) -> None:
     assert (health["web"], health["switch"]) == ("ok", "ok"), health
 
     options = _run(
-        guest, "sipsak", "-vv", "-H", "127.0.0.1", "-l", str(free_port()),
+        guest, "sipsak", "-vv", "-E", "tcp", "-H", "127.0.0.1", "-l", str(free_port()),
         "-s", f"sip:ping@127.0.0.1:{guest.sip_port}", cwd=tmp_path,
     )  # fmt: skip
     assert "SIP/2.0 200" in options
 
     _run(
         guest, "sipp", f"127.0.0.1:{guest.sip_port}", "-sf", str(SCENARIO), "-s", DEMO_NUMBER,
-        "-m", "1", "-i", "127.0.0.1", "-p", str(free_port()), "-nostdin",
+        "-t", "t1", "-m", "1", "-i", "127.0.0.1", "-p", str(free_port()), "-nostdin",
         "-timeout", "120", "-timeout_error", "-trace_err", cwd=tmp_path,
     )  # fmt: skip
 
