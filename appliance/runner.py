@@ -80,8 +80,8 @@ def banner(settings: Settings) -> str:
             f"  web admin     http://{settings.web.host}:{settings.web.port}/",
             f"  control API   unix:{settings.control_socket}",
             f"  SIP           udp/tcp {settings.sip.host}:{settings.sip.port}, {tls}"
-            f" (registrar, realm {settings.sip.realm};"
-            " calls between extensions; trunk calls not routed yet)",
+            f" (registrar, realm {settings.sip.realm}; inbound numbers to the IVR,"
+            " calls between extensions)",
             f"  RTP ports     {rtp.port_min}-{rtp.port_max}"
             f" (media engine, {media_workers(settings)} workers)",
             "Status: callbox status    Stop: Ctrl-C",
