@@ -160,6 +160,8 @@ class LiveCall(CallIdentity):
         """One per playback started on the caller's leg, oldest first: the engine
         reports each playback's end exactly once, in order."""
         self._music: asyncio.Future[MediaEvent] | None = None
+        self._hold_music: str | None = None
+        """The music the caller heard while queued: also what they hear while an agent holds."""
         self._offers: dict[Session, asyncio.Future[SessionEvent]] = {}
         self._latest_agent: LiveAgentLeg | None = None
         self._bridged: LiveAgentLeg | None = None
@@ -346,6 +348,7 @@ class LiveCall(CallIdentity):
         """Loop ``music`` (default: the built-in hold music) to the caller."""
         await self._check_up()
         self.state = "queued"
+        self._hold_music = music
         prompt = await self._load(music or DEFAULT_MUSIC)
         if prompt is None:
             return
@@ -453,7 +456,7 @@ class LiveCall(CallIdentity):
             elif isinstance(event, DtmfReceived):
                 pass_dtmf(event, self.session)
             elif isinstance(event, Reoffered):
-                await self._reoffered(source, self.session, event)
+                await self._agent_reoffered(source, event)
 
     async def _reoffered(self, source: Session, other: Session | None, event: Reoffered) -> None:
         if other is not None:
@@ -468,6 +471,30 @@ class LiveCall(CallIdentity):
             )
         # A held party sends no RTP: no timeout for it meanwhile.
         await self._media.run(leg.hold, event.held)
+
+    async def _agent_reoffered(self, source: Session, event: Reoffered) -> None:
+        """The agent's re-INVITE: hold plays the hold music to the caller, resume stops it.
+
+        The caller's side is not re-INVITEd: a gateway's caller would hear
+        silence, and the queue's music tells them the call is still up.
+        """
+        leg = self.legs.legs.get(source)
+        if leg is None:
+            return
+        if event.media is not None:
+            await self._media.run(
+                leg.set_remote, event.media.remote_address, event.media.remote_port
+            )
+        # A held agent's phone sends no RTP: no timeout for its leg meanwhile.
+        await self._media.run(leg.hold, event.held)
+        if event.held and self.state != "held":
+            self.state = "held"
+            prompt = await self._load(self._hold_music or DEFAULT_MUSIC)
+            if prompt is not None and not self._ended.done():
+                self._music = await self._start_playback([prompt], loop=True, barge_in=False)
+        elif not event.held and self.state == "held":
+            await self.stop_music_on_hold()
+            self.state = "talking"
 
     # Ending.
     def _hangup_of(self, ended: Ended, far_side: Side = Side.CALLER) -> Hangup:

@@ -334,28 +334,6 @@ _SWITCH_BYE = f"""  <recv request="BYE"/>
 """
 
 
-def _reinvite_answered(caller: RtpCaller, direction: str, version: int) -> str:
-    """The switch's re-INVITE (checked for ``direction``), our 200 with SDP, its ACK."""
-    answer = {"sendonly": "recvonly", "sendrecv": "sendrecv"}[direction]
-    media = caller.sdp().replace("a=sendrecv", f"a={answer}")
-    body = f"v=0\no=gw 1 {version} IN IP4 {GATEWAY}\ns=-\nc=IN IP4 {GATEWAY}\nt=0 0\n{media}"
-    return f"""  <recv request="INVITE">
-    <action>
-      <ereg regexp="a={direction}" search_in="body" check_it="true" assign_to="d{version}"/>
-      <log message="re-INVITE [$d{version}]"/>
-    </action>
-  </recv>
-  <send><![CDATA[
-{_OK}Contact: <sip:13800138000@[local_ip]:[local_port]>
-Content-Type: application/sdp
-Content-Length: [len]
-
-{body}
-  ]]></send>
-  <recv request="ACK"/>
-"""
-
-
 def _info(after_ms: int, digit: str, cseq: int) -> str:
     """``digit`` by INFO (application/dtmf-relay) ``after_ms`` after what came before."""
     body = f"Signal={digit}\nDuration=160"
@@ -384,13 +362,11 @@ def trunk_call_scenario(
     hang_up_after_ms: int | None = None,
     refused: int | None = None,
     sdp: str | None = None,
-    held_and_resumed: bool = False,
     infos: Sequence[tuple[int, str]] = (),
 ) -> Path:
     """A SIPp scenario for the trunk's caller: INVITE with an offer naming ``caller``'s
     socket (or ``sdp``), then the ``refused`` status and its ACK; else 200 and ACK, then
-    ``infos`` (each a pause in ms and a digit) by INFO, with ``held_and_resumed`` a hold
-    and a resume re-INVITE from the switch answered, and BYE after ``hang_up_after_ms``,
+    ``infos`` (each a pause in ms and a digit) by INFO, and BYE after ``hang_up_after_ms``,
     or the switch's BYE answered."""
     if refused is not None:
         # The ACK of a failure belongs to the INVITE's transaction: its branch.
@@ -402,12 +378,6 @@ def trunk_call_scenario(
             '  <recv response="200" rrs="true"/>\n'
             + _ack("[branch]")
             + "".join(_info(pause, digit, cseq) for cseq, (pause, digit) in enumerate(infos, 2))
-            + (
-                _reinvite_answered(caller, "sendonly", 2)
-                + _reinvite_answered(caller, "sendrecv", 3)
-                if held_and_resumed
-                else ""
-            )
             + (
                 f'  <pause milliseconds="{hang_up_after_ms}"/>\n' + _CALLER_BYE
                 if hang_up_after_ms is not None

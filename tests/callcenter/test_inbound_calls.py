@@ -9,6 +9,7 @@ agents in and reads call records and the queue log from the store.
 
 from __future__ import annotations
 
+import array
 import asyncio
 import contextlib
 import time
@@ -106,14 +107,16 @@ def caller() -> Iterator[RtpCaller]:
     peer.close()
 
 
+def loud_frames(heard: array.array[int]) -> int:
+    """How many 20 ms frames of ``heard`` are above -45 dBFS (a prompt or music, not silence)."""
+    return sum(1 for i in range(0, len(heard) - 160, 160) if rms_dbfs(heard[i : i + 160]) > -45)
+
+
 async def prompt_heard(caller: RtpCaller) -> None:
     """Wait until the caller has heard half a second of audio above -45 dBFS (a prompt)."""
-
-    def loud_frames() -> int:
-        heard = caller.heard_since(0)
-        return sum(1 for i in range(0, len(heard) - 160, 160) if rms_dbfs(heard[i : i + 160]) > -45)
-
-    await eventually(lambda: loud_frames() >= 25, "the menu prompt at the caller")
+    await eventually(
+        lambda: loud_frames(caller.heard_since(0)) >= 25, "the menu prompt at the caller"
+    )
 
 
 async def records(switch: Switch, since: float) -> list[CallRecord]:
@@ -490,30 +493,38 @@ async def test_a_site_prompt_plays_and_a_missing_prompt_file_is_skipped(
     assert (record.outcome.value, record.hangup_side, record.hangup_cause) == ("ivr", "system", 16)
 
 
-async def test_hold_and_resume_from_the_agent_reach_the_caller_while_bridged(
+async def test_the_agents_hold_plays_hold_music_to_the_caller_until_the_agent_resumes(
     tmp_path: Path, caller: RtpCaller, builtin_prompts: Path
 ) -> None:
     async with (
         callbox(tmp_path, center_config("1001"), builtin_prompts) as switch,
         agent_phone(switch, tmp_path, "1001") as agent,
     ):
-        scenario = trunk_call_scenario(tmp_path / "call.xml", caller, held_and_resumed=True)
+        # The caller's scenario answers no re-INVITE: the trunk's side is never held.
+        scenario = trunk_call_scenario(tmp_path / "call.xml", caller)
         sipp = await start_sipp(switch, scenario, NUMBER, tmp_path)
         await prompt_heard(caller)
         caller.press("1")
         await eventually(lambda: has_tone(caller.heard_since(0), AGENT_TONE_HZ), "talk")
         (call,) = switch.calls.live.values()
         await asyncio.to_thread(agent.command, "hold")
-        await eventually(lambda: call.session.held_locally, "the caller to be held")
+        await eventually(lambda: call.state == "held", "the agent's hold")
+        held = len(caller.heard_since(0))
+        await eventually(
+            lambda: loud_frames(caller.heard_since(held)) >= 100, "two seconds of hold music"
+        )
+        on_hold = caller.heard_since(held)
+        assert not has_tone(on_hold, AGENT_TONE_HZ), "the agent is heard while holding"
+        assert not call.session.held_locally
         await asyncio.to_thread(agent.command, "resume")
-        await eventually(lambda: not call.session.held_locally, "the caller to be resumed")
+        await eventually(lambda: call.state == "talking", "the agent's resume")
         resumed = len(caller.heard_since(0))
         await eventually(
             lambda: has_tone(caller.heard_since(resumed), AGENT_TONE_HZ),
             "the agent's tone after the resume",
         )
         await asyncio.to_thread(agent.command, "hangup")
-        await finish(sipp, tmp_path)  # checked: sendonly, then sendrecv
+        await finish(sipp, tmp_path)
 
 
 async def test_a_transfer_node_rings_the_extension_and_connects_the_caller(
