@@ -462,15 +462,22 @@ class LiveCall(CallIdentity):
         if other is not None:
             await self._media.reoffered(self.legs, source, other, event)
             return
+        await self._follow_leg(source, event)
+
+    async def _follow_leg(self, source: Session, event: Reoffered) -> bool:
+        """Point ``source``'s leg at its new address; no RTP timeout while it is held.
+
+        Returns False when the session has no leg (any more)."""
         leg = self.legs.legs.get(source)
         if leg is None:
-            return
+            return False
         if event.media is not None:
             await self._media.run(
                 leg.set_remote, event.media.remote_address, event.media.remote_port
             )
         # A held party sends no RTP: no timeout for it meanwhile.
         await self._media.run(leg.hold, event.held)
+        return True
 
     async def _agent_reoffered(self, source: Session, event: Reoffered) -> None:
         """The agent's re-INVITE: hold plays the hold music to the caller, resume stops it.
@@ -478,15 +485,8 @@ class LiveCall(CallIdentity):
         The caller's side is not re-INVITEd: a gateway's caller would hear
         silence, and the queue's music tells them the call is still up.
         """
-        leg = self.legs.legs.get(source)
-        if leg is None:
+        if not await self._follow_leg(source, event):
             return
-        if event.media is not None:
-            await self._media.run(
-                leg.set_remote, event.media.remote_address, event.media.remote_port
-            )
-        # A held agent's phone sends no RTP: no timeout for its leg meanwhile.
-        await self._media.run(leg.hold, event.held)
         if event.held and self.state != "held":
             self.state = "held"
             prompt = await self._load(self._hold_music or DEFAULT_MUSIC)
