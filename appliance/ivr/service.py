@@ -43,9 +43,13 @@ class IvrService:
         self._flows = {f.name: f for f in flows}
         self._engine.schedules = {s.name: s for s in schedules}
 
+    def number(self, dialled: str) -> InboundNumber | None:
+        """The configured inbound number ``dialled``, or None."""
+        return self._numbers.get(dialled)
+
     def flow_for(self, dialled: str) -> IvrFlow:
         """The flow that answers ``dialled``; ``UnknownNumber`` if none does."""
-        number = self._numbers.get(dialled)
+        number = self.number(dialled)
         if number is None:
             raise UnknownNumber(f"no inbound number {dialled!r} is configured")
         return self._flows[number.flow]

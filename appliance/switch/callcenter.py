@@ -132,6 +132,7 @@ class CallCenter:
         self.acd.events.add(self.queue_counts.note)
         self.acd.events.add(self._call_progress)
         self.config = CallCenterConfig()
+        self._site_prompts: dict[str, str] = {}
 
     async def load(self) -> None:
         """Apply the configuration in the store now."""
@@ -140,12 +141,13 @@ class CallCenter:
     def apply(self, config: CallCenterConfig) -> None:
         """Configure the IVR and the ACD from ``config``."""
         self.config = config
+        self._site_prompts = {p.name: p.file for p in config.prompts}
         self.ivr.configure(config.numbers, config.flows, config.schedules)
         self.acd.configure(config.queues, config.agents)
 
     def number_known(self, dialled: str) -> bool:
         """Whether ``dialled`` is a configured inbound number (call control answers 404 if not)."""
-        return any(number.number == dialled for number in self.config.numbers)
+        return self.ivr.number(dialled) is not None
 
     def agents_status(self) -> list[dict[str, Any]]:
         """Every agent's live state, by number."""
@@ -184,10 +186,9 @@ class CallCenter:
     def prompts(self, dialled: str) -> PromptLibrary:
         """The prompts a call to ``dialled`` hears: the site's, else the built-in ones in the
         number's language (else the site's prompt language)."""
-        number = next((n for n in self.config.numbers if n.number == dialled), None)
+        number = self.ivr.number(dialled)
         language = (number.language if number else None) or self.settings.ivr.prompt_language
-        site = {p.name: p.file for p in self.config.prompts}
-        return PromptLibrary(self.settings.prompts_path, str(language), site)
+        return PromptLibrary(self.settings.prompts_path, str(language), self._site_prompts)
 
     def _call_progress(self, event: AcdEvent) -> None:
         """A call entering a queue or reaching an agent is a call event too."""
