@@ -102,15 +102,33 @@ async def eventually(condition: Callable[[], bool]) -> None:
 
 
 async def bound(port: int, kind: socket.SocketKind) -> None:
-    """Wait until some process (SIPp) has bound ``port``: our own bind then fails."""
+    """Wait until some process (SIPp) is ready on ``port``: listening for TCP, bound for UDP.
+
+    A TCP socket is bound a moment before it listens, and a connection in that moment is
+    refused, so TCP waits for the LISTEN state in ``/proc/net/tcp``.
+    """
     async with asyncio.timeout(WAIT):
-        while True:
-            with socket.socket(socket.AF_INET, kind) as probe:
-                try:
-                    probe.bind(("127.0.0.1", port))
-                except OSError:
-                    return
+        while not (listening(port) if kind == socket.SOCK_STREAM else udp_bound(port)):  # noqa: ASYNC110 (another process)
             await asyncio.sleep(0.02)
+
+
+def udp_bound(port: int) -> bool:
+    """Whether some process has bound UDP ``port`` on 127.0.0.1 (our own bind then fails)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def listening(port: int) -> bool:
+    """Whether a TCP socket listens on ``port`` (state 0A in the kernel's table)."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
+            return True
+    return False
 
 
 async def finished(process: asyncio.subprocess.Process, tmp_path: Path) -> None:
