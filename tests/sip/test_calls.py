@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 import core
-from tests.sip.net import Certificate, free_port
+from tests.sip.net import Certificate, free_media_ports, free_port
 from tests.sip.test_switch import RunningSwitch, callbox_status, password_of, running_switch
 
 SCENARIOS = Path(__file__).parent / "sipp"
@@ -38,7 +38,7 @@ def switch(tmp_path: Path) -> Iterator[RunningSwitch]:
 def sipp_args(switch: RunningSwitch, scenario: str, number: str, port: int) -> list[str]:
     return [
         "sipp", f"127.0.0.1:{switch.port}", "-sf", str(SCENARIOS / scenario),
-        "-s", number, "-m", "1", "-i", "127.0.0.1", "-p", str(port), "-mp", str(free_port()),
+        "-s", number, "-m", "1", "-i", "127.0.0.1", "-p", str(port), "-mp", str(free_media_ports()),
         "-nostdin", "-timeout", "40", "-timeout_error", "-trace_err", "-trace_msg",
     ]  # fmt: skip
 

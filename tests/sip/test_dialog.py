@@ -23,7 +23,7 @@ from appliance.sip.message import Request, Response, parse_message
 from appliance.sip.sdp import create_answer, create_offer, parse_sdp
 from appliance.sip.transaction import ClientTransaction, ServerTransaction, TransactionLayer
 from appliance.sip.transport import SipTransport
-from tests.sip.net import free_port
+from tests.sip.net import free_media_ports, free_port
 
 SCENARIOS = Path(__file__).parent / "sipp"
 
@@ -198,7 +198,8 @@ async def test_sipp_call_holds_resumes_sends_dtmf_and_hangs_up_in_one_dialog(
     process = await asyncio.create_subprocess_exec(
         "sipp", f"127.0.0.1:{port}", "-sf", str(SCENARIOS / "dialog_hold_info_bye.xml"),
         "-s", "4000", "-m", "1", "-i", "127.0.0.1", "-p", str(free_port()),
-        "-mp", str(free_port()), "-nostdin", "-timeout", "30", "-timeout_error", "-trace_err",
+        "-mp", str(free_media_ports()), "-nostdin", "-timeout", "30", "-timeout_error",
+        "-trace_err",
         cwd=tmp_path, stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip

@@ -29,7 +29,7 @@ from appliance.sip.session import (
     Target,
 )
 from appliance.sip.ua import SipStack
-from tests.sip.net import free_port
+from tests.sip.net import free_media_ports, free_port
 
 SCENARIOS = Path(__file__).parent / "sipp"
 WAIT = 30.0
@@ -52,7 +52,7 @@ async def test_outgoing_call_answers_the_gateways_401_and_hangs_up(
     port = free_port()
     gateway = await asyncio.create_subprocess_exec(
         "sipp", "-sf", str(SCENARIOS / "uas_auth.xml"), "-m", "1", "-i", "127.0.0.1",
-        "-p", str(port), "-mp", str(free_port()), "-t", "u1" if transport == "udp" else "t1",
+        "-p", str(port), "-mp", str(free_media_ports()), "-t", "u1" if transport == "udp" else "t1",
         "-nostdin", "-timeout", "30", "-timeout_error", "-trace_err",
         cwd=tmp_path, stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
