@@ -6,6 +6,11 @@ function to run inside a write transaction). Reads take a snapshot and may run
 anywhere: ``read`` runs them on the default executor so a coroutine never
 blocks the event loop on a page fault. Committed transactions are durable and
 atomic: a process killed mid-write leaves the last commit intact.
+
+Each record kind has a generation in the meta sub-database that every
+committed write touching the kind increments, so a process can notice
+another's changes (a ``config import`` while the switch runs) with one small
+read instead of re-reading the records.
 """
 
 from __future__ import annotations
@@ -40,12 +45,18 @@ META = "meta"
 STORE_FORMAT = 1
 
 
+def _generation_key(kind: str) -> bytes:
+    return f"generation:{kind}".encode()
+
+
 class Txn:
     """A transaction on the store, typed by record class."""
 
     def __init__(self, store: Store, txn: lmdb.Transaction) -> None:
         self._store = store
         self._txn = txn
+        self.changed: set[str] = set()
+        """Record kinds this transaction wrote (their generations move on at commit)."""
 
     def _db(self, kind: str) -> Any:
         return self._store.handle(kind)
@@ -58,14 +69,31 @@ class Txn:
     def put(self, record: Record) -> None:
         """Insert or replace ``record`` under its key."""
         self._txn.put(record.key(), encode(record), db=self._db(record.KIND))
+        self.changed.add(record.KIND)
 
     def delete(self, cls: type[R], key: bytes) -> bool:
         """Remove the record at ``key``; False if there was none."""
-        return bool(self._txn.delete(key, db=self._db(cls.KIND)))
+        deleted = bool(self._txn.delete(key, db=self._db(cls.KIND)))
+        if deleted:
+            self.changed.add(cls.KIND)
+        return deleted
 
     def clear(self, cls: type[R]) -> None:
         """Remove every record of ``cls``."""
         self._txn.drop(self._db(cls.KIND), delete=False)
+        self.changed.add(cls.KIND)
+
+    def generation(self, cls: type[Record]) -> int:
+        """How many committed writes have changed records of ``cls`` (0: none yet)."""
+        raw = self._txn.get(_generation_key(cls.KIND), db=self._db(META))
+        return 0 if raw is None else int(msgpack.unpackb(raw))
+
+    def _advance_generations(self) -> None:
+        for kind in self.changed:
+            key = _generation_key(kind)
+            raw = self._txn.get(key, db=self._db(META))
+            count = 0 if raw is None else int(msgpack.unpackb(raw))
+            self._txn.put(key, msgpack.packb(count + 1), db=self._db(META))
 
     def scan(
         self,
@@ -192,7 +220,10 @@ class Store:
     def _run_write(self, fn: Callable[[Txn], T]) -> T:
         self._writer_thread = threading.current_thread()
         with self._env.begin(write=True) as raw:
-            return fn(Txn(self, raw))
+            txn = Txn(self, raw)
+            result = fn(txn)
+            txn._advance_generations()
+            return result
 
     def write_sync(self, fn: Callable[[Txn], T]) -> T:
         """Run ``fn`` in a write transaction on the writer thread; commit if it returns."""

@@ -22,18 +22,24 @@ from appliance.switch.service import Switch
 
 log = logging.getLogger(__name__)
 
-CONFIG_RELOAD_S = 10.0
-"""How often the switch re-reads its configuration, so a ``config import`` takes effect while
-it runs."""
+CONFIG_POLL_S = 1.0
+"""How often the switch checks whether its configuration changed in the store, so a
+``config import`` takes effect while it runs (the check is one small read; the
+configuration is re-read only when it changed)."""
 
 
-async def _reload_config(switch: Switch) -> None:
+async def _follow_config(switch: Switch, loaded: tuple[int, ...]) -> None:
+    """Apply the stored configuration again whenever a write changes it."""
     while True:
-        await asyncio.sleep(CONFIG_RELOAD_S)
+        await asyncio.sleep(CONFIG_POLL_S)
         try:
-            await switch.load_config()
+            current = await switch.config_generation()
+            if current != loaded:
+                await switch.load_config()
+                loaded = current
+                log.info("configuration changed in the store: applied")
         except StoreError as error:
-            # The live configuration stays as it is; the next reload tries again.
+            # The live configuration stays as it is; the next check tries again.
             log.error("cannot re-read the configuration: %s", error)
 
 
@@ -120,8 +126,10 @@ async def serve(settings: Settings) -> None:
             tls=switch.tls_context(),
             tls_port=settings.sip.tls_port,
         )
+        # The generation before the load: a write in between is applied once more, not missed.
+        generation = await switch.config_generation()
         await switch.load_config()
-        reloading.append(asyncio.create_task(_reload_config(switch)))
+        reloading.append(asyncio.create_task(_follow_config(switch, generation)))
         await runner.setup()
         # TCP before the socket, which clients take as the sign that all is up.
         await _serve_tcp(runner, settings)

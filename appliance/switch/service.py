@@ -17,7 +17,7 @@ from typing import Any
 import core
 from appliance import __version__
 from appliance.calls.legs import CallLimits
-from appliance.config.records import Extension, Trunk
+from appliance.config.records import CONFIG_RECORDS, Extension, Trunk
 from appliance.media import MediaEvents
 from appliance.service import StartupError
 from appliance.settings import Settings
@@ -81,6 +81,10 @@ class Switch:
     async def load_trunks(self) -> None:
         """Apply the configured trunks (new ones start, removed or changed ones stop)."""
         self.trunks.configure(await self.store.read(lambda txn: list(txn.scan(Trunk))))
+
+    async def config_generation(self) -> tuple[int, ...]:
+        """The store's generations of every configuration record kind (changes on any write)."""
+        return await self.store.read(lambda txn: tuple(txn.generation(c) for c in CONFIG_RECORDS))
 
     async def load_config(self) -> None:
         """Apply the configuration in the store: trunks, then numbers, flows, queues and agents."""

@@ -364,7 +364,7 @@ def test_trunk_imported_while_running_registers_shows_in_status_and_unregisters_
                 f'extensions:\n  - number: "1001"\n    password: {PASSWORD}\n'
             )
             import_config(config, switch.env)
-            # The switch re-reads trunks every 10 s.
+            # The switch applies a changed configuration about a second after the import.
             deadline = time.monotonic() + 60
             while True:
                 trunks = status_json(switch.env)["trunks"]

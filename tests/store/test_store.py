@@ -124,6 +124,43 @@ def test_a_failing_write_commits_nothing(store: Store) -> None:
     assert store.read_sync(lambda txn: txn.count(Contact)) == 0
 
 
+def test_a_kinds_generation_moves_on_with_each_write_that_changes_it_and_only_then(
+    tmp_path: Path, store: Store
+) -> None:
+    def generations() -> tuple[int, int]:
+        return store.read_sync(lambda txn: (txn.generation(Contact), txn.generation(CallStub)))
+
+    assert generations() == (0, 0)
+    store.write_sync(lambda txn: txn.put(Contact("ann", "1")))
+    assert generations() == (1, 0)
+    store.write_sync(lambda txn: txn.put(CallStub("c1", 1)))
+    assert generations() == (1, 1)
+    assert store.write_sync(lambda txn: txn.delete(Contact, name_key("nobody"))) is False
+    store.write_sync(lambda txn: txn.get(Contact, name_key("ann")))  # a write that changes nothing
+    assert generations() == (1, 1)
+
+    def clear_and_refill(txn: Txn) -> None:
+        txn.clear(Contact)
+        txn.put(Contact("bob", "2"))
+
+    store.write_sync(clear_and_refill)  # one transaction: one step, however many changes
+    assert generations() == (2, 1)
+
+    def put_then_fail(txn: Txn) -> None:
+        txn.put(Contact("carl", "3"))
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        store.write_sync(put_then_fail)
+    assert generations() == (2, 1)  # a failed write commits no generation either
+    store.close()
+    reopened = Store.open(tmp_path / "db", [CallStub, Contact], map_size=64 << 20)
+    try:
+        assert reopened.read_sync(lambda txn: txn.generation(Contact)) == 2  # kept on disk
+    finally:
+        reopened.close()
+
+
 def test_nested_write_is_refused_instead_of_deadlocking(store: Store) -> None:
     def nested(txn: Txn) -> None:
         store.write_sync(lambda inner: None)
