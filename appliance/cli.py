@@ -121,7 +121,7 @@ def format_status(status: dict[str, Any]) -> str:
             ("id", "from", "to", "state", "codec", "time", "held", "legs"),
             [
                 (
-                    c["id"], c["from"], c["to"], c["state"], c["codec"], f"{c['seconds']} s",
+                    c["id"], c["from"], c["to"], _call_state(c), c["codec"], f"{c['seconds']} s",
                     "held" if c["held"] else "", _legs(c["legs"]),
                 )
                 for c in calls
@@ -182,6 +182,12 @@ def _table(headings: Sequence[str], rows: Sequence[Sequence[object]]) -> list[st
         ).rstrip()
         for row in cells
     ]
+
+
+def _call_state(call: dict[str, Any]) -> str:
+    """A call's state, with the agent's extension when one rings or talks."""
+    agent = call.get("agent")
+    return f"{call['state']} ({agent})" if agent else str(call["state"])
 
 
 def _legs(legs: dict[str, dict[str, Any]]) -> str:

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from typing import Any, ParamSpec, TypeVar
 
 from appliance.config.records import Extension
@@ -69,6 +70,25 @@ def new_call_id() -> str:
     with the process would not do.
     """
     return f"{time.strftime('%Y%m%d%H%M%S', time.gmtime())}-{secrets.token_hex(4)}"
+
+
+class CallState(StrEnum):
+    """Where a call is, as the control API and ``callbox status`` show it."""
+
+    ROUTING = "routing"
+    """Extension to extension: the dialled number is being looked up."""
+    RINGING = "ringing"
+    """The caller is not answered yet (the callee rings, or the IVR is about to answer)."""
+    IVR = "ivr"
+    QUEUED = "queued"
+    RINGING_AGENT = "ringing_agent"
+    """A queued call offered to an agent whose phone rings (``agent`` says who)."""
+    ANSWERED = "answered"
+    """Extension to extension: both parties are up."""
+    TALKING = "talking"
+    """A queue call bridged to its agent."""
+    HELD = "held"
+    ENDED = "ended"
 
 
 @dataclass(frozen=True)

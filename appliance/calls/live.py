@@ -37,6 +37,7 @@ from appliance.calls.interface import (
 from appliance.calls.legs import (
     OFFERED_EVENT_PT,
     CallLegs,
+    CallState,
     LegControl,
     LegFormat,
     allowed_codecs,
@@ -121,8 +122,7 @@ class LiveCall(CallIdentity):
 
     ``start`` makes the caller's leg; ``close`` (after the flow) hangs up
     what is left and closes the legs. ``state`` says where the call is for
-    ``callbox status``: ``ringing`` (not answered), ``ivr``, ``queued``,
-    ``ringing agent <extension>``, ``talking``.
+    ``callbox status``, and ``agent`` which agent's phone rings or talks.
     """
 
     def __init__(
@@ -149,7 +149,8 @@ class LiveCall(CallIdentity):
         self._notify = notify
         self.legs = CallLegs(id=call_id)
         self.caller_leg: RtpLeg | None = None
-        self.state = "ringing"
+        self.state = CallState.RINGING
+        self._ringing_agent: str | None = None
         self._confirmed = asyncio.Event()
         loop = asyncio.get_running_loop()
         self._ended: asyncio.Future[Hangup] = loop.create_future()
@@ -200,7 +201,8 @@ class LiveCall(CallIdentity):
             "id": self._id,
             "from": self._caller,
             "to": self._dialled,
-            "state": self.state,
+            "state": self.state.value,
+            "agent": self._bridged.extension if self._bridged is not None else self._ringing_agent,
             "seconds": round(time.monotonic() - self._started_monotonic, 1),
             "held": self.session.held_by_peer,
             **legs_status(self.legs, [("caller", self.caller_leg), ("agent", agent)]),
@@ -231,7 +233,7 @@ class LiveCall(CallIdentity):
         await self._until(self._confirmed.wait())
         await self._command(leg.hold, False)
         self._answered = True
-        self.state = "ivr"
+        self.state = CallState.IVR
         self._notify(self._id, "answered", {})
 
     async def play(self, prompts: Sequence[str], *, barge_in: bool) -> PlayEnd:
@@ -300,7 +302,8 @@ class LiveCall(CallIdentity):
         self.legs.legs[session] = leg
         outcome: asyncio.Future[SessionEvent] = asyncio.get_running_loop().create_future()
         self._offers[session] = outcome
-        previous, self.state = self.state, f"ringing agent {extension}"
+        previous, self.state = self.state, CallState.RINGING_AGENT
+        self._ringing_agent = extension
         try:
             event = await self._until(asyncio.shield(outcome))
         except (asyncio.CancelledError, CallEnded):
@@ -308,7 +311,8 @@ class LiveCall(CallIdentity):
             raise
         finally:
             self._offers.pop(session, None)
-            if self.state.startswith("ringing agent"):
+            self._ringing_agent = None
+            if self.state is CallState.RINGING_AGENT:
                 self.state = previous
         if isinstance(event, Ended):
             return OfferResult(_offer_outcome(event))
@@ -333,7 +337,7 @@ class LiveCall(CallIdentity):
         caller_leg = self._caller_leg()
         self._bridged = leg
         self.legs.parties[:] = [self.session, leg.session]
-        self.state = "talking"
+        self.state = CallState.TALKING
         if leg.session.ended and leg.session.end is not None:
             await self._end(self._hangup_of(leg.session.end, Side.AGENT))
         else:
@@ -347,7 +351,7 @@ class LiveCall(CallIdentity):
     async def start_music_on_hold(self, music: str | None) -> None:
         """Loop ``music`` (default: the built-in hold music) to the caller."""
         await self._check_up()
-        self.state = "queued"
+        self.state = CallState.QUEUED
         self._hold_music = music
         prompt = await self._load(music or DEFAULT_MUSIC)
         if prompt is None:
@@ -487,14 +491,14 @@ class LiveCall(CallIdentity):
         """
         if not await self._follow_leg(source, event):
             return
-        if event.held and self.state != "held":
-            self.state = "held"
+        if event.held and self.state is not CallState.HELD:
+            self.state = CallState.HELD
             prompt = await self._load(self._hold_music or DEFAULT_MUSIC)
             if prompt is not None and not self._ended.done():
                 self._music = await self._start_playback([prompt], loop=True, barge_in=False)
-        elif not event.held and self.state == "held":
+        elif not event.held and self.state is CallState.HELD:
             await self.stop_music_on_hold()
-            self.state = "talking"
+            self.state = CallState.TALKING
 
     # Ending.
     def _hangup_of(self, ended: Ended, far_side: Side = Side.CALLER) -> Hangup:
@@ -523,7 +527,7 @@ class LiveCall(CallIdentity):
         for name, leg in (("caller", self.caller_leg), ("agent", agent)):
             if leg is not None and leg in final:
                 self._final[name] = final[leg]
-        self.state = "ended"
+        self.state = CallState.ENDED
         self._ended.set_result(hangup)
         self._notify(
             self._id, "ended", {"side": hangup.side.value, "cause": str(int(hangup.cause))}

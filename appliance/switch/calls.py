@@ -53,6 +53,7 @@ from appliance.calls.legs import (
     OFFERED_EVENT_PT,
     CallLegs,
     CallLimits,
+    CallState,
     LegControl,
     LegFormat,
     allowed_codecs,
@@ -104,7 +105,7 @@ class Call(CallLegs):
     caller_leg: RtpLeg | None = None
     callee_leg: RtpLeg | None = None
     answered_at: float | None = None
-    state: str = "routing"
+    state: CallState = CallState.ROUTING
     rang: bool = False
     transfers: dict[Session, tuple[Transfer, Session]] = field(default_factory=dict)
     """Calls placed for a transfer, each with its REFER and its transferee."""
@@ -126,7 +127,7 @@ class Call(CallLegs):
             "id": self.id,
             "from": self.caller.caller.uri.user or str(self.caller.caller.uri),
             "to": self.number,
-            "state": self.state,
+            "state": self.state.value,
             "seconds": round(time.monotonic() - self.started, 1),
             "held": any(party.held_by_peer for party in self.parties),
             **legs_status(self, list(zip(("caller", "callee"), sides, strict=False))),
@@ -371,7 +372,7 @@ class CallControl:
             return False
         call.parties.append(call.callee)
         call.legs[call.callee] = call.callee_leg
-        call.state = "ringing"
+        call.state = CallState.RINGING
         if caller.ended:
             call.callee.cancel()
             return False
@@ -414,7 +415,7 @@ class CallControl:
             else:
                 other.hangup(event.cause)
             self._alone(call, source, event)
-            call.state = "ended"
+            call.state = CallState.ENDED
         elif isinstance(event, Progress) and caller.state is SessionState.RINGING:
             if event.status in (180, 183) and not call.rang:
                 call.rang = True
@@ -454,14 +455,14 @@ class CallControl:
             rtcp_mux=call.caller_leg.local_rtcp_port == call.caller_leg.local_port,
         )
         caller.answer(answer)
-        call.state = "answered"
+        call.state = CallState.ANSWERED
         call.answered_at = time.monotonic()
 
     async def _reoffered(
         self, call: Call, source: Session, other: Session, event: Reoffered
     ) -> None:
         held = await self.media.reoffered(call, source, other, event)
-        call.state = "held" if held else "answered"
+        call.state = CallState.HELD if held else CallState.ANSWERED
 
     # Blind transfer (REFER)
 

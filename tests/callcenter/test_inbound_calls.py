@@ -182,7 +182,7 @@ async def answered_call_with_tones_both_ways(
                 "the agent's tone at the caller",
             )
             (talking,) = await switch.calls.status()
-            assert talking["state"] == "talking"
+            assert (talking["state"], talking["agent"]) == ("talking", "1001")
             assert set(talking["legs"]) == {"caller", "agent"}
             await asyncio.to_thread(agent.command, "hangup")
             await finish(sipp, tmp_path)
@@ -330,7 +330,8 @@ async def second_agent_answers(
     caller.press("1")
     if reason == "no answer":  # its phone rings for the ring timeout
         await eventually(lambda: acd.agent("1001").state is AgentState.RINGING, "1001 to ring")
-        assert [s["state"] for s in await switch.calls.status()] == ["ringing agent 1001"]
+        ringing = [(s["state"], s["agent"]) for s in await switch.calls.status()]
+        assert ringing == [("ringing_agent", "1001")]
     await eventually(lambda: acd.agent("1002").state is AgentState.TALKING, "agent 1002 to talk")
     first = acd.agent("1001")
     assert (first.state, first.reason) == (AgentState.NOT_READY, reason)
