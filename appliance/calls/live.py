@@ -62,7 +62,7 @@ from appliance.sip.session import (
     SessionEvent,
     SessionState,
 )
-from core import CallRecording, LegStats, MediaEvent, Prompt, PromptError, RtpLeg
+from core import CallRecording, LegStats, MediaEvent, Prompt, PromptError, RtpLeg, Silence
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,9 @@ KEYPAD = "0123456789*#"
 """Digits that barge in on a prompt."""
 DEFAULT_MUSIC = "hold_music"
 MUSIC_STOP_WAIT_S = 2.0
+DIGIT_EVENT_S = 1.0
+"""How long a digit's event may trail the end of the playback it interrupted."""
+LONGEST_SILENCE_MS = 3_600_000
 """How long stopping music on hold waits for the engine to say it stopped."""
 
 Notify = Callable[[str, str, dict[str, str]], None]
@@ -244,8 +247,35 @@ class LiveCall(CallIdentity):
         loaded = [p for p in [await self._load(name) for name in prompts] if p is not None]
         if not loaded:
             return PlayEnd.FINISHED
+        return await self._play_loaded(loaded, barge_in=barge_in)
+
+    async def next_digit(self, wait_s: float) -> str | None:
+        """The next digit, queued or awaited; None after ``wait_s``.
+
+        While it waits the caller hears silence rather than nothing: RTP goes
+        on, so a gateway that hangs up on a silent stream keeps the call, and
+        the far end's jitter buffer and NAT bindings stay as they were.
+        """
+        await self._check_up()
+        if not self._digits:
+            ended = await self._play_loaded(
+                [Silence(min(round(wait_s * 1000), LONGEST_SILENCE_MS))], barge_in=True
+            )
+            if ended is PlayEnd.FINISHED:
+                return None
+            if not self._digits:  # the engine's digit event comes just after the playback's end
+                try:
+                    await self._until(asyncio.wait_for(self._digit_arrived.wait(), DIGIT_EVENT_S))
+                except TimeoutError:
+                    return None
+        return self._digits.popleft()
+
+    async def _play_loaded(
+        self, playlist: Sequence[Prompt | Silence], *, barge_in: bool
+    ) -> PlayEnd:
+        """Play ``playlist`` to its end, or until a digit if ``barge_in``."""
         self._digit_arrived.clear()
-        finished = await self._start_playback(loaded, loop=False, barge_in=barge_in)
+        finished = await self._start_playback(playlist, loop=False, barge_in=barge_in)
         if not barge_in:
             await self._until(asyncio.shield(finished))
             return PlayEnd.FINISHED
@@ -261,17 +291,6 @@ class LiveCall(CallIdentity):
         if not finished.done():
             await self._command(self._caller_leg().stop_playback)
         return PlayEnd.DIGIT
-
-    async def next_digit(self, wait_s: float) -> str | None:
-        """The next digit, queued or awaited; None after ``wait_s``."""
-        await self._check_up()
-        if not self._digits:
-            self._digit_arrived.clear()
-            try:
-                await self._until(asyncio.wait_for(self._digit_arrived.wait(), wait_s))
-            except TimeoutError:
-                return None
-        return self._digits.popleft()
 
     async def offer(self, extension: str, ring_s: float) -> OfferResult:
         """Ring every registered phone of ``extension`` for ``ring_s`` seconds."""
@@ -588,7 +607,7 @@ class LiveCall(CallIdentity):
             return None
 
     async def _start_playback(
-        self, prompts: list[Prompt], *, loop: bool, barge_in: bool
+        self, prompts: Sequence[Prompt | Silence], *, loop: bool, barge_in: bool
     ) -> asyncio.Future[MediaEvent]:
         """Start playing on the caller's leg; the future of its ``playback_finished``."""
         leg = self._caller_leg()

@@ -112,6 +112,17 @@ def loud_frames(heard: array.array[int]) -> int:
     return sum(1 for i in range(0, len(heard) - 160, 160) if rms_dbfs(heard[i : i + 160]) > -45)
 
 
+def quiet_seconds_at_the_end(heard: array.array[int]) -> float:
+    """How long the end of ``heard`` is silence (20 ms frames at or below -45 dBFS)."""
+    frames = 0
+    while len(heard) >= 160 * (frames + 1):
+        end = len(heard) - 160 * frames
+        if rms_dbfs(heard[end - 160 : end]) > -45:
+            break
+        frames += 1
+    return frames * 0.02
+
+
 async def prompt_heard(caller: RtpCaller) -> None:
     """Wait until the caller has heard half a second of audio above -45 dBFS (a prompt)."""
     await eventually(
@@ -393,6 +404,8 @@ async def test_menu_timeouts_and_invalid_keys_use_the_retries_then_the_failed_br
         await finish(sipp, tmp_path)  # the try times out: the switch hangs up
         await eventually(lambda: not switch.calls.live, "the call to end")
         (record,) = await records(switch, since)
+    # While the last try waited 2 s for a key the caller's RTP went on, carrying silence.
+    assert quiet_seconds_at_the_end(caller.heard_since(0)) >= 1.5
     assert (record.ivr_path, record.digits) == (["menu", "bye"], "9")
     assert (record.outcome.value, record.hangup_side, record.hangup_cause) == ("ivr", "system", 16)
     assert record.queue is None
