@@ -40,39 +40,48 @@ import argparse
 import array
 import asyncio
 import csv
+import http.client
+import importlib.util
 import json
 import math
 import os
 import random
+import re
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
+from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import core
 from appliance.calllog.service import CallLog
+from appliance.calls.legs import JITTER_COUNTERS
 from appliance.config import open_store
 from appliance.ivr.prompts import generate_prompts
 from appliance.settings import Settings as ApplianceSettings
-from benchmarks import capacity, rtpengine_peer
+from benchmarks import capacity, plot_capacity, rtpengine_peer
+from benchmarks.impair import Impairment
 from benchmarks.processes import cpu_seconds, raise_file_limit, run_queue_wait_s
 from benchmarks.run import commit, provenance
 from benchmarks.sip_load import (
+    HOST,
+    PASSWORD,
+    SCENARIOS,
     SIPP_CPU,
     SWITCH_CPU,
     BenchmarkError,
     RunningSwitch,
     Settings,
     callee_phone,
-    extensions_yaml,
     final_stats,
     first_error,
     free_udp_and_tcp_port,
@@ -88,28 +97,82 @@ FIRST_AGENT = 60000
 STEPS = (25, 50, 100, 200, 300, 400, 500, 750, 1000, 1250, 1500)
 QUICK_STEPS = (5, 10)
 PAYLOAD_TYPES = {"PCMA": 8, "PCMU": 0}
+# What an agent answers with, per codec of the mix: payload type, rtpmap, fmtp.
+ANSWER_SDP: dict[str, tuple[int, str, str]] = {
+    "PCMA": (8, "PCMA/8000", ""),
+    "PCMU": (0, "PCMU/8000", ""),
+    "G722": (9, "G722/8000", ""),
+    "opus": (111, "opus/48000/2", "useinbandfec=1"),
+}
+CODEC_ALIASES = {
+    "g711": "PCMA", "pcma": "PCMA", "g711a": "PCMA", "pcmu": "PCMU", "g711u": "PCMU",
+    "g722": "G722", "opus": "opus",
+}  # fmt: skip
+G711 = frozenset({"PCMA", "PCMU"})
 # The bar of issue 6.
 MAX_LOST_PCT = 0.1
 MIN_MOS = 4.3
 MAX_LAG_GROWTH_MS = 50.0
 LAG_PROBE_S = 0.2
 SETTLE_S = 2.0
+API_TIMEOUT_S = 30.0
+PLAIN_EVERY_S = 5.0
 PROMPT_CACHE = ROOT / "build" / "bench-prompts"
 # The switch's media ports: above the busiest ephemeral ports and clear of the tests'
 # ranges (as benchmarks.capacity).
 SWITCH_ENV = {"CALLBOX_RTP_PORT_MIN": "40000", "CALLBOX_RTP_PORT_MAX": "59999"}
 
 
-def center_yaml(agents: list[str], codec: str) -> str:
+def parse_mix(text: str) -> dict[str, int]:
+    """``g711=70,g722=20,opus=10`` as the agents' answer codecs and their shares (per cent
+    of the agents, summing to 100). Raises ``ValueError`` naming what is wrong."""
+    mix: dict[str, int] = {}
+    for part in text.split(","):
+        name, _, share = part.partition("=")
+        codec = CODEC_ALIASES.get(name.strip().lower())
+        if codec is None:
+            known = ", ".join(sorted(CODEC_ALIASES))
+            raise ValueError(f"{name.strip()!r}: not a codec of the mix (one of {known})")
+        if not share.strip().isdigit() or not 0 < int(share) <= 100:
+            raise ValueError(f"{part.strip()!r}: the share must be a percentage 1..100")
+        mix[codec] = mix.get(codec, 0) + int(share)
+    if sum(mix.values()) != 100:
+        raise ValueError(f"the shares add up to {sum(mix.values())}, not 100")
+    return mix
+
+
+def agent_codecs(agents: list[str], mix: dict[str, int]) -> dict[str, str]:
+    """Each agent's answer codec: the mix's shares over every run of consecutive agents
+    (the ACD takes the longest idle agents, a run of them, so each step gets the mix)."""
+    given = dict.fromkeys(mix, 0)
+    codecs = {}
+    for i, agent in enumerate(agents):
+        codec = max(mix, key=lambda c: mix[c] * (i + 1) / 100 - given[c])
+        given[codec] += 1
+        codecs[agent] = codec
+    return codecs
+
+
+def center_yaml(agents: list[str], codec: str, codecs: dict[str, str] | None = None) -> str:
     """The configuration: trunk ``gateway`` (IP trust for 127.0.0.3, ``codec`` only),
-    number ``NUMBER`` -> flow ``load`` (answer, queue ``load``), and one agent per extension."""
+    number ``NUMBER`` -> flow ``load`` (answer, queue ``load``), and one agent per extension,
+    whose phone may use its codec of ``codecs`` only (PCMA by default): the switch offers it
+    that codec alone, so its leg is made in it and the call transcodes when it is not
+    the trunk's."""
+    codecs = codecs or {}
     agent_lines = "".join(
         f'  - {{number: "{a}", name: load {a}, group: {QUEUE}, extension: "{a}"}}\n' for a in agents
+    )
+    extension_lines = "".join(
+        f'  - {{number: "{a}", password: {PASSWORD.format(number=a)},'
+        f" codecs: [{codecs.get(a, 'PCMA')}]}}\n"
+        for a in agents
     )
     return (
         f"trunks:\n  - {{name: gateway, mode: ip, host: {GATEWAY}, allow: [{GATEWAY}/32],"
         f" options_interval: 0, codecs: [{codec}]}}\n"
-        + extensions_yaml(agents)
+        + "extensions:\n"
+        + extension_lines
         + f'numbers:\n  - {{number: "{NUMBER}", flow: load, trunk: gateway}}\n'
         "flows:\n  - name: load\n    start: answer\n    nodes:\n"
         "      answer: {type: answer, next: queue}\n"
@@ -187,6 +250,25 @@ Content-Length: 0
     return path
 
 
+def agent_scenario(path: Path, codec: str, relay_port: int | None) -> Path:
+    """The agents' UAS scenario (``benchmarks/sipp/call_uas.xml``) answering in ``codec``; with
+    ``relay_port``, its SDP names the impairing relay on loopback instead of SIPp's echo."""
+    pt, rtpmap, fmtp = ANSWER_SDP[codec]
+    media = f"m=audio [media_port] RTP/AVP {pt} 101\na=rtpmap:{pt} {rtpmap}\n" + (
+        f"a=fmtp:{pt} {fmtp}\n" if fmtp else ""
+    )
+    text = (SCENARIOS / "call_uas.xml").read_text(encoding="ascii")
+    pcma = "m=audio [media_port] RTP/AVP 8 101\na=rtpmap:8 PCMA/8000\n"
+    if pcma not in text:
+        raise BenchmarkError("benchmarks/sipp/call_uas.xml no longer answers PCMA as expected")
+    text = text.replace(pcma, media)
+    if relay_port is not None:
+        text = text.replace("c=IN IP[media_ip_type] [media_ip]", f"c=IN IP4 {HOST}")
+        text = text.replace("m=audio [media_port]", f"m=audio {relay_port}")
+    path.write_text(text, encoding="ascii")
+    return path
+
+
 def write_tone(path: Path, codec: str) -> None:
     """One second of a 1 kHz tone at -10 dBFS in ``codec`` (raw G.711, as rtp_stream reads)."""
     samples = array.array(
@@ -199,25 +281,53 @@ def write_tone(path: Path, codec: str) -> None:
     )
 
 
-class ControlApi:
-    """The switch's control API on loopback TCP."""
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP over the switch's unix control socket."""
 
-    def __init__(self, port: int) -> None:
-        self.base = f"http://127.0.0.1:{port}/v1"
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("switch", timeout=timeout)
+        self.path = path
+
+    def connect(self) -> None:
+        """Connect to the socket file instead of a TCP address."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self.path)
+        self.sock = sock
+
+
+class ControlApi:
+    """The switch's control API: on loopback TCP (a port) or its unix socket (a path)."""
+
+    def __init__(self, where: int | Path, queue: str = QUEUE) -> None:
+        self.where = where
+        self.queue = queue
 
     def request(self, method: str, path: str) -> Any:
-        """One request; its JSON answer."""
-        request = urllib.request.Request(
-            self.base + path, method=method, data=b"" if method == "POST" else None
+        """One request; its JSON answer. Raises ``OSError`` when the switch does not answer,
+        ``BenchmarkError`` when it answers with an error."""
+        connection = (
+            UnixHTTPConnection(str(self.where), API_TIMEOUT_S)
+            if isinstance(self.where, Path)
+            else http.client.HTTPConnection(HOST, self.where, timeout=API_TIMEOUT_S)
         )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read())
+        try:
+            connection.request(method, "/v1" + path, body=b"" if method == "POST" else None)
+            response = connection.getresponse()
+            body = json.loads(response.read())
+        except (http.client.HTTPException, ValueError) as error:
+            raise OSError(f"the control API's answer to {method} {path}: {error}") from None
+        finally:
+            connection.close()
+        if response.status != 200:
+            raise BenchmarkError(f"{method} /v1{path}: {response.status} {body}")
+        return body
 
     def response_ms(self) -> float:
         """How long a cheap request (one queue's status) takes: the event loop's lag, seen
         from outside."""
         started = time.perf_counter()
-        self.request("GET", f"/queues/{QUEUE}")
+        self.request("GET", f"/queues/{self.queue}")
         return (time.perf_counter() - started) * 1000
 
 
@@ -259,8 +369,12 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
-def leg_counters(api: ControlApi) -> dict[str, dict[str, dict[str, int]]]:
-    """Per talking call, each leg's received, sent and lost packets."""
+Legs = dict[str, dict[str, Any]]
+
+
+def leg_counters(api: ControlApi) -> dict[str, Legs]:
+    """Per talking call, each leg's counters (``GET /v1/calls``: codec, received, sent, lost,
+    MOS, jitter buffer)."""
     return {
         call["id"]: call["legs"]
         for call in api.request("GET", "/calls")["calls"]
@@ -268,26 +382,110 @@ def leg_counters(api: ControlApi) -> dict[str, dict[str, dict[str, int]]]:
     }
 
 
-def lost_inside(
-    before: dict[str, dict[str, dict[str, int]]], after: dict[str, dict[str, dict[str, int]]]
-) -> tuple[int, int]:
-    """Frames lost inside the box between two samples, and frames the box received.
+def call_lost_inside(legs0: Legs, legs1: Legs) -> tuple[int, int]:
+    """Frames one call lost inside the box between two samples, and frames it received.
 
     Lost: what one leg received and the bridged leg did not send on, plus what
-    each leg's RTP statistics count lost (on loopback, datagrams its socket dropped).
+    each leg's RTP statistics count lost (on loopback, datagrams its socket dropped;
+    with an impairing relay also what the relay dropped).
     """
     lost = received = 0
+
+    def delta(leg: str, field: str) -> int:
+        return int(legs1[leg][field]) - int(legs0[leg][field])
+
+    for inbound, outbound in (("caller", "agent"), ("agent", "caller")):
+        came = delta(inbound, "received")
+        received += came
+        lost += max(0, came - delta(outbound, "sent")) + max(0, delta(inbound, "lost"))
+    return lost, received
+
+
+def lost_inside(before: dict[str, Legs], after: dict[str, Legs]) -> tuple[int, int]:
+    """Frames lost inside the box between two samples, and frames the box received."""
+    lost = received = 0
+    for call_id in before.keys() & after.keys():
+        call_lost, call_received = call_lost_inside(before[call_id], after[call_id])
+        lost += call_lost
+        received += call_received
+    return lost, received
+
+
+def buffer_delta(legs0: Legs, legs1: Legs) -> dict[str, int]:
+    """The jitter-buffer counters of a call's legs summed, between two samples."""
+    total = dict.fromkeys(JITTER_COUNTERS, 0)
+    for leg in ("caller", "agent"):
+        first, last = legs0[leg]["jitter_buffer"], legs1[leg]["jitter_buffer"]
+        if first is not None and last is not None:
+            for key in JITTER_COUNTERS:
+                total[key] += last[key] - first[key]
+    return total
+
+
+def buffer_figures(counters: dict[str, int]) -> dict[str, Any]:
+    """Late, lost and concealed frames of jitter buffers, and their shares in per cent."""
+    expected = counters["received"] + counters["lost"]
+    ticks = counters["played"] + counters["concealed"]
+
+    def pct(count: int, of: int) -> float | None:
+        return round(100 * count / of, 4) if of else None
+
+    return {
+        "frames": counters["received"],
+        "late": counters["late"],
+        "lost": counters["lost"],
+        "concealed": counters["concealed"],
+        "late_pct": pct(counters["late"], counters["received"]),
+        "lost_pct": pct(counters["lost"], expected),
+        "concealed_pct": pct(counters["concealed"], ticks),
+    }
+
+
+def media_window(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """What the box's jitter buffers did between two ``GET /v1/media/stats`` samples."""
+    counters = {
+        key: after["jitter_buffer"][key] - before["jitter_buffer"][key] for key in JITTER_COUNTERS
+    }
+    return {
+        "legs_with_jitter_buffer": after["legs_with_jitter_buffer"],
+        **buffer_figures(counters),
+        "mos_min": after["mos_min"],
+    }
+
+
+def quality_by_codec(
+    before: dict[str, Legs], after: dict[str, Legs], dropped: dict[str, int]
+) -> dict[str, Any]:
+    """Per agent codec (the caller's trunk side is the same for all): calls, frames lost
+    inside the box (less what the network ``dropped`` on the way in, per codec), the jitter
+    buffers' late, lost and concealed frames, the legs' least MOS at the window's end."""
+    groups: dict[str, dict[str, Any]] = {}
     for call_id in before.keys() & after.keys():
         legs0, legs1 = before[call_id], after[call_id]
-
-        def delta(leg: str, field: str) -> int:
-            return legs1[leg][field] - legs0[leg][field]  # noqa: B023
-
-        for inbound, outbound in (("caller", "agent"), ("agent", "caller")):
-            came = delta(inbound, "received")
-            received += came
-            lost += max(0, came - delta(outbound, "sent")) + max(0, delta(inbound, "lost"))
-    return lost, received
+        group = groups.setdefault(
+            legs1["agent"]["codec"],
+            {"calls": 0, "lost": 0, "received": 0, "mos": [], "buffer": Counter[str]()},
+        )
+        lost, received = call_lost_inside(legs0, legs1)
+        group["calls"] += 1
+        group["lost"] += lost
+        group["received"] += received
+        group["mos"] += [legs1[leg]["mos"] for leg in ("caller", "agent")]
+        group["buffer"].update(buffer_delta(legs0, legs1))
+    return {
+        codec: {
+            "calls": g["calls"],
+            "frames_received": g["received"],
+            "lost_pct": (
+                round(100 * max(0, g["lost"] - dropped.get(codec, 0)) / g["received"], 4)
+                if g["received"]
+                else None
+            ),
+            "jitter_buffer": buffer_figures({k: g["buffer"][k] for k in JITTER_COUNTERS}),
+            "mos_min": min(g["mos"]),
+        }
+        for codec, g in sorted(groups.items())
+    }
 
 
 def setup_latencies_ms(rundir: Path) -> list[float]:
@@ -305,16 +503,16 @@ def setup_latencies_ms(rundir: Path) -> list[float]:
 
 @contextmanager
 def callers(
-    switch: RunningSwitch, scenario: Path, calls: int, rate: int, hold_ms: int
+    switch: RunningSwitch, scenario: Path, calls: int, rate: int, hold_ms: int, number: str
 ) -> Iterator[tuple[subprocess.Popen[str], Path]]:
-    """SIPp at the trunk's address placing ``calls`` calls at ``rate``/s, each ``hold_ms`` long,
-    in a folder of its own (where it writes its statistics and ``sipp.out``)."""
+    """SIPp at the trunk's address placing ``calls`` calls to ``number`` at ``rate``/s, each
+    ``hold_ms`` long, in a folder of its own (where it writes its statistics and ``sipp.out``)."""
     rundir = Path(tempfile.mkdtemp(prefix="sipp-callers-", dir=switch.workdir))
     for source in scenario.parent.glob("tone.*"):
         shutil.copy(source, rundir)
     shutil.copy(scenario, rundir)
     command = sipp_command(
-        switch, scenario.name, free_udp_and_tcp_port(), "-s", NUMBER, "-m", str(calls),
+        switch, scenario.name, free_udp_and_tcp_port(), "-s", number, "-m", str(calls),
         "-l", str(calls), "-r", str(rate), "-rp", "1000", "-d", str(hold_ms),
         "-trace_rtt", "-rtt_freq", "1", "-timeout", str(hold_ms // 1000 + 120),
         # rtp_stream's ports count up from -mp: a base of its own per run, below the
@@ -346,51 +544,195 @@ def wait_until(check: Callable[[], bool], seconds: float) -> bool:
     return False
 
 
-class Run:
-    """One ramp against one switch."""
+@dataclass
+class AgentGroup:
+    """The agents that answer in one codec: one SIPp UAS of their own, on its own ports."""
 
-    def __init__(self, args: argparse.Namespace, switch: RunningSwitch, api: ControlApi) -> None:
+    codec: str
+    extensions: list[str]
+    port: int
+    media_port: int
+    """Where its ``-rtp_echo`` listens."""
+    scenario: Path | None = None
+
+
+class ImpairingRelay:
+    """``benchmarks.impair`` in a process of its own (on the generator's CPUs)."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.process = process
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        if not line:
+            raise BenchmarkError("the impairing relay did not start")
+        self.ports: list[int] = json.loads(line)["ports"]
+
+    def stats(self) -> dict[str, Any]:
+        """Its counters so far."""
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
+        self.process.stdin.write("stats\n")
+        self.process.stdin.flush()
+        counters: dict[str, Any] = json.loads(self.process.stdout.readline())
+        return counters
+
+
+@contextmanager
+def impairing_relay(
+    echo_ports: list[int], impairment: Impairment, settings: Settings, seed: int
+) -> Iterator[ImpairingRelay]:
+    """The relay between the box and each agent group's echo, impairing what enters the box."""
+    command = [
+        sys.executable, "-m", "benchmarks.impair", "--jitter-ms", str(impairment.jitter_ms),
+        "--loss-pct", str(impairment.loss_pct), "--reorder-pct", str(impairment.reorder_pct),
+        "--seed", str(seed), *(f"--echo-port={port}" for port in echo_ports),
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        command, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        preexec_fn=settings.pin(settings.sipp_cpus),
+    )  # fmt: skip
+    with process:  # closes its pipes
+        try:
+            yield ImpairingRelay(process)
+        finally:
+            if process.stdin is not None:
+                process.stdin.close()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def network_window(
+    before: dict[str, Any], after: dict[str, Any], window_s: float
+) -> dict[str, Any]:
+    """What the relay did to the RTP entering the box between two samples."""
+    delayed = after["delayed"] - before["delayed"]
+    return {
+        "to_box": after["to_box"] - before["to_box"],
+        "dropped": after["dropped"] - before["dropped"],
+        "reordered": after["reordered"] - before["reordered"],
+        "delay_ms_mean": (
+            round((after["delay_ms_total"] - before["delay_ms_total"]) / delayed, 2)
+            if delayed
+            else 0.0
+        ),
+        "relay_cpu_pct": round(100 * (after["cpu_s"] - before["cpu_s"]) / window_s, 1),
+    }
+
+
+class Progress:
+    """The live display on stderr: one line rewritten in place on a terminal; elsewhere
+    plain lines, at most one every ``PLAIN_EVERY_S`` (and every step's result)."""
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self._last = 0.0
+        self.so_far = ""
+        """The quality so far: the last step's verdict."""
+
+    def update(self, text: str) -> None:
+        """Show where the step is now."""
+        line = f"{text}{self.so_far}"
+        if self.tty:
+            self.stream.write("\r\x1b[K" + line)
+            self.stream.flush()
+        elif time.monotonic() - self._last >= PLAIN_EVERY_S:
+            self._last = time.monotonic()
+            print(line, file=self.stream, flush=True)
+
+    def line(self, text: str) -> None:
+        """A line that stays (a step's result)."""
+        print(("\r\x1b[K" if self.tty else "") + text, file=self.stream, flush=True)
+
+
+class Run:
+    """One ramp against one switch.
+
+    ``agents`` maps each agent number to its extension (the same in the generated
+    configuration); ``codecs`` each agent to the codec it answers in.
+    """
+
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        switch: RunningSwitch,
+        api: ControlApi,
+        agents: dict[str, str],
+        codecs: dict[str, str],
+    ) -> None:
         self.args = args
         self.switch = switch
         self.api = api
-        self.agents = [str(FIRST_AGENT + i) for i in range(max(args.steps))]
+        self.agents = agents
+        self.progress = Progress()
         self.scenario = caller_scenario(switch.workdir / "caller.xml", args.codec)
         self.idle_lag_ms = percentile([api.response_ms() for _ in range(20)], 50) or 0.0
-        self.rss_idle = rss_bytes(switch.process.pid)
-        # The agents' phone keeps its ports from step to step (see callee_phone).
-        self.agents_port = free_udp_and_tcp_port()
-        self.agents_media_port = free_udp_and_tcp_port()
+        self.rss_idle = rss_bytes(switch.pid)
+        # The agents' phones keep their ports from step to step (see callee_phone).
+        self.groups = [
+            AgentGroup(
+                codec,
+                [agents[a] for a in agents if codecs[a] == codec],
+                free_udp_and_tcp_port(),
+                free_udp_and_tcp_port(),
+            )
+            for codec in dict.fromkeys(codecs.values())
+        ]
+        self.relay: ImpairingRelay | None = None
+
+    def prepare(self, relay: ImpairingRelay | None) -> None:
+        """Write each group's scenario, its SDP naming ``relay`` when there is one."""
+        self.relay = relay
+        for i, group in enumerate(self.groups):
+            group.scenario = agent_scenario(
+                self.switch.workdir / f"agents-{group.codec}.xml",
+                group.codec,
+                relay.ports[i] if relay is not None else None,
+            )
 
     def step(self, calls: int) -> dict[str, Any]:
         """N concurrent calls: up at ``rate``, held ``hold`` seconds while measured."""
-        args, pid = self.args, self.switch.process.pid
+        args, pid, api = self.args, self.switch.pid, self.api
         ramp_s = calls / args.rate
         hold_ms = int((ramp_s + SETTLE_S + args.hold + 1) * 1000)
         started_wall = time.time()
-        with (
-            callee_phone(
-                self.switch,
-                self.agents,
-                1_000_000,
-                "-rtp_echo",
-                "-mp",
-                str(self.agents_media_port),
-                register_rate=300,
-                port=self.agents_port,
-            ),
-            callers(self.switch, self.scenario, calls, args.rate, hold_ms) as (sipp, rundir),
-        ):
+        with ExitStack() as phones:
+            for group in self.groups:
+                phones.enter_context(
+                    callee_phone(
+                        self.switch, group.extensions, 1_000_000, "-rtp_echo",
+                        "-mp", str(group.media_port), register_rate=300, port=group.port,
+                        scenario=str(group.scenario),
+                    )
+                )  # fmt: skip
+            sipp, rundir = phones.enter_context(
+                callers(self.switch, self.scenario, calls, args.rate, hold_ms, args.number)
+            )
             started = time.monotonic()
-            up = wait_until(lambda: len(leg_counters(self.api)) >= calls, ramp_s + 30)
+
+            def all_up() -> bool:
+                up = len(leg_counters(api))
+                self.progress.update(f"{calls:5d} calls: {up:5d} up")
+                return up >= calls
+
+            up = wait_until(all_up, ramp_s + 30)
             up_s = time.monotonic() - started
             time.sleep(max(0.0, SETTLE_S - (up_s - ramp_s)))
-            with LagProbe(self.api) as probe:
-                before = leg_counters(self.api)
+            with LagProbe(api) as probe:
+                before, media0 = leg_counters(api), api.request("GET", "/media/stats")
+                network0 = self.relay.stats() if self.relay is not None else None
                 cpu0, wait0, t0 = cpu_seconds(pid), run_queue_wait_s(pid), time.monotonic()
-                time.sleep(args.hold)
+                while (left := t0 + args.hold - time.monotonic()) > 0:
+                    self.progress.update(
+                        f"{calls:5d} calls: {len(before):5d} up, measuring, {left:4.0f} s left"
+                    )
+                    time.sleep(min(1.0, left))
                 cpu1, wait1, t1 = cpu_seconds(pid), run_queue_wait_s(pid), time.monotonic()
                 rss = rss_bytes(pid)
-                after = leg_counters(self.api)
+                network1 = self.relay.stats() if self.relay is not None else None
+                after, media1 = leg_counters(api), api.request("GET", "/media/stats")
             sipp.wait(timeout=hold_ms / 1000 + 120)
         stat_files = list(rundir.glob("*_.csv"))
         if not stat_files:
@@ -400,6 +742,21 @@ class Run:
         latencies = setup_latencies_ms(rundir)
         lost, received = lost_inside(before, after)
         window = t1 - t0
+        network, dropped = None, {}
+        if network0 is not None and network1 is not None and self.relay is not None:
+            network = network_window(network0, network1, window)
+            # What the network dropped never reached the box: not the box's loss.
+            lost = max(0, lost - network["dropped"])
+            per_port = {
+                int(port): count - network0["dropped_per_port"].get(port, 0)
+                for port, count in network1["dropped_per_port"].items()
+            }
+            dropped = {
+                group.codec: per_port.get(port, 0)
+                for group, port in zip(self.groups, self.relay.ports, strict=True)
+            }
+        inside = media_window(media0, media1)
+        by_codec = quality_by_codec(before, after, dropped)
         failed = int(stats.get("FailedCall(C)", "0"))
         successful = int(stats.get("SuccessfulCall(C)", "0"))
         row: dict[str, Any] = {
@@ -420,6 +777,12 @@ class Run:
             "frames_received": received,
             "frames_lost_inside": lost,
             "lost_pct": round(100 * lost / received, 4) if received else 100.0,
+            "late_pct": inside["late_pct"] or 0.0,
+            "inside": inside,
+            "codec_mix": dict(Counter(legs["agent"]["codec"] for legs in after.values())),
+            "by_codec": by_codec,
+            "mos_min": min((q["mos_min"] for q in by_codec.values()), default=None),
+            "network": network,
             "setup_latency_ms_p50": percentile(latencies, 50),
             "setup_latency_ms_p90": percentile(latencies, 90),
             "setup_latency_ms_p99": percentile(latencies, 99),
@@ -450,8 +813,16 @@ def live_failure(row: dict[str, Any]) -> str | None:
     """Why a step fails the bar on what was measured live, or None."""
     if row["failed"] or not row["all_up"]:
         return f"{row['failed']} failed set-ups ({row['calls_up']} of {row['calls']} up)"
-    if row["lost_pct"] >= MAX_LOST_PCT:
-        return f"{row['lost_pct']}% of frames lost inside the box"
+    lost_or_late = row["lost_pct"] + row["late_pct"]
+    if lost_or_late >= MAX_LOST_PCT:
+        return (
+            f"{lost_or_late:.4f}% of frames lost or late inside the box ({row['lost_pct']}% "
+            f"lost, {row['late_pct']}% late in its jitter buffers)"
+        )
+    # The bar's MOS is on G.711 calls (wideband and Opus legs have E-model scores of their own).
+    g711 = [q["mos_min"] for codec, q in row["by_codec"].items() if codec in G711]
+    if g711 and min(g711) < MIN_MOS:
+        return f"MOS estimate {min(g711)} under {MIN_MOS} on a G.711 call"
     # The 90th percentile: one slow probe is a pause (a full garbage collection, another
     # process on the CPU); growth is most probes slow.
     lag = row["lag_ms_p90"]
@@ -460,9 +831,10 @@ def live_failure(row: dict[str, Any]) -> str | None:
     return None
 
 
-def add_call_records(data_dir: Path, rows: list[dict[str, Any]]) -> None:
+def add_call_records(data_dir: Path, rows: list[dict[str, Any]], g711_only: bool) -> None:
     """Each step's per-leg loss, jitter and MOS from the call records the switch wrote
-    (read once the switch has stopped), and the bar's MOS check."""
+    (read once the switch has stopped), and the bar's MOS check when every call was G.711
+    (records do not name their codec)."""
     store = open_store(ApplianceSettings(data_dir=str(data_dir)))
     try:
         for row in rows:
@@ -484,7 +856,8 @@ def add_call_records(data_dir: Path, rows: list[dict[str, Any]]) -> None:
             row["mos_mean"] = round(statistics.fmean(leg.mos for leg in legs), 2) if legs else None
             row["leg_loss_pct_max"] = max((leg.loss_percent for leg in legs), default=None)
             row["leg_jitter_ms_max"] = max((leg.jitter_ms for leg in legs), default=None)
-            if row.get("fails") is None and row["mos_min"] is not None and row["mos_min"] < MIN_MOS:
+            mos = row["mos_min"]
+            if g711_only and row.get("fails") is None and mos is not None and mos < MIN_MOS:
                 row["fails"] = f"MOS estimate {row['mos_min']} under {MIN_MOS}"
     finally:
         store.close()
@@ -522,15 +895,18 @@ def progress(row: dict[str, Any]) -> str:
         f"switch {row['switch_cpu_pct']:5.1f}% CPU, {row['cpu_us_per_call_second']:7.1f} us/call-s"
         + (f" (floor {floor:6.1f})" if floor is not None else "")
         + (f" (rtpengine {peer:6.1f})" if peer is not None else "")
-        + f", lost {row['lost_pct']:.3f}%, set-up p50/p99 {row['setup_latency_ms_p50']}/"
+        + f", lost {row['lost_pct']:.3f}% late {row['late_pct']:.3f}%"
+        f" concealed {row['inside']['concealed_pct']}%,"
+        f" set-up p50/p99 {row['setup_latency_ms_p50']}/"
         f"{row['setup_latency_ms_p99']} ms, lag max {row['lag_ms_max']} ms, "
         f"{row['memory_kb_per_call']} KB/call"
         + (f"  FAIL: {row['fails']}" if row.get("fails") else "")
     )
 
 
-def summary(rows: list[dict[str, Any]], codec: str, record: bool) -> dict[str, Any]:
-    """The largest step that passed the bar and what a call cost there."""
+def summary(rows: list[dict[str, Any]], codec: str, record: bool | None) -> dict[str, Any]:
+    """The largest step that passed the bar and what a call cost there (``record`` None:
+    attached to an appliance whose configuration decides)."""
     # The steps before the first that failed (with --keep-going more may follow it).
     first_failed = next((i for i, row in enumerate(rows) if row.get("fails")), len(rows))
     passed = rows[:first_failed]
@@ -568,19 +944,23 @@ def summary(rows: list[dict[str, Any]], codec: str, record: bool) -> dict[str, A
         "to_agent_ms_p99": at_best("to_agent_ms_p99"),
         "calls_per_second": max((r["calls_per_second"] or 0 for r in passed), default=None),
         "mos_min": at_best("mos_min"),
+        "lost_pct": at_best("lost_pct"),
+        "late_pct": at_best("late_pct"),
+        "concealed_pct": best["inside"]["concealed_pct"] if best else None,
+        "by_codec": at_best("by_codec"),
         "lag_ms_max": at_best("lag_ms_max"),
         "limited_by": limited,
     }
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    """The summary table printed at the end."""
+    """The summary table printed at the end, and one of quality per agent codec."""
     head = (
         "| calls | up | calls/s | switch CPU % | us/call-s | floor us/call-s "
-        "| rtpengine us/call-s | KB/call | set-up p50 ms | p99 ms | lost % | MOS min | lag max ms "
-        "| verdict |"
+        "| rtpengine us/call-s | KB/call | set-up p50 ms | p99 ms | lost % | late % "
+        "| concealed % | MOS min | lag max ms | verdict |"
     )
-    lines = [head, "|" + "---:|" * 13 + "---|"]
+    lines = [head, "|" + "---:|" * 15 + "---|"]
     for r in rows:
         floor = r.get("floor", {}).get("cpu_us_per_call_second")
         peer = r.get("peer", {}).get("cpu_us_per_call_second")
@@ -588,8 +968,21 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"| {r['calls']} | {r['calls_up']} | {r['calls_per_second']} | {r['switch_cpu_pct']} "
             f"| {r['cpu_us_per_call_second']} | {floor} | {peer} | {r['memory_kb_per_call']} "
             f"| {r['setup_latency_ms_p50']} | {r['setup_latency_ms_p99']} | {r['lost_pct']} "
-            f"| {r.get('mos_min')} | {r['lag_ms_max']} | {r.get('fails') or 'pass'} |"
+            f"| {r['late_pct']} | {r['inside']['concealed_pct']} | {r.get('mos_min')} "
+            f"| {r['lag_ms_max']} | {r.get('fails') or 'pass'} |"
         )
+    lines += [
+        "",
+        "| calls | agent codec | calls | lost % | late % | buffer lost % | concealed % | MOS min |",
+        "|" + "---:|---|" + "---:|" * 6,
+    ]
+    for r in rows:
+        for codec, q in r["by_codec"].items():
+            buffer = q["jitter_buffer"]
+            lines.append(
+                f"| {r['calls']} | {codec} | {q['calls']} | {q['lost_pct']} | {buffer['late_pct']} "
+                f"| {buffer['lost_pct']} | {buffer['concealed_pct']} | {q['mos_min']} |"
+            )
     return "\n".join(lines)
 
 
@@ -604,57 +997,133 @@ def prompts_cached(workdir: Path) -> Iterator[None]:
     yield
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    """The ramp on one switch; the JSON document."""
-    settings = Settings(
+def generator_settings(args: argparse.Namespace) -> Settings:
+    """SIPp's (and the switch's, when the benchmark starts it) CPUs and priority."""
+    return Settings(
         args.hold, 0, 0, 0, args.nice, args.realtime,
         frozenset(args.appliance_cpus), frozenset(args.generator_cpus),
     )  # fmt: skip
-    agents = [str(FIRST_AGENT + i) for i in range(max(args.steps))]
-    workdir = Path(tempfile.mkdtemp(prefix="callbox-bench-capacity-"))
-    control_port = free_udp_and_tcp_port()
+
+
+def ramp(
+    args: argparse.Namespace, switch: RunningSwitch, api: ControlApi, agents: dict[str, str]
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """Every step on ``switch`` (until one fails the bar, unless ``--keep-going``): the rows,
+    and why the ramp was cut short, if it was."""
+    codecs = agent_codecs(list(agents), args.mix)
+    bench = Run(args, switch, api, agents, codecs)
     rows: list[dict[str, Any]] = []
-    aborted: dict[str, Any] | None = None
+    with ExitStack() as stack:
+        relay = None
+        if not args.impairment.none:
+            echo_ports = [group.media_port for group in bench.groups]
+            relay = stack.enter_context(
+                impairing_relay(echo_ports, args.impairment, switch.settings, args.seed)
+            )
+        bench.prepare(relay)
+        for calls in args.steps:
+            try:
+                bench.ready_agents()
+                row = bench.step(calls)
+            except (OSError, BenchmarkError, subprocess.TimeoutExpired) as exc:
+                # An overloaded switch stops answering its control API in time.
+                aborted = {"calls": calls, "error": f"{type(exc).__name__}: {exc}"[:600]}
+                bench.progress.line(f"{calls:5d} calls: aborted: {aborted['error']}")
+                return rows, aborted
+            row["fails"] = live_failure(row)
+            if args.floor:
+                bench.progress.update(f"{calls:5d} calls: the echo floor")
+                row["floor"] = floor_step(args, calls)
+            if args.peer:
+                bench.progress.update(f"{calls:5d} calls: rtpengine")
+                row["peer"] = peer_step(args, calls)
+            rows.append(row)
+            bench.progress.line(progress(row))
+            passed = [r["calls"] for r in rows if not r["fails"]]
+            bench.progress.so_far = f"  (so far: {max(passed) if passed else 0} calls passed)"
+            if row["fails"] and not args.keep_going:
+                break
+    return rows, None
+
+
+def own_switch(
+    args: argparse.Namespace, workdir: Path
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """The ramp on a switch of the benchmark's own, with the generated configuration."""
+    agents = [str(FIRST_AGENT + i) for i in range(max(args.steps))]
+    codecs = agent_codecs(agents, args.mix)
+    control_port = free_udp_and_tcp_port()
+    with (
+        prompts_cached(workdir),
+        running_switch(
+            workdir, center_yaml(agents, args.codec, codecs), generator_settings(args), None,
+            extra_env=SWITCH_ENV | {
+                "CALLBOX_CONTROL_TCP_PORT": str(control_port),
+                "CALLBOX_IVR_RECORD_QUEUE_CALLS": "true" if args.record else "false",
+            },
+        ) as switch,
+    ):  # fmt: skip
+        api = ControlApi(control_port)
+        if not wait_until(lambda: _answers(api), 30):
+            raise BenchmarkError("the switch's control API did not answer")
+        rows, aborted = ramp(args, switch, api, {a: a for a in agents})
+    add_call_records(workdir / "var", rows, g711_only=set(args.mix) <= G711)
+    return rows, aborted
+
+
+def attached_switch(
+    args: argparse.Namespace, workdir: Path
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """The ramp on the running switch whose control API ``--attach`` names: its process, SIP
+    address, queue and agents come from ``GET /v1/status``."""
+    where: int | Path = int(args.attach) if args.attach.isdigit() else Path(args.attach)
+    api = ControlApi(where)
     try:
-        with (
-            prompts_cached(workdir),
-            running_switch(
-                workdir, center_yaml(agents, args.codec), settings, None,
-                extra_env=SWITCH_ENV | {
-                    "CALLBOX_CONTROL_TCP_PORT": str(control_port),
-                    "CALLBOX_IVR_RECORD_QUEUE_CALLS": "true" if args.record else "false",
-                },
-            ) as switch,
-        ):  # fmt: skip
-            api = ControlApi(control_port)
-            if not wait_until(lambda: _answers(api), 30):
-                raise BenchmarkError("the switch's control API did not answer")
-            bench = Run(args, switch, api)
-            for calls in args.steps:
-                try:
-                    bench.ready_agents()
-                    row = bench.step(calls)
-                except (OSError, BenchmarkError, subprocess.TimeoutExpired) as exc:
-                    # An overloaded switch stops answering its control API in time.
-                    aborted = {"calls": calls, "error": f"{type(exc).__name__}: {exc}"[:600]}
-                    print(f"{calls:5d} calls: aborted: {aborted['error']}", flush=True)
-                    break
-                row["fails"] = live_failure(row)
-                if args.floor:
-                    row["floor"] = floor_step(args, calls)
-                if args.peer:
-                    row["peer"] = peer_step(args, calls)
-                rows.append(row)
-                print(progress(row), flush=True)
-                if row["fails"] and not args.keep_going:
-                    break
-        add_call_records(workdir / "var", rows)
+        status = api.request("GET", "/status")
+    except OSError as error:
+        raise BenchmarkError(
+            f"--attach {args.attach}: the control API does not answer: {error}"
+        ) from None
+    sip = re.search(r"(\d+\.\d+\.\d+\.\d+):(\d+)", status["listeners"]["sip"])
+    if sip is None or sip.group(1) not in (HOST, "0.0.0.0"):
+        raise BenchmarkError(
+            f"--attach: the switch's SIP listens on {status['listeners']['sip']}, not on {HOST}"
+        )
+    queues = {q["name"]: q for q in status["queues"]}
+    queue: str = args.queue or next(iter(queues), "")
+    if queue not in queues:
+        raise BenchmarkError(f"--attach: no queue {queue!r} (queues: {', '.join(queues)})")
+    api.queue = queue
+    members = {a for agents in queues[queue]["agents"].values() for a in agents}
+    agents = {
+        a["number"]: a["extension"]
+        for a in sorted(status["agents"], key=lambda a: str(a["number"]))
+        if a["number"] in members and a.get("extension")
+    }
+    if len(agents) < max(args.steps):
+        raise BenchmarkError(
+            f"--attach: queue {queue} has {len(agents)} agents with an extension; the largest "
+            f"step needs {max(args.steps)} (callbox bench capacity --print-config)"
+        )
+    switch = RunningSwitch(
+        int(status["pid"]), int(sip.group(2)), workdir, workdir / "none", generator_settings(args)
+    )
+    return ramp(args, switch, api, agents)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """The ramp on one switch (started here, or the one ``--attach`` names); the JSON document."""
+    workdir = Path(tempfile.mkdtemp(prefix="callbox-bench-capacity-"))
+    try:
+        rows, aborted = attached_switch(args, workdir) if args.attach else own_switch(args, workdir)
     finally:
         if args.keep:
-            print(f"kept {workdir}", flush=True)
+            print(f"kept {workdir}", file=sys.stderr, flush=True)
         else:
             shutil.rmtree(workdir, ignore_errors=True)
-    result = summary(rows, args.codec, args.record)
+    result = summary(rows, args.codec, None if args.attach else args.record)
+    result["codec_mix"] = args.mix
+    result["impairment"] = None if args.impairment.none else asdict(args.impairment)
     if aborted is not None and not any(row.get("fails") for row in rows):
         result["limited_by"] = f"the box at {aborted['calls']} calls: {aborted['error']}"
     return {
@@ -666,16 +1135,29 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "rate": args.rate,
             "hold_s": args.hold,
             "codec": args.codec,
-            "recording": "on (every answered queue call, stereo WAV)" if args.record else "off",
-            "appliance_cpus": sorted(settings.switch_cpus),
-            "generator_cpus": sorted(settings.sipp_cpus),
-            "media_workers": 1,
+            "codec_mix": args.mix,
+            "impairment": {
+                **asdict(args.impairment),
+                "where": "RTP from the agents into the box (benchmarks/impair.py)",
+                "seed": args.seed,
+            },
+            "attached": args.attach,
+            "recording": (
+                "as the attached appliance is configured"
+                if args.attach
+                else "on (every answered queue call, stereo WAV)"
+                if args.record
+                else "off"
+            ),
+            "appliance_cpus": None if args.attach else list(args.appliance_cpus),
+            "generator_cpus": list(args.generator_cpus),
+            "media_workers": None if args.attach else 1,
             "nice": args.nice,
             "realtime": args.realtime,
             "bar": {
                 "failed_setups": 0,
-                "lost_pct_below": MAX_LOST_PCT,
-                "mos_at_least": MIN_MOS,
+                "lost_or_late_pct_below": MAX_LOST_PCT,
+                "g711_mos_at_least": MIN_MOS,
                 "lag_growth_ms_at_most": MAX_LAG_GROWTH_MS,
             },
         },
@@ -727,6 +1209,37 @@ def parser() -> argparse.ArgumentParser:
         "--generator-cpus", type=steps, default=(SIPP_CPU,),
         help=f"CPUs SIPp runs on (default {SIPP_CPU}; the echo floor keeps 0 and 1)",
     )  # fmt: skip
+    p.add_argument(
+        "--codecs", default="g711=100", metavar="MIX",
+        help="the agents' answer codecs and their shares, e.g. g711=70,g722=20,opus=10 (g711: "
+        "PCMA; also pcmu, g722, opus); the trunk stays on --codec, so the box transcodes "
+        "every call whose agent answers in another codec (default g711=100)",
+    )  # fmt: skip
+    p.add_argument(
+        "--jitter-ms", type=float, default=0.0,
+        help="delay each RTP packet from the agents into the box by a random 0..J ms",
+    )  # fmt: skip
+    p.add_argument("--loss-pct", type=float, default=0.0, help="drop this %% of those packets")
+    p.add_argument(
+        "--reorder-pct", type=float, default=0.0,
+        help="hold this %% of those packets 25 ms longer, so the next overtakes them",
+    )  # fmt: skip
+    p.add_argument("--seed", type=int, default=2026, help="the impairment's random seed")
+    p.add_argument(
+        "--attach", metavar="CONTROL",
+        help="measure a running appliance instead of starting one: its control socket's path "
+        "(var/run/switch.sock) or its control TCP port on loopback (docs/benchmark.md says "
+        "what it must be configured with; --print-config writes it)",
+    )  # fmt: skip
+    p.add_argument("--queue", help="with --attach: the queue its number's IVR sends calls to")
+    p.add_argument(
+        "--number", default=NUMBER, help=f"the number the callers dial (default {NUMBER})"
+    )
+    p.add_argument(
+        "--print-config", action="store_true",
+        help="print the configuration the benchmark gives its own switch (for --attach) and stop",
+    )  # fmt: skip
+    p.add_argument("--plot", type=Path, metavar="PNG", help="also draw the steps into this PNG")
     p.add_argument("--nice", type=int, default=-10, help="nice value of switch and SIPp")
     p.add_argument("--realtime", action="store_true", help="SCHED_FIFO for switch and SIPp")
     p.add_argument("--json", action="store_true", help="print the JSON document at the end")
@@ -743,6 +1256,19 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     args.steps = args.steps or (QUICK_STEPS if args.quick else STEPS)
     args.hold = args.hold or (4.0 if args.quick else 10.0)
+    try:
+        args.mix = parse_mix(args.codecs)
+        args.impairment = Impairment(args.jitter_ms, args.loss_pct, args.reorder_pct)
+    except ValueError as error:
+        p.error(str(error))
+    if args.print_config:
+        agents = [str(FIRST_AGENT + i) for i in range(max(args.steps))]
+        print(center_yaml(agents, args.codec, agent_codecs(agents, args.mix)), end="")
+        return 0
+    # Under impairment the bar measures the network as much as the box: show every step.
+    args.keep_going = args.keep_going or not args.impairment.none
+    if args.plot is not None and importlib.util.find_spec("matplotlib") is None:
+        p.error("--plot needs matplotlib: pip install .[bench]")
     if shutil.which("sipp") is None:
         p.error("SIPp is missing (Debian package sip-tester)")
     if len(os.sched_getaffinity(0)) < 2:
@@ -761,13 +1287,39 @@ def main(argv: list[str] | None = None) -> int:
         note=args.note,
         **provenance(measured),
     )
-    print(table(document["steps"]))
-    print(json.dumps(document["summary"]))
     if args.json:
         print(json.dumps(document, indent=1))
+    else:
+        print(table(document["steps"]))
+        print(json.dumps(document["summary"]))
     if args.output is not None:
         write(args.output, args.label, document)
+    if args.plot is not None:
+        plot_capacity.plot(plot_document(document), None, args.plot)
+        print(f"plot: {args.plot}", file=sys.stderr)
     return 0
+
+
+def plot_document(document: dict[str, Any]) -> dict[str, Any]:
+    """The steps in ``plot_capacity``'s form: per step the switch's, the floor's and the
+    peer's CPU and frames lost or late."""
+    peer = "rtpengine-recording" if document["summary"]["recording"] else "rtpengine"
+    steps = []
+    for row in document["steps"]:
+        step: dict[str, Any] = {
+            "calls": row["calls"],
+            "switch": {
+                "box_cpu_pct": row["switch_cpu_pct"],
+                "cpu_us_per_call_second": row["cpu_us_per_call_second"],
+                "lost_or_late_pct": row["lost_pct"] + row["late_pct"],
+            },
+        }
+        if "floor" in row:
+            step["echo"] = row["floor"]
+        if "peer" in row:
+            step[peer] = row["peer"]
+        steps.append(step)
+    return {"steps": steps, "machine": document.get("machine", {}), "date": document.get("date")}
 
 
 RANGE_KEYS = (

@@ -21,6 +21,7 @@ from benchmarks.run import RESULTS
 
 # (kind in peer-rtpengine.json, label, colour); the engine's kinds fall back to core-capacity.json.
 SERIES = (
+    ("switch", "Callbox switch (whole box: SIP, IVR, queue, bridged)", "tab:green"),
     ("engine", "Callbox engine (relay)", "tab:blue"),
     ("engine-recording", "Callbox engine (bridged, recorded)", "tab:cyan"),
     ("rtpengine", "rtpengine userspace (relay)", "tab:red"),

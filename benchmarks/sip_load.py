@@ -104,9 +104,10 @@ class Settings:
 
 @dataclass
 class RunningSwitch:
-    """The switch under test: its process, SIP port and data folder."""
+    """The switch under test: its process id, SIP port and data folder (a work folder of
+    the benchmark's when it attached to a switch already running)."""
 
-    process: subprocess.Popen[bytes]
+    pid: int
     port: int
     workdir: Path
     log: Path
@@ -225,7 +226,7 @@ def running_switch(
             raise BenchmarkError(f"switch did not start:\n{log.read_text(errors='replace')}")
         time.sleep(0.05)
     try:
-        yield RunningSwitch(process, port, workdir, log, settings)
+        yield RunningSwitch(process.pid, port, workdir, log, settings)
     finally:
         process.send_signal(signal.SIGINT)
         try:
@@ -289,8 +290,8 @@ def run_sipp(
         *extra,
     )  # fmt: skip
     sipp_cpu_before = children_cpu_s()
-    switch_cpu_before = cpu_seconds(switch.process.pid)
-    switch_wait_before = run_queue_wait_s(switch.process.pid)
+    switch_cpu_before = cpu_seconds(switch.pid)
+    switch_wait_before = run_queue_wait_s(switch.pid)
     started = time.monotonic()
     done = subprocess.run(
         command,
@@ -301,8 +302,8 @@ def run_sipp(
         preexec_fn=switch.settings.pin(switch.settings.sipp_cpus),
     )
     elapsed = time.monotonic() - started
-    switch_cpu = cpu_seconds(switch.process.pid) - switch_cpu_before
-    switch_wait = run_queue_wait_s(switch.process.pid) - switch_wait_before
+    switch_cpu = cpu_seconds(switch.pid) - switch_cpu_before
+    switch_wait = run_queue_wait_s(switch.pid) - switch_wait_before
     sipp_cpu = children_cpu_s() - sipp_cpu_before
     stat_files = list(rundir.glob("*_.csv"))
     if not stat_files:
@@ -366,9 +367,11 @@ def callee_phone(
     *extra: str,
     register_rate: int = 200,
     port: int | None = None,
+    scenario: str = "call_uas.xml",
 ) -> Iterator[subprocess.Popen[str]]:
     """A SIPp UAS that has registered every callee extension from its port (``port``, else a
-    free one), answering ``calls`` (``extra``: more SIPp options, e.g. ``-rtp_echo``).
+    free one), answering ``calls`` with ``scenario`` (a name in ``benchmarks/sipp`` or a
+    path; ``extra``: more SIPp options, e.g. ``-rtp_echo``).
 
     A phone that registers again from the same port refreshes its binding; from
     another port it adds one, and the switch then forks each call to both."""
@@ -385,7 +388,7 @@ def callee_phone(
         raise BenchmarkError(f"callees did not register: {registered.stdout[-1500:]}")
     rundir = Path(tempfile.mkdtemp(prefix="sipp-uas-", dir=switch.workdir))
     uas = subprocess.Popen(
-        sipp_command(switch, "call_uas.xml", port, "-m", str(calls), "-timeout", "3600", *extra),
+        sipp_command(switch, scenario, port, "-m", str(calls), "-timeout", "3600", *extra),
         cwd=rundir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         preexec_fn=switch.settings.pin(switch.settings.sipp_cpus),
     )  # fmt: skip
@@ -490,7 +493,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         with running_switch(
             workdir, extensions_yaml(callers + callees), settings, args.profile, gc_stats
         ) as switch:
-            pid = switch.process.pid
+            pid = switch.pid
             scheduling = {"nice": niceness(pid), "policy": scheduling_policy(pid)}
             if "register" in args.kinds:
                 inject = workdir / "register.csv"

@@ -193,9 +193,74 @@ def legs_status(call: CallLegs, sides: list[tuple[str, RtpLeg | None]]) -> dict[
             "received": stats.packets_received,
             "sent": stats.packets_sent,
             "lost": stats.lost,
+            "mos": round(stats.mos, 2),
+            "jitter_buffer": jitter_buffer_status(stats),
         }
     # One name when both legs share it (a relay), else each side's.
     return {"codec": "/".join(dict.fromkeys(codecs)) or None, "legs": legs}
+
+
+JITTER_COUNTERS = ("received", "late", "lost", "discarded", "concealed", "played")
+"""A leg's jitter-buffer counters in the control API (``concealed``: NetEQ's expand ticks)."""
+
+
+def jitter_buffer_status(stats: LegStats) -> dict[str, int] | None:
+    """A leg's jitter-buffer counters since it was made; None for a leg without a buffer
+    (a relayed leg: its packets are forwarded as they come, so none can be late)."""
+    buffer = stats.jitter_buffer
+    if buffer is None:
+        return None
+    return {
+        "received": buffer.received,
+        "late": buffer.late,
+        "lost": buffer.lost,
+        "discarded": buffer.discarded,
+        "concealed": buffer.expanded,
+        "played": buffer.played,
+    }
+
+
+def media_stats(calls: list[dict[str, Any]]) -> dict[str, Any]:
+    """The media of ``calls`` (``status()`` lines of live calls) summed: RTP counters of every
+    leg, jitter-buffer counters of the legs that have one, and both per codec.
+
+    Late frames arrived after their playout slot inside the box; ``late_or_lost_pct`` is
+    late plus lost per frame the buffers expected (received plus lost).
+    """
+    total = _media_totals()
+    by_codec: dict[str, dict[str, Any]] = {}
+    for call in calls:
+        for leg in call.get("legs", {}).values():
+            for totals in (total, by_codec.setdefault(leg["codec"], _media_totals())):
+                _add_leg(totals, leg)
+    per_codec = {codec: _finish(totals) for codec, totals in sorted(by_codec.items())}
+    return {"calls": len(calls), **_finish(total), "by_codec": per_codec}
+
+
+def _media_totals() -> dict[str, Any]:
+    return {
+        "legs": 0, "legs_with_jitter_buffer": 0, "received": 0, "sent": 0, "lost": 0,
+        "mos_min": None, "jitter_buffer": dict.fromkeys(JITTER_COUNTERS, 0),
+    }  # fmt: skip
+
+
+def _add_leg(totals: dict[str, Any], leg: dict[str, Any]) -> None:
+    totals["legs"] += 1
+    for key in ("received", "sent", "lost"):
+        totals[key] += leg[key]
+    mos = leg["mos"]
+    totals["mos_min"] = mos if totals["mos_min"] is None else min(totals["mos_min"], mos)
+    if leg["jitter_buffer"] is not None:
+        totals["legs_with_jitter_buffer"] += 1
+        for key in JITTER_COUNTERS:
+            totals["jitter_buffer"][key] += leg["jitter_buffer"][key]
+
+
+def _finish(totals: dict[str, Any]) -> dict[str, Any]:
+    buffer = totals["jitter_buffer"]
+    expected = buffer["received"] + buffer["lost"]
+    pct = round(100 * (buffer["late"] + buffer["lost"]) / expected, 4) if expected else None
+    return {**totals, "late_or_lost_pct": pct}
 
 
 class LegControl:

@@ -24,6 +24,7 @@ from aiohttp import WSCloseCode, web
 
 from appliance.acd import AcdError, AgentStateChanged
 from appliance.calllog.records import QueueEvent
+from appliance.calls.legs import media_stats
 from appliance.sip.causes import Cause
 from appliance.switch.callcenter import CallCenterEvent, agent_status
 from appliance.switch.service import Switch
@@ -208,6 +209,11 @@ async def hang_up_call(request: web.Request) -> web.Response:
     return web.json_response({"call_id": call_id, "cause": cause.value})
 
 
+async def get_media_stats(request: web.Request) -> web.Response:
+    """GET /v1/media/stats: the media of every live call summed (RTP and jitter buffers)."""
+    return web.json_response(media_stats(await _switch(request).calls.status()))
+
+
 # Queues
 
 
@@ -364,6 +370,7 @@ def control_app(switch: Switch) -> web.Application:
     routes.add_post("/v1/agents/{number}/not_ready", not_ready_agent)
     routes.add_get("/v1/calls", list_calls)
     routes.add_post("/v1/calls/{call_id}/hangup", hang_up_call)
+    routes.add_get("/v1/media/stats", get_media_stats)
     routes.add_get("/v1/queues", list_queues)
     routes.add_get("/v1/queues/{name}", get_queue)
     routes.add_get("/v1/events", stream_events)
