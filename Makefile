@@ -58,7 +58,7 @@ bench: $(VENV)/.installed $(CORE_EXT) build/loadgen
 	$(PY) -m benchmarks.plot_capacity
 	$(PY) -m benchmarks.jitter_quality
 	$(PY) -m benchmarks.sip_load $(SIP_LOAD_FLAGS)
-	$(VENV)/bin/callbox bench capacity --output benchmarks/results/capacity.json $(BENCH_CAPACITY_FLAGS)
+	$(VENV)/bin/callbox bench capacity --output benchmarks/results/capacity.json --plot benchmarks/results/capacity-box.png $(BENCH_CAPACITY_FLAGS)
 
 # The capacity benchmark's RTP load generator and echo floor: a standalone program, not part of the core.
 build/loadgen: benchmarks/loadgen/loadgen.cpp

@@ -167,7 +167,7 @@ def test_callbox_bench_capacity_quick_carries_calls_to_agents_and_writes_its_rep
     output = tmp_path / "capacity.json"
     done = subprocess.run(
         [sys.executable, "-m", "appliance", "bench", "capacity", "--quick", "--keep-going",
-         "--nice", "0", "--output", str(output)],
+         "--nice", "0", "--output", str(output), "--plot", str(tmp_path / "capacity.png")],
         cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -183,12 +183,19 @@ def test_callbox_bench_capacity_quick_carries_calls_to_agents_and_writes_its_rep
         assert step["calls_up"] == step["calls"]
         assert step["answered_records"] == step["recorded"] == step["calls"]
         assert step["frames_received"] > 0
+        # Every agent answered in G.711; every leg is recorded, so it has a jitter buffer,
+        # whose late, lost and concealed frames the switch's media stats gave.
+        assert step["codec_mix"] == {"PCMA": step["calls"]}
+        assert step["inside"]["legs_with_jitter_buffer"] == 2 * step["calls"]
+        assert step["inside"]["frames"] > 0
+        assert step["late_pct"] is not None
         assert step["setup_latency_ms_p50"] is not None
         assert step["floor"]["cpu_us_per_call_second"] > 0
         # rtpengine relayed (and recorded) the same number of calls beside the box.
         assert step["peer"]["cpu_us_per_call_second"] > 0
     assert summary["max_concurrent_calls"] in (0, *callcenter_load.QUICK_STEPS)
     assert report["runs"]["latest"]["summary"] == summary
+    assert (tmp_path / "capacity.png").read_bytes().startswith(b"\x89PNG")
     assert {"cpu_model", "cores", "kernel"} <= set(report["machine"])
     assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?", report["commit"])
 
