@@ -385,11 +385,14 @@ def leg_counters(api: ControlApi) -> dict[str, Legs]:
 def call_lost_inside(legs0: Legs, legs1: Legs) -> tuple[int, int]:
     """Frames one call lost inside the box between two samples, and frames it received.
 
-    Lost: what one leg received and the bridged leg did not send on, plus what
-    each leg's RTP statistics count lost (on loopback, datagrams its socket dropped;
-    with an impairing relay also what the relay dropped).
+    Lost: what each leg's RTP statistics count lost (on loopback, datagrams its socket
+    dropped; with an impairing relay also what the relay dropped) and, on a relayed call,
+    what one leg received and the bridged leg did not send on. A transcoded call sends
+    from its jitter buffer on the 20 ms tick, so what it holds at either end of the window
+    is not loss: there the buffers' late frames (``late_pct``) count instead.
     """
     lost = received = 0
+    relayed = legs1["caller"]["codec"] == legs1["agent"]["codec"]
 
     def delta(leg: str, field: str) -> int:
         return int(legs1[leg][field]) - int(legs0[leg][field])
@@ -397,7 +400,9 @@ def call_lost_inside(legs0: Legs, legs1: Legs) -> tuple[int, int]:
     for inbound, outbound in (("caller", "agent"), ("agent", "caller")):
         came = delta(inbound, "received")
         received += came
-        lost += max(0, came - delta(outbound, "sent")) + max(0, delta(inbound, "lost"))
+        lost += max(0, delta(inbound, "lost"))
+        if relayed:
+            lost += max(0, came - delta(outbound, "sent"))
     return lost, received
 
 
