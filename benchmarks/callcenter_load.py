@@ -1300,7 +1300,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.output is not None:
         write(args.output, args.label, document)
     if args.plot is not None:
-        plot_capacity.plot(plot_document(document), None, args.plot)
+        mix = ", ".join(f"{codec} {share} %" for codec, share in args.mix.items())
+        plot_capacity.plot(
+            plot_document(document), None, args.plot,
+            heading=f"callbox bench capacity on {document['machine'].get('cpu_model')}, "
+            f"{document['date'][:10]}: agents {mix}, trunk {args.codec}"
+            + ("" if args.impairment.none else f", impaired {asdict(args.impairment)}"),
+            calls_label="concurrent calls, recorded (2 legs each)" if args.record
+            else "concurrent calls (2 legs each)",
+        )  # fmt: skip
         print(f"plot: {args.plot}", file=sys.stderr)
     return 0
 
@@ -1310,7 +1318,8 @@ def plot_document(document: dict[str, Any]) -> dict[str, Any]:
     peer's CPU and frames lost or late."""
     peer = "rtpengine-recording" if document["summary"]["recording"] else "rtpengine"
     steps = []
-    for row in document["steps"]:
+    # A step whose calls never all came up measured nothing of them.
+    for row in (r for r in document["steps"] if r["all_up"]):
         step: dict[str, Any] = {
             "calls": row["calls"],
             "switch": {

@@ -55,8 +55,17 @@ def runs_of(peer: dict[str, Any]) -> list[list[dict[str, Any]]]:
     return [peer["steps"]]
 
 
-def plot(peer: dict[str, Any], core: dict[str, Any] | None, output: Path) -> list[str]:
-    """Write the three panels to ``output`` (PNG); the labels of the series drawn."""
+def plot(
+    peer: dict[str, Any],
+    core: dict[str, Any] | None,
+    output: Path,
+    heading: str | None = None,
+    calls_label: str = "concurrent G.711 calls (2 legs each)",
+) -> list[str]:
+    """Write the three panels to ``output`` (PNG); the labels of the series drawn.
+
+    ``heading`` replaces the title naming rtpengine's runs; ``calls_label`` labels the x axes.
+    """
     import matplotlib
 
     matplotlib.use("Agg")  # no display: a file only
@@ -84,7 +93,7 @@ def plot(peer: dict[str, Any], core: dict[str, Any] | None, output: Path) -> lis
                 )  # fmt: skip
                 if number == 0 and field == PANELS[0][0]:
                     drawn.append(label)
-        axis.set_xlabel("concurrent G.711 calls (2 legs each)")
+        axis.set_xlabel(calls_label)
         axis.set_title(title)
         axis.grid(True, alpha=0.3)
         if field == "lost_or_late_pct":
@@ -96,7 +105,8 @@ def plot(peer: dict[str, Any], core: dict[str, Any] | None, output: Path) -> lis
     axes[-1].legend(fontsize=8, loc="upper left")  # the quality panel is empty up there
     machine = peer.get("machine", {})
     figure.suptitle(
-        f"Relay cost per call on {machine.get('cpu_model', 'this machine')}, box on one core "
+        heading
+        or f"Relay cost per call on {machine.get('cpu_model', 'this machine')}, box on one core "
         f"({len(runs)} run{'s' if len(runs) != 1 else ''} of rtpengine "
         f"{peer.get('rtpengine', '')}, {peer.get('date', '')[:10]})",
         fontsize=10,
