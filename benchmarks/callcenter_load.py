@@ -32,6 +32,15 @@ the box's cost as a ratio to it, and the peer: rtpengine (userspace,
 ``benchmarks.rtpengine_peer``) relaying the same number of calls, recording
 them when the box records, for ``peer_cpu_us_per_call_second`` and
 ``ratio_to_peer`` (``--no-peer`` skips it; so does a box without rtpengine).
+
+``--codecs g711=70,g722=20,opus=10`` makes agents answer in G.722 or Opus (each
+codec's agents are a SIPp UAS of their own, their extensions allowed only that
+codec) while the trunk stays G.711, so the box transcodes; per step the JSON
+gives the negotiated mix and quality per agent codec. ``--jitter-ms``,
+``--loss-pct`` and ``--reorder-pct`` put ``benchmarks.impair``'s relay between
+the box and the agents' echo. Late, lost and concealed frames inside the box
+come from the switch's jitter buffers (``GET /v1/media/stats``). ``--attach``
+measures a running appliance through its control API instead of starting one.
 """
 
 from __future__ import annotations
