@@ -126,6 +126,8 @@ LAG_PROBE_S = 0.2
 SETTLE_S = 2.0
 API_TIMEOUT_S = 30.0
 PLAIN_EVERY_S = 5.0
+# Calls outlive the window by this much, so a slow sample at its end still finds them up.
+HOLD_MARGIN_S = 5.0
 PROMPT_CACHE = ROOT / "build" / "bench-prompts"
 # The switch's media ports: above the busiest ephemeral ports and clear of the tests'
 # ranges (as benchmarks.capacity).
@@ -710,7 +712,7 @@ class Run:
         """N concurrent calls: up at ``rate``, held ``hold`` seconds while measured."""
         args, pid, api = self.args, self.switch.pid, self.api
         ramp_s = calls / args.rate
-        hold_ms = int((ramp_s + SETTLE_S + args.hold + 1) * 1000)
+        hold_ms = int((ramp_s + SETTLE_S + args.hold + HOLD_MARGIN_S) * 1000)
         started_wall = time.time()
         with ExitStack() as phones:
             for group in self.groups:
@@ -827,6 +829,8 @@ def live_failure(row: dict[str, Any]) -> str | None:
     """Why a step fails the bar on what was measured live, or None."""
     if row["failed"] or not row["all_up"]:
         return f"{row['failed']} failed set-ups ({row['calls_up']} of {row['calls']} up)"
+    if row["calls_up"] < row["calls"]:
+        return f"only {row['calls_up']} of {row['calls']} calls still up at the window's end"
     lost_or_late = row["lost_pct"] + row["late_pct"]
     if lost_or_late >= MAX_LOST_PCT:
         return (
