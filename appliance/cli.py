@@ -311,6 +311,59 @@ def cmd_config_import(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _read_new_password(username: str) -> str | None:
+    """The new password typed twice (hidden at a terminal, else two lines); None if they differ."""
+    import getpass
+
+    prompts = (f"new password for {username}: ", "again: ")
+    if sys.stdin.isatty():
+        first, second = (getpass.getpass(prompt) for prompt in prompts)
+    else:
+        first, second = (sys.stdin.readline().rstrip("\n") for _ in prompts)
+    return first if first == second else None
+
+
+def cmd_user_passwd(args: argparse.Namespace) -> int:
+    from appliance.config import open_store
+    from appliance.webadmin.accounts import (
+        PasswordRejected,
+        UnknownUser,
+        check_new_password,
+        generate_one_time_password,
+        set_password,
+    )
+    from appliance.webadmin.sessions import WebSession
+
+    settings = _settings(args)
+    if args.one_time:
+        password = generate_one_time_password()
+    else:
+        typed = _read_new_password(args.name)
+        if typed is None:
+            print("callbox user passwd: the two entries differ; nothing changed", file=sys.stderr)
+            return EXIT_USAGE
+        try:
+            check_new_password(typed, typed, "")
+        except PasswordRejected as exc:
+            print(f"callbox user passwd: {exc}; nothing changed", file=sys.stderr)
+            return EXIT_USAGE
+        password = typed
+    store = open_store(settings, (WebSession,))
+    try:
+        set_password(store, settings.data_path, args.name, password, one_time=args.one_time)
+    except UnknownUser as exc:
+        print(f"callbox user passwd: {exc}; nothing changed", file=sys.stderr)
+        return EXIT_FAILURE
+    finally:
+        store.close()
+    if args.one_time:
+        print(f"one-time password for {args.name}: {password}")
+        print("it must be replaced at the next web sign-in; the user's sessions have ended")
+    else:
+        print(f"password of {args.name} changed; the user's sessions have ended")
+    return EXIT_OK
+
+
 def format_calls(records: Sequence[Any]) -> str:
     """Call records as a table, oldest first (``callbox calls``)."""
     rows = []
@@ -475,6 +528,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     imp.add_argument("file", metavar="FILE")
     imp.set_defaults(handler=cmd_config_import)
+    user = add("user", lambda a: EXIT_USAGE, "manage web users (a locked-out admin's password)")
+    user_commands = user.add_subparsers(dest="user_command", metavar="ACTION", required=True)
+    passwd = user_commands.add_parser(
+        "passwd",
+        help="set a web user's password: typed twice, or --one-time to print a new one-time "
+        "password that must be replaced at the next sign-in; ends the user's web sessions",
+    )
+    passwd.add_argument("name", metavar="NAME", help="the web user's username")
+    passwd.add_argument(
+        "--one-time", action="store_true", help="generate a one-time password and print it"
+    )
+    passwd.set_defaults(handler=cmd_user_passwd)
     backup = add("backup", cmd_backup, "write a compacted copy of the live database to FILE")
     backup.add_argument("file", metavar="FILE")
     prompts = add(

@@ -128,6 +128,30 @@ class WebSettings:
 
 
 @dataclass(frozen=True)
+class LoginSettings:
+    """The web UI's sign-in: how long a session lasts, and slowing then locking out guessers.
+
+    The lockout counts failed logins per client address the way ``[security]``
+    counts failed SIP authentications (``appliance.guard``).
+    """
+
+    session_idle_s: Annotated[float, Range(60, 7 * 86400)] = 1800.0
+    """A session not used for this long ends (the user signs in again)."""
+    session_max_s: Annotated[float, Range(60, 30 * 86400)] = 43200.0
+    """A session ends this long after sign-in, however busy."""
+    slow_after: Annotated[int, Range(1, 1000)] = 3
+    """Failed logins (within ``window_s``) from one address before each refusal waits."""
+    slow_s: Annotated[float, Range(0, 30)] = 1.0
+    """How long each refusal to a slowed address waits."""
+    ban_after: Annotated[int, Range(1, 1000)] = 10
+    """Failed logins (within ``window_s``) from one address that lock it out."""
+    window_s: Annotated[float, Range(1, 86400)] = 900.0
+    """How far back failed logins count."""
+    ban_s: Annotated[float, Range(1, 30 * 86400)] = 900.0
+    """How long a lockout lasts (every login from that address is refused meanwhile)."""
+
+
+@dataclass(frozen=True)
 class ControlSettings:
     """The switch's control API: always on its unix socket, on loopback TCP only if asked.
 
@@ -212,6 +236,7 @@ class Settings:
     sip: SipSettings = field(default_factory=SipSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)
     web: WebSettings = field(default_factory=WebSettings)
+    login: LoginSettings = field(default_factory=LoginSettings)
     control: ControlSettings = field(default_factory=ControlSettings)
     rtp: RtpSettings = field(default_factory=RtpSettings)
     media: MediaSettings = field(default_factory=MediaSettings)

@@ -454,16 +454,22 @@ class Role(StrEnum):
 
 @dataclass(frozen=True)
 class User:
-    """A web user. ``password`` is accepted on import only and stored as an argon2 hash."""
+    """A web user. ``password`` is accepted on import only and stored as an argon2 hash.
+
+    ``must_change_password`` marks a one-time password (the admin's from the
+    first boot, or one from ``callbox user passwd --one-time``): signing in
+    with it leads only to choosing a new one.
+    """
 
     KIND: ClassVar[str] = "users"
-    SCHEMA_VERSION: ClassVar[int] = 1
+    SCHEMA_VERSION: ClassVar[int] = 2
 
     username: Name
     role: Role
     password_hash: str = ""
     password: str | None = field(default=None, metadata={"dump": False})
     agent: str | None = None
+    must_change_password: bool = False
 
     def __post_init__(self) -> None:
         if self.password_hash and not self.password_hash.startswith("$argon2"):

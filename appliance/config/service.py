@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 from argon2 import PasswordHasher
 
 from appliance.calllog.records import CALL_LOG_RECORDS
 from appliance.config.records import CONFIG_RECORDS, Configuration, User
 from appliance.settings import Settings
-from appliance.store import Store, Txn
+from appliance.store import Record, Store, Txn
 
 
 def _with_password_hashed(user: User, hasher: PasswordHasher) -> User:
@@ -42,11 +43,11 @@ def import_configuration(store: Store, configuration: Configuration) -> dict[str
     return store.write_sync(replace)
 
 
-def open_store(settings: Settings) -> Store:
-    """The store of configuration and call log, at the settings' path and size."""
+def open_store(settings: Settings, extra_kinds: Sequence[type[Record]] = ()) -> Store:
+    """The store of configuration and call log (and ``extra_kinds``), at the settings' path."""
     return Store.open(
         settings.db_path,
-        (*CONFIG_RECORDS, *CALL_LOG_RECORDS),
+        (*CONFIG_RECORDS, *CALL_LOG_RECORDS, *extra_kinds),
         map_size=settings.store.map_size_mb << 20,
     )
 

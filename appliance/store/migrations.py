@@ -13,5 +13,11 @@ from typing import Any
 
 Migration = Callable[[Any], Any]
 
+
+def _user_v2(data: Any) -> Any:
+    """users 1 -> 2: ``must_change_password`` added; existing passwords are the users' own."""
+    return {**data, "must_change_password": False}
+
+
 # kind -> {from_version: function giving the data of from_version + 1}
-MIGRATIONS: Mapping[str, Mapping[int, Migration]] = {}
+MIGRATIONS: Mapping[str, Mapping[int, Migration]] = {"users": {1: _user_v2}}

@@ -1,0 +1,106 @@
+"""Signing in and changing passwords: the web UI's authentication logic, without HTTP.
+
+``WebAuth`` checks a username and password against the stored argon2 hash,
+counts failures per client address in a ``FailureGuard`` (slowed, then
+locked out, per ``[login]``), opens sessions, and carries out a user's
+password change. The HTTP layer (``login``) only turns forms into calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from appliance.config.records import User
+from appliance.guard import FailureGuard
+from appliance.settings import Settings
+from appliance.store import Store, name_key
+from appliance.webadmin.accounts import (
+    change_password,
+    check_credentials,
+    check_new_password,
+    password_matches,
+)
+from appliance.webadmin.sessions import Sessions, WebSession
+
+log = logging.getLogger(__name__)
+
+
+class LockedOut(Exception):
+    """The client's address failed to sign in too often; ``seconds_left`` of its lockout remain."""
+
+    def __init__(self, seconds_left: float) -> None:
+        super().__init__(f"locked out for {seconds_left:.0f} s more")
+        self.seconds_left = seconds_left
+
+
+class SignInFailed(Exception):
+    """Wrong username or password (which of the two is never told)."""
+
+
+class WrongCurrentPassword(Exception):
+    """A voluntary password change gave a current password that is not the user's."""
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """A successful sign-in: the cookie's token, the session and its user."""
+
+    token: str
+    session: WebSession
+    user: User
+
+
+class WebAuth:
+    """Sign-in, sign-out and password changes of web users against the store."""
+
+    def __init__(self, store: Store, settings: Settings, guard: FailureGuard | None = None) -> None:
+        self.store = store
+        self.data_path: Path = settings.data_path
+        self.sessions = Sessions(store, settings.login)
+        self.guard = guard or FailureGuard(settings.login, "logins", log)
+
+    async def sign_in(self, username: str, password: str, source: str) -> SignedIn:
+        """Open a session for ``username`` if ``password`` is theirs and ``source`` is not locked.
+
+        Raises ``LockedOut`` (nothing is checked while locked) or ``SignInFailed``,
+        after waiting the guard's slow-down once ``source`` has failed often.
+        """
+        left = self.guard.ban_left(source)
+        if left > 0:
+            raise LockedOut(left)
+        user = await self.store.read(lambda txn: txn.get(User, name_key(username)))
+        loop = asyncio.get_running_loop()
+        matches = await loop.run_in_executor(None, check_credentials, user, password)
+        if user is None or not matches:
+            self.guard.failed(source, f"as {username[:64]!r}")
+            await asyncio.sleep(self.guard.refusal_delay(source))
+            left = self.guard.ban_left(source)
+            if left > 0:
+                raise LockedOut(left)
+            raise SignInFailed("wrong username or password")
+        token, session = await self.sessions.open(user)
+        log.info("web sign-in of %s from %s", user.username, source)
+        return SignedIn(token, session, user)
+
+    async def change_password(
+        self, user: User, current: str | None, new: str, confirmation: str
+    ) -> SignedIn:
+        """``user`` replaces their password; every session of theirs ends, a new one opens.
+
+        ``current`` is required unless the password is a one-time one (the user
+        has just signed in with it). Raises ``WrongCurrentPassword`` or
+        ``PasswordRejected``.
+        """
+        loop = asyncio.get_running_loop()
+        if not user.must_change_password and not await loop.run_in_executor(
+            None, password_matches, user.password_hash, current or ""
+        ):
+            raise WrongCurrentPassword("the current password is wrong")
+        await loop.run_in_executor(None, check_new_password, new, confirmation, user.password_hash)
+        changed = await change_password(self.store, self.data_path, user.username, new)
+        token, session = await self.sessions.open(changed)
+        log.info("web user %s changed their password", user.username)
+        return SignedIn(token, session, changed)
