@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.webadmin.signin import sign_in
+
 DEMO = Path(__file__).parents[1] / "examples" / "demo.yaml"
 
 
@@ -126,6 +128,8 @@ def test_run_status_web_and_ctrl_c(appliance: Appliance) -> None:
         assert json.loads(body)["switch"] == "ok"
         code, page = appliance.get("/")
         assert code == 200
+        assert "<h1>登录 Callbox</h1>" in page  # signed out: the sign-in page, in zh by default
+        page = sign_in(f"http://127.0.0.1:{appliance.web_port}", "admin", "change-me-now").page
         assert "<h1>Callbox 0.1.0</h1>" in page
         assert "support" in page
     finally:
