@@ -39,6 +39,8 @@ SESSION_COOKIE = "callbox_session"
 LOGIN_COOKIE = "callbox_login"
 LANGUAGE_COOKIE = "callbox_lang"
 LOGIN_FORM_TTL_S = 3600
+FORM_TOKEN_BYTES = 24
+FORM_TOKEN_LENGTH = 32  # base64 of FORM_TOKEN_BYTES
 LANGUAGE_COOKIE_TTL_S = 365 * 86400
 
 PUBLIC_PATHS = frozenset({"/login", "/api/v1/health"})
@@ -199,8 +201,15 @@ def render(
 
 def _login_page(request: web.Request, status: int = 200, error: str | None = None,
                 notice: str | None = None) -> web.Response:  # fmt: skip
-    """The sign-in form with a fresh form token (its cookie set on the response)."""
-    form_token = secrets.token_urlsafe(24)
+    """The sign-in form, tied to this browser's form token (its cookie, made if missing).
+
+    The token is kept while its cookie lives: a browser fetching the form
+    twice (a second tab, its favicon's detour through here) must not turn the
+    first copy into an expired form.
+    """
+    form_token = request.cookies.get(LOGIN_COOKIE, "")
+    if len(form_token) != FORM_TOKEN_LENGTH:
+        form_token = secrets.token_urlsafe(FORM_TOKEN_BYTES)
     context = {
         "next": safe_next(request.query.get("next")),
         "form_token": form_token,

@@ -279,3 +279,18 @@ async def test_the_language_switch_overrides_the_browser_and_sticks(
 @given(st.text(max_size=200))
 def test_any_accept_language_header_gives_one_of_the_ui_languages(header: str) -> None:
     assert negotiate(header, "zh") in ("zh", "en")
+
+
+async def test_fetching_the_form_again_keeps_the_first_copy_valid(running_web: RunningWeb) -> None:
+    """A browser's favicon request detours through /login: the open form must still work."""
+    browser = running_web.browser()
+    _, first = await browser.get("/login")
+    await browser.get("/favicon.ico")
+    await browser.get("/login")
+    form = {
+        "form_token": hidden(first, "form_token"),
+        "username": SUPERVISOR,
+        "password": SUPERVISOR_PASSWORD,
+    }
+    response, _ = await browser.post("/login", data=form)
+    assert response.status == 303
