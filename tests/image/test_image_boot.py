@@ -31,6 +31,7 @@ from pathlib import Path
 import pytest
 
 from tests.sip.net import free_port
+from tests.webadmin.signin import sign_in
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = ROOT / "image" / "build" / "callbox.qcow2"
@@ -163,6 +164,13 @@ def _check_appliance(guest: Guest, tmp_path: Path) -> None:
         "-t", "t1", "-m", "1", "-i", "127.0.0.1", "-p", str(free_port()), "-nostdin",
         "-timeout", "120", "-timeout_error", "-trace_err", cwd=tmp_path,
     )  # fmt: skip
+
+    # The first web sign-in, with the one-time password the console showed, must replace it.
+    one_time = re.search(r"one-time password (\S+)", console)
+    assert one_time, guest.tail()
+    first = sign_in(f"http://127.0.0.1:{guest.http_port}", "admin", one_time.group(1))
+    assert first.url.endswith("/password"), first.page
+    assert "Choose your new password" in first.page
 
 
 @pytest.mark.parametrize("firmware", ["bios", "uefi"])
