@@ -25,6 +25,7 @@ from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 from appliance.webadmin.accounts import ONE_TIME_PASSWORD_FILE
+from tests.sip.net import free_port
 from tests.webadmin.conftest import ADMIN_ONE_TIME, prepare_data
 
 CHROMIUM = shutil.which("chromium")
@@ -39,17 +40,11 @@ pytestmark = [
 WAIT_S = 30.0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def web_process(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     data = tmp_path / "var"
     prepare_data(data)
-    port = _free_port()
+    port = free_port()
     env = dict(
         os.environ,
         CALLBOX_DATA_DIR=str(data),
