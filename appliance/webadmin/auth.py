@@ -15,6 +15,7 @@ from pathlib import Path
 
 from appliance.config.records import User
 from appliance.guard import FailureGuard
+from appliance.schema import NAME, ConfigError
 from appliance.settings import Settings
 from appliance.store import Store, name_key
 from appliance.webadmin.accounts import (
@@ -71,7 +72,7 @@ class WebAuth:
         left = self.guard.ban_left(source)
         if left > 0:
             raise LockedOut(left)
-        user = await self.store.read(lambda txn: txn.get(User, name_key(username)))
+        user = await self._user(username)
         loop = asyncio.get_running_loop()
         matches = await loop.run_in_executor(None, check_credentials, user, password)
         if user is None or not matches:
@@ -84,6 +85,15 @@ class WebAuth:
         token, session = await self.sessions.open(user)
         log.info("web sign-in of %s from %s", user.username, source)
         return SignedIn(token, session, user)
+
+    async def _user(self, username: str) -> User | None:
+        """The user named ``username``; None also for a name no user can have (too long for a
+        key, NUL), which is refused like an unknown one."""
+        try:
+            NAME.check(username, "username")
+        except ConfigError:
+            return None
+        return await self.store.read(lambda txn: txn.get(User, name_key(username)))
 
     async def change_password(
         self, user: User, current: str | None, new: str, confirmation: str

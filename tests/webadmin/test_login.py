@@ -76,6 +76,25 @@ async def test_wrong_password_and_unknown_user_get_the_same_refusal(
     assert SESSION_COOKIE not in str(wrong_password.headers.getall("Set-Cookie", []))
 
 
+@pytest.mark.parametrize(
+    ("username", "password"),
+    [
+        ("\x00admin", "whatever-it-is"),
+        ("a" * 600, "whatever-it-is"),
+        ("管理员", "whatever-it-is"),
+        ("", ""),
+        ("admin", "x" * 100_000),
+        ("../../etc/passwd", "%00"),
+    ],
+)
+async def test_odd_credentials_are_refused_like_wrong_ones(
+    running_web: RunningWeb, username: str, password: str
+) -> None:
+    response, page = await running_web.browser().sign_in(username, password)
+    assert response.status == 401
+    assert WRONG in page
+
+
 async def test_a_page_without_a_session_redirects_to_sign_in_and_back(
     running_web: RunningWeb,
 ) -> None:
