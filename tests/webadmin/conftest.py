@@ -107,14 +107,14 @@ class RunningWeb:
     """The web app serving on a loopback port, its data folder and its sign-in service."""
 
     settings: Settings
-    app: web.Application
+    runner: web.AppRunner
     base: str
     browsers: list[Browser] = field(default_factory=list)
 
     @property
     def auth(self) -> WebAuth:
         """The app's sign-in service (its store, sessions and guard)."""
-        return self.app[AUTH_KEY]
+        return self.runner.app[AUTH_KEY]
 
     def browser(self, language: str = "en") -> Browser:
         """A new browser (its own cookie jar) pointed at the app."""
@@ -132,7 +132,7 @@ async def running_web(tmp_path: Path) -> AsyncIterator[RunningWeb]:
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     host, port = runner.addresses[0][:2]
-    running = RunningWeb(settings, app, f"http://{host}:{port}")
+    running = RunningWeb(settings, runner, f"http://{host}:{port}")
     yield running
     for browser in running.browsers:
         await browser.close()

@@ -7,27 +7,31 @@ live in a real LMDB store in the test's data folder.
 from __future__ import annotations
 
 import logging
+import ssl
+import subprocess
 import time
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from aiohttp import ClientResponse
+from aiohttp import ClientResponse, web
 from hypothesis import given
 from hypothesis import strategies as st
 
 from appliance.webadmin.i18n import negotiate
 from appliance.webadmin.login import LANGUAGE_COOKIE, SESSION_COOKIE, safe_next
 from appliance.webadmin.sessions import WebSession
-from tests.webadmin.conftest import SUPERVISOR, SUPERVISOR_PASSWORD, RunningWeb, hidden
+from tests.webadmin.conftest import SUPERVISOR, SUPERVISOR_PASSWORD, Browser, RunningWeb, hidden
 
 WRONG = "Wrong username or password."
 
 
-def _set_cookie_header(response: ClientResponse, name: str) -> str:
+def _cookie_attributes(response: ClientResponse, name: str) -> list[str]:
+    """The attributes of the Set-Cookie of ``name``, lower case."""
     headers = response.headers.getall("Set-Cookie", [])
     found = [h for h in headers if h.startswith(f"{name}=")]
     assert found, f"no Set-Cookie for {name} in {headers}"
-    return str(found[0])
+    return [a.strip().lower() for a in found[0].split(";")]
 
 
 async def test_right_password_opens_a_session_cookie_that_is_httponly_and_strict(
@@ -37,8 +41,7 @@ async def test_right_password_opens_a_session_cookie_that_is_httponly_and_strict
     response, _ = await browser.sign_in(SUPERVISOR, SUPERVISOR_PASSWORD)
     assert response.status == 303
     assert response.headers["Location"] == "/"
-    cookie = _set_cookie_header(response, SESSION_COOKIE)
-    attributes = [a.strip().lower() for a in cookie.split(";")]
+    attributes = _cookie_attributes(response, SESSION_COOKIE)
     assert "httponly" in attributes
     assert "samesite=strict" in attributes
     assert "path=/" in attributes
@@ -51,6 +54,43 @@ async def test_right_password_opens_a_session_cookie_that_is_httponly_and_strict
     assert f"Signed in as {SUPERVISOR}" in page
     assert status.headers["Cache-Control"] == "no-store"
     assert status.headers["X-Frame-Options"] == "DENY"
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key."""
+    key, certificate = tmp_path / "web.key", tmp_path / "web.crt"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(certificate)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return certificate, key
+
+
+async def test_over_tls_the_session_cookie_is_also_secure(
+    running_web: RunningWeb, certificate: tuple[Path, Path]
+) -> None:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*certificate)
+    site = web.TCPSite(running_web.runner, "127.0.0.1", 0, ssl_context=context)
+    await site.start()
+    port = running_web.runner.addresses[-1][1]
+    browser = Browser(f"https://127.0.0.1:{port}")
+    try:
+        _, page = await browser.get("/login", ssl=ssl.create_default_context(cafile=certificate[0]))
+        form = {"form_token": hidden(page, "form_token"), "username": SUPERVISOR,
+                "password": SUPERVISOR_PASSWORD}  # fmt: skip
+        response, _ = await browser.post(
+            "/login", data=form, ssl=ssl.create_default_context(cafile=certificate[0])
+        )
+    finally:
+        await browser.close()
+    assert response.status == 303
+    attributes = _cookie_attributes(response, SESSION_COOKIE)
+    assert "secure" in attributes
+    assert "httponly" in attributes
 
 
 async def test_the_store_keeps_only_a_hash_of_the_session_token(running_web: RunningWeb) -> None:
