@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from appliance.webadmin.accounts import MIN_PASSWORD_LENGTH, PasswordProblem
+from appliance.webadmin.accounts import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, PasswordProblem
 
 LANGUAGES = ("zh", "en")
 LANGUAGE_NAMES = {"zh": "中文", "en": "English"}
@@ -58,8 +58,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": f"The new password is too short: it needs at least {MIN_PASSWORD_LENGTH} characters.",
     },
     PasswordProblem.TOO_LONG: {
-        "zh": "新密码太长：最多 256 个字符。",
-        "en": "The new password is too long: at most 256 characters.",
+        "zh": f"新密码太长：最多 {MAX_PASSWORD_LENGTH} 个字符。",
+        "en": f"The new password is too long: at most {MAX_PASSWORD_LENGTH} characters.",
     },
     PasswordProblem.SAME_AS_OLD: {
         "zh": "新密码不能与当前密码（一次性密码）相同。",
