@@ -7,15 +7,21 @@ while the appliance is up.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import select
 import subprocess
 import sys
+import termios
+import time
 from pathlib import Path
 
 import lmdb
 import msgpack
 import pytest
+from argon2 import PasswordHasher
 
+from appliance.config import open_store
 from appliance.config.records import User
 from appliance.store import Store, name_key
 from appliance.webadmin.accounts import ONE_TIME_PASSWORD_FILE
@@ -27,6 +33,7 @@ from tests.webadmin.conftest import (
     Browser,
     RunningWeb,
     hidden,
+    prepare_data,
 )
 
 NEW_PASSWORD = "call-center-2026"
@@ -229,3 +236,51 @@ def test_stored_users_of_schema_1_gain_the_one_time_flag_unset(tmp_path: Path) -
     assert admin is not None
     assert admin.password_hash == "$argon2id$v=19$x"
     assert admin.must_change_password is False
+
+
+def _read_until(fd: int, marker: bytes, seconds: float = 30) -> bytes:
+    """What the terminal ``fd`` shows up to and including ``marker``."""
+    seen = b""
+    deadline = time.monotonic() + seconds
+    while marker not in seen:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"no {marker!r} on the terminal; it showed {seen!r}"
+        if select.select([fd], [], [], remaining)[0]:
+            seen += os.read(fd, 1024)
+    return seen
+
+
+def test_cli_passwd_reads_the_password_hidden_from_a_terminal(tmp_path: Path) -> None:
+    settings = prepare_data(tmp_path / "var")
+    controller, terminal = os.openpty()
+    env = dict(os.environ, CALLBOX_DATA_DIR=str(settings.data_path))
+    env.pop("CALLBOX_CONFIG", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "appliance", "user", "passwd", SUPERVISOR],
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        env=env,
+        start_new_session=True,
+        # The new session's controlling terminal: getpass reads from /dev/tty.
+        preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
+    )
+    os.close(terminal)
+    try:
+        shown = _read_until(controller, b"new password for wangfang: ")
+        os.write(controller, NEW_PASSWORD.encode() + b"\n")
+        shown += _read_until(controller, b"again: ")
+        os.write(controller, NEW_PASSWORD.encode() + b"\n")
+        shown += _read_until(controller, b"sessions have ended")
+        assert process.wait(30) == 0
+    finally:
+        process.kill()
+        os.close(controller)
+    assert NEW_PASSWORD.encode() not in shown, "the password was echoed"
+    store = open_store(settings)
+    try:
+        user = store.read_sync(lambda txn: txn.get(User, name_key(SUPERVISOR)))
+    finally:
+        store.close()
+    assert user is not None
+    assert PasswordHasher().verify(user.password_hash, NEW_PASSWORD)
