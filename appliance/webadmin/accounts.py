@@ -9,7 +9,6 @@ exists exactly while the admin's password is a one-time one.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import functools
@@ -161,9 +160,9 @@ def set_password(
     return user
 
 
-async def change_password(store: Store, data_path: Path, username: str, password: str) -> User:
-    """The web's change: ``username`` chose ``password``; the one-time flag and file go."""
-    password_hash = await asyncio.get_running_loop().run_in_executor(None, HASHER.hash, password)
+async def change_password(store: Store, data_path: Path, username: str, password_hash: str) -> User:
+    """The web's change: ``username`` chose the password of ``password_hash``; the one-time
+    flag and file go, and every session of the user ends."""
     user = await store.write(lambda txn: _store_password(txn, username, password_hash, False))
     _note_one_time_password(data_path, username, None)
     return user

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 from appliance.config.records import User
 from appliance.guard import FailureGuard
@@ -19,6 +21,7 @@ from appliance.schema import NAME, ConfigError
 from appliance.settings import Settings
 from appliance.store import Store, name_key
 from appliance.webadmin.accounts import (
+    HASHER,
     change_password,
     check_credentials,
     check_new_password,
@@ -27,6 +30,11 @@ from appliance.webadmin.accounts import (
 from appliance.webadmin.sessions import Sessions, WebSession
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+HASH_CONCURRENCY = 2
+"""argon2 checks run at once at most: each takes 64 MiB and a core for a few hundred ms,
+so a flood of sign-ins from many addresses queues instead of exhausting the box."""
 
 
 class LockedOut(Exception):
@@ -62,6 +70,12 @@ class WebAuth:
         self.data_path: Path = settings.data_path
         self.sessions = Sessions(store, settings.login)
         self.guard = guard or FailureGuard(settings.login, "logins", log)
+        self._hash_slots = asyncio.Semaphore(HASH_CONCURRENCY)
+
+    async def _hashing(self, check: Callable[..., T], *args: Any) -> T:
+        """``check(*args)`` (an argon2 computation) on the executor, in one of the few slots."""
+        async with self._hash_slots:
+            return await asyncio.get_running_loop().run_in_executor(None, check, *args)
 
     async def sign_in(self, username: str, password: str, source: str) -> SignedIn:
         """Open a session for ``username`` if ``password`` is theirs and ``source`` is not locked.
@@ -73,8 +87,7 @@ class WebAuth:
         if left > 0:
             raise LockedOut(left)
         user = await self._user(username)
-        loop = asyncio.get_running_loop()
-        matches = await loop.run_in_executor(None, check_credentials, user, password)
+        matches = await self._hashing(check_credentials, user, password)
         if user is None or not matches:
             self.guard.failed(source, f"as {username[:64]!r}")
             await asyncio.sleep(self.guard.refusal_delay(source))
@@ -104,13 +117,13 @@ class WebAuth:
         has just signed in with it). Raises ``WrongCurrentPassword`` or
         ``PasswordRejected``.
         """
-        loop = asyncio.get_running_loop()
-        if not user.must_change_password and not await loop.run_in_executor(
-            None, password_matches, user.password_hash, current or ""
+        if not user.must_change_password and not await self._hashing(
+            password_matches, user.password_hash, current or ""
         ):
             raise WrongCurrentPassword("the current password is wrong")
-        await loop.run_in_executor(None, check_new_password, new, confirmation, user.password_hash)
-        changed = await change_password(self.store, self.data_path, user.username, new)
+        await self._hashing(check_new_password, new, confirmation, user.password_hash)
+        new_hash = await self._hashing(HASHER.hash, new)
+        changed = await change_password(self.store, self.data_path, user.username, new_hash)
         token, session = await self.sessions.open(changed)
         log.info("web user %s changed their password", user.username)
         return SignedIn(token, session, changed)

@@ -112,7 +112,7 @@ class Sessions:
     async def find(self, token: str) -> tuple[WebSession, User] | None:
         """The live session of cookie ``token`` and its user, or None (ending a dead one)."""
         key = bytes.fromhex(token_hash(token))
-        found = await self.store.read(lambda txn: _session_and_user(txn, key))
+        found = await self.store.read(lambda txn: session_and_user(txn, key))
         if found is None:
             return None
         session, user = found
@@ -131,7 +131,8 @@ class Sessions:
         await self.store.write(lambda txn: txn.delete(WebSession, key))
 
 
-def _session_and_user(txn: Txn, key: bytes) -> tuple[WebSession, User | None] | None:
+def session_and_user(txn: Txn, key: bytes) -> tuple[WebSession, User | None] | None:
+    """The session stored at ``key`` and its user (None if gone); None if there is no session."""
     session = txn.get(WebSession, key)
     if session is None:
         return None
