@@ -90,6 +90,7 @@ from appliance.sip.transaction import (
     TimerHandle,
     TransactionLayer,
 )
+from appliance.sip.transaction import State as TransactionState
 from appliance.sip.transport import Flow, SipTransport
 
 log = logging.getLogger(__name__)
@@ -904,6 +905,20 @@ class OutgoingCall(Session):
     def _no_answer(self) -> None:
         self.cancel(Cause.NO_ANSWER)
 
+    def _finish(self, ended: Ended) -> None:
+        super()._finish(ended)
+        # RFC 6026 7.2: an answered branch's transaction hears 2xx retransmissions
+        # for 64*T1 more; it keeps what answers them instead of this whole call.
+        remote_tag = self.dialog.remote_tag if self.dialog is not None else None
+        for branch in self.branches:
+            transaction = branch.transaction
+            if transaction is None or transaction.state is not TransactionState.ACCEPTED:
+                continue
+            ack = self._acks.get(branch.request.cseq.number) if branch is self.winner else None
+            transaction.on_response = _AnsweredBranch(
+                self.manager, branch, remote_tag, ack.to_bytes() if ack is not None else None
+            )
+
     def cancel(self, cause: Cause = Cause.NORMAL_CLEARING) -> None:
         """Stop ringing: CANCEL every branch; the owner hears ``Ended`` at once."""
         if self.state is not SessionState.CALLING:
@@ -1002,7 +1017,7 @@ class OutgoingCall(Session):
             return
         if self.state is not SessionState.CALLING:
             # A late 2xx (another branch, or after CANCEL): ACK it, then BYE (RFC 3261 15).
-            _LateDialog(self, branch, response, invite).release()
+            _LateDialog(self.manager, branch, response, invite).release()
             return
         try:
             dialog = Dialog.as_uac(invite, response)
@@ -1039,9 +1054,9 @@ class _LateDialog(Session):
     """A 2xx nobody wants: ACK it and hang up at once (RFC 3261 13.2.2.4, 15)."""
 
     def __init__(
-        self, call: OutgoingCall, branch: _Branch, response: Response, invite: Request
+        self, manager: SessionManager, branch: _Branch, response: Response, invite: Request
     ) -> None:
-        super().__init__(call.manager, branch.flow, branch.target.local_host)
+        super().__init__(manager, branch.flow, branch.target.local_host)
         self.dialog = Dialog.as_uac(invite, response)
         self.state = SessionState.CONFIRMED
         self._ack_2xx(response, invite)
@@ -1050,6 +1065,34 @@ class _LateDialog(Session):
         """BYE at once: the call this 2xx belongs to is answered elsewhere or over."""
         self._send_bye(Cause.NORMAL_CLEARING)
         self.state = SessionState.ENDED
+
+
+class _AnsweredBranch:
+    """An ended call's answered branch, as its INVITE transaction's 2xx callback (RFC 6026 7.2).
+
+    A retransmitted 2xx of the call's dialog means our ACK was lost: the same
+    ACK goes again. Any other 2xx (a fork answering late) is ACKed and hung
+    up at once, as during the call. It holds the branch, not the call.
+    """
+
+    __slots__ = ("ack", "branch", "manager", "remote_tag")
+
+    def __init__(
+        self, manager: SessionManager, branch: _Branch, remote_tag: str | None, ack: bytes | None
+    ) -> None:
+        self.manager = manager
+        self.branch = branch
+        self.remote_tag = remote_tag
+        self.ack = ack
+
+    def __call__(self, response: Response, transaction: ClientTransaction) -> None:
+        """A 2xx retransmission of the branch's INVITE."""
+        if not 200 <= response.status < 300:
+            return
+        if self.ack is not None and response.to.tag == self.remote_tag:
+            self.branch.flow.send(self.ack)
+        else:
+            _LateDialog(self.manager, self.branch, response, transaction.request).release()
 
 
 def _best_failure(responses: list[Response]) -> Response:

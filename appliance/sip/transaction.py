@@ -15,8 +15,10 @@ tested without sleeping.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import enum
 import logging
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
@@ -26,7 +28,6 @@ from appliance.sip.transport import Flow
 
 log = logging.getLogger(__name__)
 
-_K = TypeVar("_K")
 _T = TypeVar("_T")
 
 
@@ -45,11 +46,20 @@ class Clock(Protocol):
 
 
 class LoopClock:
-    """The running asyncio loop as a ``Clock``."""
+    """The running asyncio loop as a ``Clock``.
+
+    Every timer runs in one shared context: the stack uses no context
+    variables, and asyncio would otherwise copy the context for each timer,
+    an object the garbage collector tracks until the timer is due, even
+    when it was cancelled (a session's 64*T1 ACK wait, cancelled by the ACK).
+    """
+
+    def __init__(self) -> None:
+        self._context = contextvars.Context()
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> TimerHandle:
         """Run ``callback`` after ``delay`` seconds on the loop."""
-        return asyncio.get_running_loop().call_later(delay, callback)
+        return asyncio.get_running_loop().call_later(delay, callback, context=self._context)
 
 
 class DatagramWire(Protocol):
@@ -141,6 +151,10 @@ class Transaction:
         self._timers: dict[str, TimerHandle] = {}
         self.on_terminated: Callable[[Transaction], None] = _ignore
 
+    lingering: Callable[[Transaction, float], None] | None = None
+    """Set by the transaction layer, which then runs the wait after the final response
+    (timers D, I, J, K, L, M) on a batched timer and calls ``linger_over`` at its end."""
+
     def start(self) -> None:
         """Enter the initial state and send what that state sends."""
         raise NotImplementedError
@@ -168,6 +182,21 @@ class Transaction:
         handle = self._timers.pop(name, None)
         if handle is not None:
             handle.cancel()
+
+    def _linger(self, name: str, delay: float) -> None:
+        """Wait ``delay`` after the final response (timer ``name``), then terminate.
+
+        A transaction in a layer hands the wait to the layer (one batched timer for
+        many); a zero wait (a reliable transport's D, I, J, K) terminates on the loop.
+        """
+        if self.lingering is not None and delay > 0:
+            self.lingering(self, delay)
+        else:
+            self._start_timer(name, delay, self.linger_over)
+
+    def linger_over(self) -> None:
+        """Timer D, I, J, K, L or M fired: the wait for retransmissions is over."""
+        self._terminate()
 
     def _terminate(self) -> None:
         if self.state is State.TERMINATED:
@@ -226,6 +255,16 @@ class ClientTransaction(Transaction):
         self.on_timeout(self)
         self._terminate()
 
+    def _release_user(self, keep_responses: bool = False) -> None:
+        """The TU will hear no timeout (and, unless kept, no response) any more.
+
+        Its callbacks usually hold the whole call; the transaction lingers for
+        retransmissions up to 32 s after, and must not keep the call alive.
+        """
+        self.on_timeout = _ignore
+        if not keep_responses:
+            self.on_response = _ignore_response
+
     def receive_response(self, response: Response) -> None:
         """A response matched to this transaction arrived."""
         raise NotImplementedError
@@ -250,14 +289,6 @@ class ClientInviteTransaction(ClientTransaction):
         if self.state is State.CALLING:
             self._timed_out()
 
-    def timer_d(self) -> None:
-        """The wait for response retransmissions is over."""
-        self._terminate()
-
-    def timer_m(self) -> None:
-        """RFC 6026: the wait for 2xx retransmissions is over."""
-        self._terminate()
-
     def receive_response(self, response: Response) -> None:
         """Move through Proceeding, Completed (ACK sent here) or Accepted."""
         status = response.status
@@ -267,13 +298,17 @@ class ClientInviteTransaction(ClientTransaction):
             if status < 200:
                 self.state = State.PROCEEDING
             elif status < 300:
+                # RFC 6026 7.2: timer M, the wait for 2xx retransmissions (to the TU).
                 self.state = State.ACCEPTED
-                self._start_timer("M", self.timers.timeout, self.timer_m)
+                self._linger("M", self.timers.timeout)
             else:
+                # Timer D: the wait for retransmissions of the final response.
                 self.state = State.COMPLETED
                 self.flow.send(self.ack_for(response).to_bytes())
-                self._start_timer("D", self._after(32.0), self.timer_d)
+                self._linger("D", self._after(32.0))
             self.on_response(response, self)
+            if status >= 200:
+                self._release_user(keep_responses=self.state is State.ACCEPTED)
         elif self.state is State.COMPLETED and status >= 300:
             # A retransmitted final response: our ACK was lost; send it again.
             self.flow.send(self.ack_for(response).to_bytes())
@@ -318,10 +353,6 @@ class ClientNonInviteTransaction(ClientTransaction):
         if self.state in (State.TRYING, State.PROCEEDING):
             self._timed_out()
 
-    def timer_k(self) -> None:
-        """The wait for response retransmissions is over."""
-        self._terminate()
-
     def receive_response(self, response: Response) -> None:
         """Provisional: Proceeding; final: Completed; retransmissions absorbed."""
         if self.state not in (State.TRYING, State.PROCEEDING):
@@ -332,8 +363,11 @@ class ClientNonInviteTransaction(ClientTransaction):
             self.state = State.COMPLETED
             self._stop_timer("E")
             self._stop_timer("F")
-            self._start_timer("K", self._after(self.timers.t4), self.timer_k)
+            # Timer K: the wait for retransmissions of the final response.
+            self._linger("K", self._after(self.timers.t4))
         self.on_response(response, self)
+        if response.status >= 200:
+            self._release_user()
 
 
 class ServerTransaction(Transaction):
@@ -402,8 +436,9 @@ class ServerInviteTransaction(ServerTransaction):
             self._stop_timer("Trying")
             self._transmit(response)
             if 200 <= status < 300:
+                # RFC 6026 7.1: timer L, the wait for INVITE retransmissions.
                 self.state = State.ACCEPTED
-                self._start_timer("L", self.timers.timeout, self.timer_l)
+                self._linger("L", self.timers.timeout)
             elif status >= 300:
                 self.state = State.COMPLETED
                 if not self.flow.reliable:
@@ -426,14 +461,6 @@ class ServerInviteTransaction(ServerTransaction):
             self.on_failure(self)
             self._terminate()
 
-    def timer_i(self) -> None:
-        """The wait for ACK retransmissions is over."""
-        self._terminate()
-
-    def timer_l(self) -> None:
-        """RFC 6026: the wait for INVITE retransmissions after a 2xx is over."""
-        self._terminate()
-
     def receive_request(self, request: Request) -> Request | None:
         """INVITE retransmissions get the last response again (or 100 Trying); ACK confirms."""
         if request.method == "INVITE":
@@ -449,7 +476,8 @@ class ServerInviteTransaction(ServerTransaction):
             self.state = State.CONFIRMED
             self._stop_timer("G")
             self._stop_timer("H")
-            self._start_timer("I", self._after(self.timers.t4), self.timer_i)
+            # Timer I: the wait for ACK retransmissions.
+            self._linger("I", self._after(self.timers.t4))
             return None
         if self.state is State.ACCEPTED:
             # RFC 6026: an ACK for the 2xx passes up to the TU.
@@ -458,14 +486,7 @@ class ServerInviteTransaction(ServerTransaction):
 
 
 class ServerNonInviteTransaction(ServerTransaction):
-    """RFC 3261 17.2.2: the non-INVITE server transaction.
-
-    ``on_completed``, when set (the transaction layer sets it), takes over
-    the Completed state over UDP: the layer absorbs retransmissions and runs
-    timer J for many transactions at once (``TransactionLayer``).
-    """
-
-    on_completed: Callable[[ServerNonInviteTransaction], None] | None = None
+    """RFC 3261 17.2.2: the non-INVITE server transaction."""
 
     def start(self) -> None:
         """Enter Trying; the TU answers when ready."""
@@ -479,15 +500,9 @@ class ServerNonInviteTransaction(ServerTransaction):
         if response.status < 200:
             self.state = State.PROCEEDING
         else:
+            # Timer J: the wait for request retransmissions.
             self.state = State.COMPLETED
-            if self.on_completed is not None and not self.flow.reliable:
-                self.on_completed(self)
-            else:
-                self._start_timer("J", self._after(self.timers.timeout), self.timer_j)
-
-    def timer_j(self) -> None:
-        """The wait for request retransmissions is over."""
-        self._terminate()
+            self._linger("J", self._after(self.timers.timeout))
 
     def receive_request(self, request: Request) -> Request | None:
         """A retransmission gets the last response again (none in Trying)."""
@@ -498,6 +513,45 @@ class ServerNonInviteTransaction(ServerTransaction):
 
 def _ignore(_: Transaction) -> None:
     """The callback of a transaction nobody listens to."""
+
+
+def _ignore_response(_: Response, __: ClientTransaction) -> None:
+    """The response callback of a client transaction whose TU has heard all it needs."""
+
+
+class FinishedInvite:
+    """An INVITE server transaction past its final response, as the layer keeps it.
+
+    After a 2xx (RFC 6026 Accepted, timer L, 64*T1) INVITE retransmissions are
+    absorbed (the TU retransmits its 2xx itself) and an ACK matching the
+    INVITE goes up to the TU; after the ACK for a non-2xx (Confirmed, timer I)
+    everything is absorbed. Neither needs the INVITE, its response or the
+    call: the transaction object stays with the TU that holds it (a weak
+    reference here, for CANCEL matching while the call lives), and the
+    collector walks two small objects per ended call instead of the call.
+    """
+
+    __slots__ = ("accepted", "transaction")
+
+    def __init__(self, transaction: ServerInviteTransaction) -> None:
+        self.transaction = weakref.ref(transaction)
+        self.accepted = transaction.state is State.ACCEPTED
+
+    def receive_request(self, request: Request) -> Request | None:
+        """The ACK to pass up to the TU (Accepted only), else None: absorbed."""
+        if self.accepted and request.method == "ACK":
+            return request
+        return None
+
+    def linger_over(self) -> None:
+        """Timer L or I fired: the transaction, if its TU still holds it, is Terminated."""
+        transaction = self.transaction()
+        if transaction is not None:
+            transaction.linger_over()
+
+
+ServerEntry = ServerTransaction | FinishedInvite | AnsweredRequest
+"""How the transaction layer keeps a server transaction: whole, or compact once answered."""
 
 
 class TimerBatch(Generic[_T]):
@@ -566,14 +620,25 @@ class TransactionUser(Protocol):
 class TransactionLayer:
     """Matches messages to transactions and creates server transactions.
 
-    With a ``wire`` (the transport), an answered non-INVITE server
-    transaction over UDP is kept as its response's bytes and destination
-    (``AnsweredRequest``) for timer J instead of as the transaction object
-    with its request and response: at 2,000 REGISTERs a second, 64*T1 of
-    them is over 100,000 transactions alive, and each full collection of
-    the garbage collector walks every object they hold. Retransmissions get
-    the same bytes at the same address; the TU no longer hears of the
-    transaction, whose object stays in Completed.
+    A transaction past its final response lingers to absorb retransmissions
+    (timers D, I, J, K, L, M: up to 64*T1), and under load most live
+    transactions are in that state; each full collection of the garbage
+    collector walks every object they hold. So the layer runs those waits on
+    batched timers (``TimerBatch``, one per 100 ms, never shorter than the
+    RFC's), and keeps only what the wait needs:
+
+    - with a ``wire`` (the transport), an answered non-INVITE server
+      transaction over UDP as its response's bytes and destination
+      (``AnsweredRequest``): retransmissions get the same bytes at the same
+      address (at 2,000 REGISTERs a second, 64*T1 of them is over 100,000);
+    - an INVITE server transaction in Accepted or Confirmed as a
+      ``FinishedInvite`` (no request, response or call);
+    - a client transaction past its final response without its TU's
+      callbacks (which hold the call), except the 2xx callback in Accepted,
+      which the TU replaces when its call ends.
+
+    The TU no longer hears of a compacted server transaction; its object
+    stays in Completed or Accepted while the TU holds it, until the wait ends.
     """
 
     def __init__(
@@ -589,15 +654,15 @@ class TransactionLayer:
         self.clock: Clock = clock or LoopClock()
         self.timers = timers or Timers()
         self.wire = wire
-        self.server: dict[tuple[str, ...], ServerTransaction | AnsweredRequest] = {}
+        self.server: dict[tuple[str, ...], ServerEntry] = {}
         self.client: dict[tuple[str, str], ClientTransaction] = {}
-        self._timer_j: TimerBatch[tuple[str, ...]] = TimerBatch(
-            self.clock, self.timers.timeout, self._timer_j_expired
-        )
-        # One callback object for every server transaction (not a closure each:
-        # each answered one stays alive 32 s and the collector walks it).
+        self._server_waits: dict[float, TimerBatch[tuple[str, ...]]] = {}
+        self._client_waits: dict[float, TimerBatch[ClientTransaction]] = {}
+        # One callback object each for every transaction (not a closure each:
+        # each answered one stays alive up to 32 s and the collector walks it).
         self._server_ended: Callable[[Transaction], None] = self._forget_server
-        self._server_completed: Callable[[ServerNonInviteTransaction], None] = self._completed
+        self._client_ended: Callable[[Transaction], None] = self._forget_client
+        self._lingering: Callable[[Transaction, float], None] = self._linger
 
     def receive(self, message: Request | Response, flow: Flow) -> None:
         """Entry point for the transport: route one parsed message."""
@@ -631,27 +696,49 @@ class TransactionLayer:
             ServerInviteTransaction if request.method == "INVITE" else ServerNonInviteTransaction
         )
         transaction = kind(request, flow, self.clock, self.timers, self.send_response)
-        if isinstance(transaction, ServerNonInviteTransaction):
-            transaction.on_completed = self._server_completed
         self.server[key] = transaction
         transaction.key = key
         transaction.on_terminated = self._server_ended
+        transaction.lingering = self._lingering
         transaction.start()
         self.user.request_received(request, transaction)
 
-    def _completed(self, transaction: ServerNonInviteTransaction) -> None:
-        """A non-INVITE server transaction over UDP has sent its final response."""
-        response = transaction.last_response
-        if self.wire is not None and response is not None:
-            self.server[transaction.key] = self.wire.response_datagram(response, transaction.flow)
-        self._timer_j.add(transaction.key)
+    def _linger(self, transaction: Transaction, delay: float) -> None:
+        """``transaction`` has its final response: keep what its wait needs, until ``delay``."""
+        if isinstance(transaction, ClientTransaction):
+            self._wait(self._client_waits, delay, self._client_wait_over).add(transaction)
+            return
+        assert isinstance(transaction, ServerTransaction)
+        key = transaction.key
+        if isinstance(transaction, ServerInviteTransaction):
+            self.server[key] = FinishedInvite(transaction)
+        elif self.wire is not None and transaction.last_response is not None:
+            # Only over UDP: a reliable transport's timer J does not wait.
+            response = transaction.last_response
+            self.server[key] = self.wire.response_datagram(response, transaction.flow)
+        self._wait(self._server_waits, delay, self._server_wait_over).add(key)
 
-    def _timer_j_expired(self, key: tuple[str, ...]) -> None:
+    def _wait(
+        self, waits: dict[float, TimerBatch[_T]], delay: float, over: Callable[[_T], None]
+    ) -> TimerBatch[_T]:
+        batch = waits.get(delay)
+        if batch is None:
+            batch = waits[delay] = TimerBatch(self.clock, delay, over)
+        return batch
+
+    def _server_wait_over(self, key: tuple[str, ...]) -> None:
         entry = self.server.get(key)
-        if isinstance(entry, ServerNonInviteTransaction):
-            entry.timer_j()
-        elif isinstance(entry, tuple):
+        if isinstance(entry, ServerTransaction):
+            entry.linger_over()
+            return
+        if entry is not None:
             del self.server[key]
+        if isinstance(entry, FinishedInvite):
+            entry.linger_over()
+
+    @staticmethod
+    def _client_wait_over(transaction: ClientTransaction) -> None:
+        transaction.linger_over()
 
     def _receive_response(self, response: Response) -> None:
         via = response.top_via
@@ -663,19 +750,21 @@ class TransactionLayer:
 
     def close(self) -> None:
         """Terminate every transaction and cancel its timers (the stack is stopping)."""
-        server = [entry for entry in self.server.values() if not isinstance(entry, tuple)]
+        server = [entry for entry in self.server.values() if isinstance(entry, ServerTransaction)]
         for transaction in [*server, *self.client.values()]:
             transaction._terminate()
         self.server.clear()
-        self._timer_j.cancel()
-
-    @staticmethod
-    def _forget(table: dict[_K, _T], key: _K) -> None:
-        table.pop(key, None)
+        for waits in (self._server_waits, self._client_waits):
+            for batch in waits.values():
+                batch.cancel()
 
     def _forget_server(self, transaction: Transaction) -> None:
         if isinstance(transaction, ServerTransaction):
-            self._forget(self.server, transaction.key)
+            self.server.pop(transaction.key, None)
+
+    def _forget_client(self, transaction: Transaction) -> None:
+        if isinstance(transaction, ClientTransaction):
+            self.client.pop(client_key(transaction.branch, transaction.request.method), None)
 
     def invite_for_cancel(self, cancel: Request) -> ServerInviteTransaction | None:
         """RFC 3261 9.2: the INVITE server transaction a CANCEL refers to."""
@@ -706,8 +795,8 @@ class TransactionLayer:
             on_response or self.user.response_received,
             on_timeout or self.user.transaction_timed_out,
         )
-        matching = client_key(transaction.branch, request.method)
-        self.client[matching] = transaction
-        transaction.on_terminated = lambda _: self._forget(self.client, matching)
+        self.client[client_key(transaction.branch, request.method)] = transaction
+        transaction.on_terminated = self._client_ended
+        transaction.lingering = self._lingering
         transaction.start()
         return transaction

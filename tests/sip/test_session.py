@@ -6,6 +6,8 @@ UA core, ``SessionManager``); messages cross as bytes and are parsed again.
 
 from __future__ import annotations
 
+import gc
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -493,3 +495,42 @@ async def test_redirect_answers_302_with_the_contacts_and_the_caller_ends(net: N
     ended = alice.last()
     assert isinstance(ended, Ended)
     assert (ended.status, ended.cause) == (302, Cause.REDIRECTED)
+
+
+async def test_ended_call_is_released_while_its_transactions_still_answer_retransmissions(
+    net: Net,
+) -> None:
+    alice, bob = net.agent("alice", "192.0.2.1"), net.agent("bob", "192.0.2.2")
+    bob.on_call = answer
+    sent: list[bytes] = []
+
+    def keep(sender: str, data: bytes, count: int) -> bool:
+        sent.append(data)
+        return False
+
+    net.lose = keep
+    call = await place(net, alice, bob)
+    incoming = bob.incoming[0]
+    call.hangup()
+    assert state(incoming) is SessionState.ENDED
+    calls = (weakref.ref(call), weakref.ref(incoming))
+    invite = next(data for data in sent if data.startswith(b"INVITE"))
+    ok = next(data for data in sent if data.startswith(b"SIP/2.0 200"))
+    alice.events.clear()
+    bob.events.clear()
+    bob.incoming.clear()
+    del call, incoming
+    gc.collect()
+    # Neither side's call is alive, though both INVITE transactions wait 64*T1 (L and M).
+    assert [held() for held in calls] == [None, None]
+    # A retransmitted 2xx is ACKed again (our ACK was lost), the same bytes.
+    acks = [d for d in sent if d.startswith(b"ACK")]
+    alice.layer.receive(parse_message(ok), net.flow(alice, bob))
+    assert [d for d in sent if d.startswith(b"ACK")] == [*acks, acks[0]]
+    # A retransmitted INVITE is absorbed: no new call, nothing sent.
+    before = len(sent)
+    bob.layer.receive(parse_message(invite), net.flow(bob, alice))
+    assert bob.incoming == []
+    assert len(sent) == before
+    net.clock.advance(32.2)
+    assert alice.layer.client == {}

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import heapq
 import itertools
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -13,6 +15,7 @@ from appliance.sip.message import Request, Response, parse_message
 from appliance.sip.transaction import (
     ClientInviteTransaction,
     ClientTransaction,
+    FinishedInvite,
     ServerInviteTransaction,
     ServerTransaction,
     State,
@@ -30,32 +33,36 @@ BOB = ("192.0.2.2", 5060)
 
 
 class ManualClock:
-    """A clock whose time moves only when the test calls ``advance``."""
+    """A clock whose time moves only when the test calls ``advance``.
+
+    A cancelled handle lets go of its callback, as asyncio's does, so what a
+    cancelled timer referred to can be collected (tests check that it is).
+    """
 
     @dataclass
     class Handle:
-        cancelled: bool = False
+        callback: Callable[[], None] | None
 
         def cancel(self) -> None:
-            self.cancelled = True
+            self.callback = None
 
     def __init__(self) -> None:
         self.now = 0.0
-        self._due: list[tuple[float, int, Callable[[], None], ManualClock.Handle]] = []
+        self._due: list[tuple[float, int, ManualClock.Handle]] = []
         self._order = itertools.count()
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> Handle:
-        handle = self.Handle()
-        heapq.heappush(self._due, (self.now + delay, next(self._order), callback, handle))
+        handle = self.Handle(callback)
+        heapq.heappush(self._due, (self.now + delay, next(self._order), handle))
         return handle
 
     def advance(self, seconds: float) -> None:
         until = self.now + seconds
         while self._due and self._due[0][0] <= until:
-            when, _, callback, handle = heapq.heappop(self._due)
+            when, _, handle = heapq.heappop(self._due)
             self.now = when
-            if not handle.cancelled:
-                callback()
+            if handle.callback is not None:
+                handle.callback()
         self.now = until
 
 
@@ -126,6 +133,9 @@ class Link:
         return [t for t, s, line in self.sent if s == sender and line.startswith(line_start)]
 
     def call(self, method: str, branch: str = "z9hG4bKcall1") -> ClientTransaction:
+        return self.layers["alice"].send_request(self.request(method, branch), self.flows["alice"])
+
+    def request(self, method: str, branch: str) -> Request:
         request = parse_message(
             (
                 f"{method} sip:bob@192.0.2.2 SIP/2.0\r\n"
@@ -136,7 +146,7 @@ class Link:
             ).encode()
         )
         assert isinstance(request, Request)
-        return self.layers["alice"].send_request(request, self.flows["alice"])
+        return request
 
 
 class LinkWire:
@@ -234,7 +244,9 @@ def test_rejected_invite_is_acked_and_a_lost_ack_brings_the_final_response_again
     assert link.times("alice", "ACK") == [0, 0.5]
     assert state(bob_transaction) is State.CONFIRMED
     assert [r.status for r, _ in link.alice.responses] == [486]
-    link.clock.advance(5)
+    link.clock.advance(4.99)
+    assert state(bob_transaction) is State.CONFIRMED
+    link.clock.advance(0.11)  # timers run per 100 ms batch: never earlier, at most 0.1 s later
     assert state(bob_transaction) is State.TERMINATED  # timer I, T4 after the ACK
     assert state(transaction) is State.COMPLETED
     link.clock.advance(32)
@@ -280,9 +292,14 @@ def test_2xx_to_invite_uses_the_rfc6026_accepted_state() -> None:
         ("INVITE", bob_transaction),
         ("ACK", None),
     ]
-    link.clock.advance(32)
+    link.clock.advance(31.99)
+    assert state(transaction) is State.ACCEPTED
+    assert state(bob_transaction) is State.ACCEPTED
+    link.clock.advance(0.11)  # timers run per 100 ms batch: never earlier, at most 0.1 s later
     assert state(transaction) is State.TERMINATED  # timer M
     assert state(bob_transaction) is State.TERMINATED  # timer L
+    assert link.layers["alice"].client == {}
+    assert link.layers["bob"].server == {}
 
 
 @pytest.mark.parametrize("compact", [False, True], ids=["transaction", "bytes"])
@@ -297,7 +314,9 @@ def test_lost_response_to_options_is_recovered_by_retransmission(compact: bool) 
     assert [r.status for r, _ in link.alice.responses] == [200]
     assert len(link.bob.requests) == 1
     assert state(transaction) is State.COMPLETED
-    link.clock.advance(5)
+    link.clock.advance(4.99)
+    assert state(transaction) is State.COMPLETED
+    link.clock.advance(0.11)  # timers run per 100 ms batch: never earlier, at most 0.1 s later
     assert state(transaction) is State.TERMINATED  # timer K
     assert link.layers["bob"].server != {}
     link.clock.advance(32)
@@ -407,3 +426,90 @@ def test_retransmission_after_timer_j_is_a_new_request_for_the_tu() -> None:
     assert link.layers["bob"].server == {}
     link.call("OPTIONS")
     assert len(link.bob.requests) == 2
+
+
+def test_rejected_invite_is_answered_with_the_same_bytes_then_kept_compact_after_the_ack() -> None:
+    link = Link(compact=True)
+    link.bob.answer = answer_with(407, "Proxy Authentication Required")
+    sent: list[bytes] = []
+
+    def lose_first_ack(sender: str, data: bytes, count: int) -> bool:
+        sent.append(data)
+        return data.startswith(b"ACK") and count == 0
+
+    link.lose = lose_first_ack
+    transaction = link.call("INVITE")
+    assert isinstance(transaction, ClientInviteTransaction)
+    bob_transaction = link.bob.requests[0][1]
+    assert isinstance(bob_transaction, ServerInviteTransaction)
+    assert state(bob_transaction) is State.COMPLETED  # the ACK was lost
+    # A retransmitted INVITE in Completed gets the final response again, byte for byte.
+    link.flows["alice"].send(transaction.request.to_bytes())
+    finals = [data for data in sent if data.startswith(b"SIP/2.0 407")]
+    assert len(finals) == 2
+    assert finals[0] == finals[1]
+    assert state(bob_transaction) is State.CONFIRMED  # alice ACKed the retransmission
+    key = bob_transaction.key
+    assert isinstance(link.layers["bob"].server[key], FinishedInvite)
+    # Confirmed: an ACK or INVITE retransmission is absorbed, neither answered nor passed up.
+    before = len(sent)
+    link.flows["alice"].send(transaction.ack_for(link.alice.responses[0][0]).to_bytes())
+    link.flows["alice"].send(transaction.request.to_bytes())
+    assert [data.split(b"\r\n", 1)[0] for data in sent[before:]] == [
+        b"ACK sip:bob@192.0.2.2 SIP/2.0",
+        b"INVITE sip:bob@192.0.2.2 SIP/2.0",
+    ]
+    assert [(r.method, t) for r, t in link.bob.requests] == [("INVITE", bob_transaction)]
+    link.clock.advance(5.2)  # timer I
+    assert state(bob_transaction) is State.TERMINATED
+    assert link.layers["bob"].server == {}
+
+
+def test_accepted_invite_kept_compact_absorbs_retransmissions_without_the_transaction() -> None:
+    link = Link(compact=True)
+    link.bob.answer = answer_with(200, "OK")
+    transaction = link.call("INVITE")
+    assert isinstance(transaction, ClientInviteTransaction)
+    bob_transaction = link.bob.requests[0][1]
+    assert isinstance(bob_transaction, ServerInviteTransaction)
+    key = bob_transaction.key
+    held = weakref.ref(bob_transaction)
+    link.bob.requests.clear()
+    del bob_transaction
+    gc.collect()
+    # Nobody holds the transaction (its TU let go): the layer kept only the compact record.
+    assert held() is None
+    assert isinstance(link.layers["bob"].server[key], FinishedInvite)
+    link.flows["alice"].send(transaction.request.to_bytes())
+    assert link.times("bob", "SIP/2.0 200") == [0]
+    assert link.bob.requests == []
+    # RFC 6026 7.1: an ACK matching the INVITE still goes up to the TU.
+    link.flows["alice"].send(transaction.ack_for(link.alice.responses[0][0]).to_bytes())
+    assert [(r.method, t) for r, t in link.bob.requests] == [("ACK", None)]
+    link.clock.advance(32.2)  # timer L
+    assert link.layers["bob"].server == {}
+    link.call("INVITE")  # after timer L the same branch is a new request
+    assert [r.method for r, _ in link.bob.requests] == ["ACK", "INVITE"]
+
+
+def test_finished_client_transactions_let_go_of_their_tu() -> None:
+    link = Link()
+    link.bob.answer = answer_with(486, "Busy Here")
+    user = Party("tu")
+    held = weakref.ref(user)
+    rejected = link.layers["alice"].send_request(
+        link.request("INVITE", "z9hG4bKcall2"),
+        link.flows["alice"],
+        user.response_received,
+        user.transaction_timed_out,
+    )
+    assert state(rejected) is State.COMPLETED
+    assert [r.status for r, _ in user.responses] == [486]
+    del user
+    gc.collect()
+    # Timer D keeps the transaction 32 s to ACK retransmitted 486s; not the TU that heard it.
+    assert held() is None
+    assert link.layers["alice"].client[("z9hG4bKcall2", "INVITE")] is rejected
+    link.clock.advance(32.2)
+    assert state(rejected) is State.TERMINATED
+    assert link.layers["alice"].client == {}
