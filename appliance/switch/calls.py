@@ -173,8 +173,19 @@ class CallControl:
         sessions.on_incoming = self.incoming
 
     def incoming(self, session: IncomingCall) -> None:
-        """A new INVITE: authenticate, route and connect it in a task of its own."""
-        self._spawn(self._run(session))
+        """A new INVITE: a trunk's, or an extension's authenticated at once; each call is
+        then routed and connected in a task of its own.
+
+        Half of the INVITEs are challenged (a phone sends its credentials only
+        when asked): those need no task and no store read.
+        """
+        trunks = self.trunks
+        if trunks is not None and trunks.match(session.flow.remote[0], session.invite) is not None:
+            self._spawn(self._from_trunk(session))
+            return
+        extension = self._authenticate(session)
+        if extension is not None:
+            self._spawn(self._run(session, extension))
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -212,14 +223,9 @@ class CallControl:
 
     # One call, from INVITE to hang-up
 
-    async def _run(self, session: IncomingCall) -> None:
+    async def _run(self, session: IncomingCall, extension: Extension) -> None:
         if session.ended:
             return  # cancelled before this task ran
-        if await self._from_trunk(session):
-            return
-        extension = self._authenticate(session)
-        if extension is None:
-            return
         # The dialled number: the Request-URI's user, or To's when the URI names only us.
         number = session.callee.user or session.invite.to.uri.user or ""
         callcenter = self.callcenter
@@ -240,24 +246,22 @@ class CallControl:
             await self.media.close_legs(call)
             log.info("call %s from %s to %s over", call.id, extension.number, call.number)
 
-    async def _from_trunk(self, session: IncomingCall) -> bool:
-        """Route a trunk's INVITE to the IVR (404 for a number not configured); False if the
-        INVITE is no trunk's."""
+    async def _from_trunk(self, session: IncomingCall) -> None:
+        """Route a trunk's INVITE to the IVR (404 for a number not configured)."""
+        if session.ended:
+            return  # cancelled before this task ran
         trunks = self.trunks
-        source = session.flow.remote[0]
-        if trunks is None or trunks.match(source, session.invite) is None:
-            return False
-        inbound = trunks.inbound_call(session.invite, source)
+        assert trunks is not None
+        inbound = trunks.inbound_call(session.invite, session.flow.remote[0])
         assert inbound is not None
         callcenter = self.callcenter
         if callcenter is None or not callcenter.number_known(inbound.dialled):
             log.info("trunk %s: no inbound number %s: 404", inbound.trunk, inbound.dialled)
             session.reject(404)
-            return True
+            return
         trunk = trunks.states[inbound.trunk].trunk
         codecs = trunk_codecs(trunk) or DEFAULT_PREFERENCE
         await self._run_live(session, inbound.caller.number, inbound.dialled, trunk.name, codecs)
-        return True
 
     async def _run_live(
         self,
@@ -305,19 +309,22 @@ class CallControl:
     def _authenticate(self, session: IncomingCall) -> Extension | None:
         """The calling extension, or None when the INVITE was challenged or refused."""
         number = session.caller.uri.user or ""
-        extension = self.extension(number)
         source = session.flow.remote[0]
+        # Read only when the INVITE carries credentials for the caller (not to challenge).
+        read: list[Extension | None] = []
 
         def password(username: str) -> str | None:
-            if username != number or extension is None:
+            if username != number:
                 return None
-            return extension.password
+            read.append(self.extension(number))
+            return read[0].password if read[0] is not None else None
 
         verification = self.challenger.verify(session.invite, "Proxy-Authorization", password)
         if verification.verdict in (Verdict.MISSING, Verdict.STALE):
             stale = verification.verdict is Verdict.STALE
             session.challenge(self.challenger.challenges(stale=stale))
             return None
+        extension = read[0] if read else None
         if verification.verdict is Verdict.INVALID or extension is None:
             self.auth_failed(source, verification.reason or "unknown extension")
             session.reject(403)
