@@ -303,36 +303,45 @@ class LegControl:
         rtcp_mux: bool = False,
         beside: RtpLeg | None = None,
         inband_dtmf: bool = False,
+        remote: tuple[str, int] | None = None,
     ) -> RtpLeg:
         """A leg that carries ``carried``, held (no RTP timeout) until it is answered.
 
         ``inband_dtmf`` (for a leg without telephone-event) detects digits in
-        its audio. Its media events join the call's queue; it is closed with
+        its audio; ``remote`` is where it sends from the start (an offer's
+        address). Its media events join the call's queue; it is closed with
         the call's legs.
         """
         engine = self.engine()
         if engine is None:
             raise SessionError("the media engine is not running")
         codec = carried.codec
-        leg = await self.run(
-            engine.create_rtp_leg,
-            codec=codec.name,
-            payload_type=codec.payload_type,
-            clock_rate=codec.clock_rate,
-            rtcp_mux=rtcp_mux,
-            rtp_timeout=self.limits.rtp_timeout_s,
-            cname=f"callbox-{call.id}",
-            beside=beside,
-            fmtp=codec.fmtp or "",
-            telephone_event=carried.event_pt,
-            inband_dtmf=inband_dtmf and carried.event_pt is None,
-        )
+
+        def create_held() -> RtpLeg:
+            # One trip to the command threads for both commands (each trip costs the loop).
+            made = engine.create_rtp_leg(
+                codec=codec.name,
+                payload_type=codec.payload_type,
+                clock_rate=codec.clock_rate,
+                rtcp_mux=rtcp_mux,
+                rtp_timeout=self.limits.rtp_timeout_s,
+                cname=f"callbox-{call.id}",
+                beside=beside,
+                fmtp=codec.fmtp or "",
+                telephone_event=carried.event_pt,
+                inband_dtmf=inband_dtmf and carried.event_pt is None,
+            )
+            made.hold(True)
+            if remote is not None:
+                made.set_remote(*remote)
+            return made
+
+        leg = await self.run(create_held)
         call.all_legs.append(leg)
         call.formats[leg] = carried
         media_events = self.media_events()
         if media_events is not None:
             call.unsubscribe.append(media_events.subscribe(_forward(call.events, leg), leg))
-        await self.run(leg.hold, True)
         return leg
 
     async def place(
@@ -416,11 +425,15 @@ class LegControl:
         engine = self.engine()
         if engine is None:
             raise SessionError("the media engine is not running")
-        await self.run(answered.set_remote, media.remote_address, media.remote_port)
-        await self.run(engine.bridge, kept, answered)
-        # Off hold: the RTP timeout counts from now, not from while it rang.
-        for leg in (kept, answered):
-            await self.run(leg.hold, False)
+
+        def commands() -> None:
+            answered.set_remote(media.remote_address, media.remote_port)
+            engine.bridge(kept, answered)
+            # Off hold: the RTP timeout counts from now, not from while it rang.
+            for leg in (kept, answered):
+                leg.hold(False)
+
+        await self.run(commands)
 
     async def reoffered(
         self, call: CallLegs, source: Session, other: Session, event: Reoffered
@@ -442,11 +455,16 @@ class LegControl:
         for stop in call.unsubscribe:
             stop()
         call.unsubscribe.clear()
-        final = {}
-        for leg in call.all_legs:
-            with contextlib.suppress(RuntimeError):
-                final[leg] = await self.run(leg.close)
-        return final
+        legs = list(call.all_legs)
+
+        def close_all() -> dict[RtpLeg, LegStats]:
+            final = {}
+            for leg in legs:
+                with contextlib.suppress(RuntimeError):
+                    final[leg] = leg.close()
+            return final
+
+        return await self.run(close_all)
 
     def close(self) -> None:
         """Wait for the engine commands in flight (the switch is stopping)."""

@@ -353,7 +353,12 @@ class CallControl:
             return False
         offered, codec = chosen
         caller_format = offered_format(offered, codec)
-        call.caller_leg = await self.media.leg(call, caller_format, rtcp_mux=offered.rtcp_mux)
+        call.caller_leg = await self.media.leg(
+            call,
+            caller_format,
+            rtcp_mux=offered.rtcp_mux,
+            remote=(offer.address_of(offered), offered.port),
+        )
         callee_codecs = allowed_codecs(called)
         call.callee_leg = await self.media.leg(
             call, LegFormat(callee_codecs[0], OFFERED_EVENT_PT), beside=call.caller_leg
@@ -362,8 +367,6 @@ class CallControl:
         call.legs[caller] = call.caller_leg
         if caller.ended:
             return False  # cancelled while the legs were made
-        assert offer is not None
-        await self.media.run(call.caller_leg.set_remote, offer.address_of(offered), offered.port)
         try:
             call.callee = await self.media.place(
                 call,
