@@ -255,6 +255,10 @@ class ClientTransaction(Transaction):
         self.on_timeout(self)
         self._terminate()
 
+    def _terminate(self) -> None:
+        super()._terminate()
+        self._release_user()
+
     def _release_user(self, keep_responses: bool = False) -> None:
         """The TU will hear no timeout (and, unless kept, no response) any more.
 

@@ -244,6 +244,7 @@ class CallControl:
         finally:
             del self.calls[call.id]
             await self.media.close_legs(call)
+            call.stop_listening([call.caller, *call.transfers])
             log.info("call %s from %s to %s over", call.id, extension.number, call.number)
 
     async def _from_trunk(self, session: IncomingCall) -> None:
