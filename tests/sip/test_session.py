@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from appliance.calls.legs import CallLegs
 from appliance.sip.auth import DigestChallenger, Verdict
 from appliance.sip.causes import Cause
 from appliance.sip.message import (
@@ -497,7 +498,7 @@ async def test_redirect_answers_302_with_the_contacts_and_the_caller_ends(net: N
     assert (ended.status, ended.cause) == (302, Cause.REDIRECTED)
 
 
-async def test_ended_call_is_released_while_its_transactions_still_answer_retransmissions(
+async def test_ended_call_is_freed_at_once_while_its_transactions_still_answer_retransmissions(
     net: Net,
 ) -> None:
     alice, bob = net.agent("alice", "192.0.2.1"), net.agent("bob", "192.0.2.2")
@@ -519,10 +520,14 @@ async def test_ended_call_is_released_while_its_transactions_still_answer_retran
     alice.events.clear()
     bob.events.clear()
     bob.incoming.clear()
-    del call, incoming
-    gc.collect()
-    # Neither side's call is alive, though both INVITE transactions wait 64*T1 (L and M).
-    assert [held() for held in calls] == [None, None]
+    gc.disable()
+    try:
+        del call, incoming
+        # Neither side's call is alive, though both INVITE transactions wait 64*T1 (L
+        # and M): freed by reference counting, without waiting for the collector.
+        assert [held() for held in calls] == [None, None]
+    finally:
+        gc.enable()
     # A retransmitted 2xx is ACKed again (our ACK was lost), the same bytes.
     acks = [d for d in sent if d.startswith(b"ACK")]
     alice.layer.receive(parse_message(ok), net.flow(alice, bob))
@@ -534,3 +539,23 @@ async def test_ended_call_is_released_while_its_transactions_still_answer_retran
     assert len(sent) == before
     net.clock.advance(32.2)
     assert alice.layer.client == {}
+
+
+async def test_a_call_that_stops_listening_is_freed_without_the_garbage_collector(
+    net: Net,
+) -> None:
+    alice, bob = net.agent("alice", "192.0.2.1"), net.agent("bob", "192.0.2.2")
+    bob.on_call = answer
+    session = await place(net, alice, bob)
+    legs = CallLegs(id="call-1")
+    session.listener = legs.listen
+    legs.parties.append(session)
+    session.hangup()
+    legs.stop_listening([])
+    held = weakref.ref(legs)
+    gc.disable()
+    try:
+        del legs
+        assert held() is None
+    finally:
+        gc.enable()
