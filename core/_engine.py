@@ -227,6 +227,12 @@ class RtpLeg:
         """The leg's statistics and quality now."""
         return LegStats._from_core(self.engine._core.stats(self.id))
 
+    @property
+    def worker(self) -> int:
+        """The index of the engine worker the leg lives on (legs bridged must share one)."""
+        index: int = self.engine._core.worker_of(self.id)
+        return index
+
     def close(self) -> LegStats:
         """Close the leg (its ports are freed) and return its final statistics."""
         return LegStats._from_core(self.engine._core.close_leg(self.id))

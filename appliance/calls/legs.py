@@ -197,10 +197,12 @@ def legs_status(call: CallLegs, sides: list[tuple[str, RtpLeg | None]]) -> dict[
             continue
         try:
             stats = leg.stats()
+            worker = leg.worker
         except (RuntimeError, ValueError):
             continue  # the call is ending: its legs are being closed
         legs[name] = {
             "codec": call.formats[leg].codec.name,
+            "worker": worker,
             "port": leg.local_port,
             "received": stats.packets_received,
             "sent": stats.packets_sent,
@@ -402,50 +404,84 @@ class LegControl:
         answered = LegFormat(media.codec, event.payload_type if event else None)
         if call.formats[leg].fits(answered):
             return leg
-        sdp = session.local_sdp
-        assert sdp is not None
-        fitted = await self.leg(call, answered, beside=leg)
-        offer = create_offer(
-            sdp.address_of(sdp.media[0]),
-            fitted.local_port,
-            (media.codec,),
-            telephone_event_pt=(
-                OFFERED_EVENT_PT if answered.event_pt is None else answered.event_pt
-            ),
-            rtcp_mux=False,
-        )
-        if answered.event_pt is None:
-            offer = _without_telephone_event(offer)
         log.info(
             "call %s: answered in %s, not %s: moving the phone to a new leg",
             call.id,
             media.codec.name,
             call.formats[leg].codec.name,
         )
+        return await self.move(call, session, answered, beside=leg)
+
+    async def move(
+        self, call: CallLegs, session: Session, carried: LegFormat, *, beside: RtpLeg
+    ) -> RtpLeg | None:
+        """Move ``session`` to a new leg of ``call`` that carries ``carried`` on ``beside``'s
+        worker: a re-INVITE offering just that format sends the phone to the new port, and
+        its old leg is closed. None if the phone hung up meanwhile."""
+        leg = call.legs[session]
+        sdp = session.local_sdp
+        assert sdp is not None
+        moved = await self.leg(call, carried, beside=beside)
+        offer = create_offer(
+            sdp.address_of(sdp.media[0]),
+            moved.local_port,
+            (carried.codec,),
+            telephone_event_pt=OFFERED_EVENT_PT if carried.event_pt is None else carried.event_pt,
+            rtcp_mux=False,
+        )
+        if carried.event_pt is None:
+            offer = _without_telephone_event(offer)
         try:
             session.reoffer(offer)
         except SessionError:
             return None  # it hung up meanwhile
-        call.legs[session] = fitted
+        call.legs[session] = moved
+        await self.drop(call, leg)
+        return moved
+
+    async def drop(self, call: CallLegs, leg: RtpLeg) -> None:
+        """Close one leg of ``call`` that no session uses any more."""
         call.all_legs.remove(leg)
         with contextlib.suppress(RuntimeError):
             await self.run(leg.close)
-        return fitted
+
+    def adopt(self, source: CallLegs, call: CallLegs, session: Session) -> RtpLeg:
+        """Take ``session`` and its leg from the call ``source`` into ``call`` (a transfer
+        merges two calls): its events and its leg's go to ``call`` from now on, and ``call``
+        closes the leg. Returns the leg."""
+        leg = source.legs.pop(session)
+        source.parties.remove(session)
+        source.all_legs.remove(leg)
+        call.all_legs.append(leg)
+        call.formats[leg] = source.formats[leg]
+        call.legs[session] = leg
+        session.listener = call.listen
+        media_events = self.media_events()
+        if media_events is not None:
+            # The source's subscription stays until it closes; it ignores legs not its own.
+            call.unsubscribe.append(media_events.subscribe(_forward(call.events, leg), leg))
+        return leg
 
     async def connect(self, kept: RtpLeg, answered: RtpLeg, media: Negotiated) -> None:
         """Send ``answered`` to the answer's address, bridge it to ``kept``, start timeouts."""
-        engine = self.engine()
-        if engine is None:
-            raise SessionError("the media engine is not running")
+        engine = self._running_engine()
 
         def commands() -> None:
             answered.set_remote(media.remote_address, media.remote_port)
-            engine.bridge(kept, answered)
-            # Off hold: the RTP timeout counts from now, not from while it rang.
-            for leg in (kept, answered):
-                leg.hold(False)
+            _bridge_off_hold(engine, kept, answered)
 
         await self.run(commands)
+
+    async def bridge(self, kept: RtpLeg, answered: RtpLeg) -> None:
+        """Bridge two legs of one worker (each leaves any other bridge) and take both off hold."""
+        engine = self._running_engine()
+        await self.run(_bridge_off_hold, engine, kept, answered)
+
+    def _running_engine(self) -> Engine:
+        engine = self.engine()
+        if engine is None:
+            raise SessionError("the media engine is not running")
+        return engine
 
     async def reoffered(
         self, call: CallLegs, source: Session, other: Session, event: Reoffered
@@ -500,3 +536,11 @@ def _without_telephone_event(sdp: SessionDescription) -> SessionDescription:
         attributes = [(k, v) for k, v in m.attributes if not (v or "").startswith(pt + " ")]
         media.append(replace(m, formats=formats, attributes=attributes))
     return replace(sdp, media=media)
+
+
+def _bridge_off_hold(engine: Engine, kept: RtpLeg, answered: RtpLeg) -> None:
+    """Bridge two legs and take both off hold: the RTP timeout counts from now, not from
+    while a phone rang (engine commands: run on the command threads)."""
+    engine.bridge(kept, answered)
+    for leg in (kept, answered):
+        leg.hold(False)

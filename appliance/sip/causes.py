@@ -90,6 +90,7 @@ REASON_PHRASES = {
     408: "Request Timeout",
     410: "Gone",
     480: "Temporarily Unavailable",
+    481: "Call/Transaction Does Not Exist",
     484: "Address Incomplete",
     486: "Busy Here",
     487: "Request Terminated",
@@ -102,7 +103,8 @@ REASON_PHRASES = {
     600: "Busy Everywhere",
     603: "Decline",
 }
-"""RFC 3261 21: the phrase for each status ``status_for_cause`` can return."""
+"""RFC 3261 21: the phrase for each status ``status_for_cause`` can return, and 481
+(a transfer whose Replaces names no dialog)."""
 
 
 def status_for_cause(cause: int) -> int:

@@ -35,7 +35,19 @@ A blind transfer (REFER from either phone to another extension) calls the
 target with a new leg beside the transferee's; the transferor hears its
 progress by NOTIFY (100, 180, then 200 or the failure), and once the target
 answers the transferee's leg is bridged to it and the transferor is hung
-up. An attended transfer (Refer-To with Replaces) is declined (603) for now.
+up.
+
+An attended transfer is a REFER whose Refer-To carries Replaces naming the
+transferor's dialog of another call with the switch (RFC 3891 tags: to-tag
+ours). That dialog must be a live, confirmed session of the same phone's
+extension in another call between extensions (481 otherwise, 486 for
+``early-only``, 603 for a queue call or a call with a transfer under way).
+Its call's far party and leg then join the REFER's call in the transferor's
+place (``LegControl.adopt``); the two legs are bridged when they share a
+worker, else the far party is moved by re-INVITE to a new leg beside the
+other's (``LegControl.move``). Hold is carried over (a party is held exactly
+when its new peer holds it), the transferor hears NOTIFY 200 and gets a BYE
+on both dialogs, and the merged call goes on like any two-party call.
 """
 
 from __future__ import annotations
@@ -107,6 +119,8 @@ class Call(CallLegs):
     answered_at: float | None = None
     state: CallState = CallState.ROUTING
     rang: bool = False
+    shown: tuple[str | None, str | None] | None = None
+    """Who the call is between once an attended transfer changed both parties."""
     transfers: dict[Session, tuple[Transfer, Session]] = field(default_factory=dict)
     """Calls placed for a transfer, each with its REFER and its transferee."""
 
@@ -127,6 +141,7 @@ class Call(CallLegs):
             "id": self.id,
             "from": self.caller.caller.uri.user or str(self.caller.caller.uri),
             "to": self.number,
+            **({"from": self.shown[0], "to": self.shown[1]} if self.shown else {}),
             "state": self.state.value,
             "seconds": round(time.monotonic() - self.started, 1),
             "held": any(party.held_by_peer for party in self.parties),
@@ -437,6 +452,8 @@ class CallControl:
             await self._reoffered(call, source, other, event)
         elif isinstance(event, DtmfReceived):
             pass_dtmf(event, other)
+        elif isinstance(event, TransferRequested) and event.transfer.replaces is not None:
+            await self._attended_transfer(call, source, other, event.transfer)
         elif isinstance(event, TransferRequested):
             await self._transfer(call, source, other, event.transfer)
 
@@ -494,8 +511,8 @@ class CallControl:
     ) -> None:
         """Call the REFER's target for the transferee; its answer completes the transfer."""
         number = transfer.target.uri.user or ""
-        if transfer.replaces is not None or call.transfers or not self.media.ready():
-            transfer.notify(603, "Declined")  # attended transfer, or one at a time
+        if call.transfers or not self.media.ready():
+            transfer.notify(603, "Declined")  # one at a time
             return
         extension = self.extension(number)
         if extension is None:
@@ -551,6 +568,95 @@ class CallControl:
             call.legs.pop(transferor, None)
             transferor.hangup(Cause.NORMAL_CLEARING)
 
+    # Attended transfer (REFER with Replaces)
+
+    def _replaced_call(
+        self, call: Call, transferor: Session, transfer: Transfer
+    ) -> tuple[Call, Session, Session] | int:
+        """The call whose dialog the REFER's Replaces names, that dialog's session and its
+        peer; else the status the transfer fails with."""
+        replaces = transfer.replaces
+        assert replaces is not None
+        replaced = self.sessions.sessions.get(replaces.dialog_id)
+        # RFC 3891 3: 481 for no such dialog, or an early one this side did not start
+        # (only confirmed dialogs are replaced here); only the transferor's own dialogs count.
+        if (
+            replaced is None
+            or replaced is transferor
+            or replaced.state is not SessionState.CONFIRMED
+            or _phone(replaced) != _phone(transferor)
+        ):
+            return 481
+        if replaces.early_only:
+            return 486  # RFC 3891 3: the dialog is confirmed already
+        other = next((c for c in self.calls.values() if replaced in c.parties), None)
+        if other is None or other is call or other.transfers or call.transfers:
+            return 603  # a queue call the IVR runs, or one with a transfer of its own going
+        target = other.peer(replaced)
+        if target is None or target.state is not SessionState.CONFIRMED:
+            return 603
+        return other, replaced, target
+
+    async def _attended_transfer(
+        self, call: Call, transferor: Session, transferee: Session, transfer: Transfer
+    ) -> None:
+        """Connect the transferee to the peer of the dialog the REFER replaces.
+
+        The phone talks to the transferee in ``call`` and to the target in another
+        call; the target's session and leg join ``call`` in the transferor's place,
+        the transferor's two sessions are hung up, and ``call`` goes on between
+        the transferee and the target. Their legs are bridged when they share a
+        worker; otherwise the target is moved by re-INVITE to a new leg on the
+        transferee's worker.
+        """
+        found = self._replaced_call(call, transferor, transfer)
+        if isinstance(found, int):
+            log.info(
+                "call %s: attended transfer to %s refused: %d", call.id, transfer.replaces, found
+            )
+            transfer.notify(found, reason_phrase(found))
+            return
+        other, replaced, target = found
+        # Every change of who owns what happens before the first await, so neither
+        # call's task sees a session or leg half moved.
+        leg = self.media.adopt(other, call, target)
+        call.parties[call.parties.index(transferor)] = target
+        transferors_leg = call.legs.pop(transferor)
+        call.shown = (_phone(call.parties[0]), _phone(call.parties[1]))
+        log.info("call %s: attended transfer: takes %s from call %s", call.id, target.id, other.id)
+        try:
+            kept = call.legs[transferee]
+            if await self.media.run(lambda: leg.worker != kept.worker):
+                moved = await self.media.move(call, target, call.formats[leg], beside=kept)
+                remote = _remote_address(target)
+                if moved is None or remote is None:
+                    transfer.notify(487, reason_phrase(487))  # the target hung up meanwhile
+                    return
+                # Where it sent RTP so far; the leg latches on where RTP comes from anyway.
+                await self.media.run(moved.set_remote, *remote)
+                leg = moved
+            await self.media.bridge(kept, leg)
+            await self.media.drop(call, transferors_leg)
+            await self._carry_hold(call)
+            transfer.notify(200, "OK")
+        finally:
+            # The transferor leaves both calls; the other call ends with its last session.
+            for session in (transferor, replaced):
+                session.hangup(Cause.NORMAL_CLEARING)
+
+    async def _carry_hold(self, call: Call) -> None:
+        """After a transfer each party is held exactly when its new peer holds it: a
+        transferee the transferor had held is resumed. The legs follow."""
+        for party in call.parties:
+            peer = call.peer(party)
+            assert peer is not None
+            if party.state is SessionState.CONFIRMED and party.held_locally != peer.held_by_peer:
+                (party.hold if peer.held_by_peer else party.resume)()
+        held = any(party.held_by_peer for party in call.parties)
+        for party in call.parties:
+            await self.media.run(call.legs[party].hold, held)
+        call.state = CallState.HELD if held else CallState.ANSWERED
+
     def _hangup_all(self, call: Call, cause: Cause) -> None:
         for session in [call.caller, *call.sessions()]:
             session.hangup(cause)
@@ -562,3 +668,21 @@ def _identity(session: Session) -> Address:
         return Address(session.caller.uri, session.caller.display_name)
     assert isinstance(session, OutgoingCall)
     return Address(session.callee.uri, session.callee.display_name)
+
+
+def _phone(session: Session) -> str | None:
+    """The extension (user part) of the phone on the far side of ``session``."""
+    if isinstance(session, IncomingCall):
+        return session.caller.uri.user
+    if isinstance(session, OutgoingCall):
+        return session.callee.uri.user
+    return None
+
+
+def _remote_address(session: Session) -> tuple[str, int] | None:
+    """Where the peer of ``session`` takes RTP, by its last SDP (None: no audio stream)."""
+    sdp = session.remote_sdp
+    audio = next((m for m in sdp.media if m.media == "audio" and m.port), None) if sdp else None
+    if sdp is None or audio is None:
+        return None
+    return sdp.address_of(audio), audio.port
