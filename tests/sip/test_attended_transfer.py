@@ -3,16 +3,18 @@
 Phone A (extension 1001) is the project's own SIP stack acting as a phone:
 it calls B (1002), holds it, calls C (1003), and sends REFER on one call
 whose Refer-To names its dialog of the other with Replaces. B and C are
-baresip phones that answer by themselves and send a tone both ways. The
-switch must answer 202, NOTIFY A 200 (sipfrag), hang up both of A's
-dialogs, and leave one call between B and C whose legs carry RTP both
-ways; with two media workers the calls' legs sit on different workers, so
-the transfer moves one phone to a new leg by re-INVITE. A Replaces naming
-no dialog gets NOTIFY 481 and changes nothing.
+baresip phones that answer by themselves, send a tone and record what they
+hear. The switch must answer 202, NOTIFY A 200 (sipfrag), hang up both of
+A's dialogs, and leave one call between B and C whose legs carry RTP both
+ways and each phone's tone to the other; with two media workers the calls'
+legs sit on different workers, so the transfer moves one phone to a new
+leg by re-INVITE. A Replaces naming no dialog gets NOTIFY 481 and changes
+nothing.
 """
 
 from __future__ import annotations
 
+import array
 import asyncio
 import json
 import re
@@ -42,11 +44,14 @@ from appliance.sip.session import (
 )
 from appliance.sip.transaction import ClientTransaction, ServerTransaction
 from appliance.sip.ua import SipStack
+from tests.callcenter.peers import at_8k, has_tone, read_wav
 from tests.sip.net import free_media_ports
 from tests.sip.test_calls import Baresip
 from tests.sip.test_switch import RunningSwitch, callbox_status, password_of, running_switch
 
 A, B, C = "1001", "1002", "1003"
+TONES = {B: 440, C: 1000}
+"""The tone each of B and C sends (Hz)."""
 WAIT = 30.0
 FRAMES = 100
 """RTP packets (2 s of 20 ms frames) each leg must send after the transfer."""
@@ -187,14 +192,19 @@ def switch(tmp_path: Path, workers: int) -> Iterator[RunningSwitch]:
 
 
 def registered_baresip(switch: RunningSwitch, number: str, hz: int, tmp_path: Path) -> Baresip:
-    """A baresip phone registered as ``number``, sending a tone of ``hz``.
+    """A baresip phone registered as ``number``, sending a tone of ``hz`` and recording
+    what it hears (sndfile, in ``heard/``).
 
     Its SIP port is picked free just before baresip binds it; when another
     test on the machine takes it meanwhile, baresip exits and is started
     again on another port.
     """
     for attempt in range(3):
-        phone = Baresip(switch, number, tmp_path / f"{number}-{attempt}", hz, "udp")
+        home = tmp_path / f"{number}-{attempt}"
+        phone = Baresip(switch, number, home, hz, "udp")
+        (home / "heard").mkdir()
+        with (home / "config").open("a") as config:
+            config.write(f"module\tsndfile.so\nsnd_path\t{home / 'heard'}\n")
         phone.start()
         assert phone.process is not None
         deadline = time.monotonic() + WAIT
@@ -208,21 +218,34 @@ def registered_baresip(switch: RunningSwitch, number: str, hz: int, tmp_path: Pa
     pytest.fail(f"baresip {number} could not bind a SIP port in 3 attempts")
 
 
+def heard(phone: Baresip) -> array.array[int]:
+    """What ``phone`` heard on its calls at 8 kHz, once it has stopped (files complete)."""
+    assert phone.process is not None
+    if phone.process.poll() is None:
+        phone.stop()
+    samples = array.array("h")
+    for path in sorted((phone.home / "heard").glob("*dec.wav")):
+        rate, channels = read_wav(path)
+        samples.extend(at_8k(rate, channels[0]))
+    return samples
+
+
 @pytest.fixture
-def phones_bc(switch: RunningSwitch, tmp_path: Path) -> Iterator[None]:
+def phones_bc(switch: RunningSwitch, tmp_path: Path) -> Iterator[dict[str, Baresip]]:
     """B and C registered as baresip phones that answer by themselves, each with a tone."""
-    phones: list[Baresip] = []
+    phones: dict[str, Baresip] = {}
     try:
-        for number, hz in ((B, 440), (C, 1000)):
-            phones.append(registered_baresip(switch, number, hz, tmp_path))
-        yield
+        for number, hz in TONES.items():
+            phones[number] = registered_baresip(switch, number, hz, tmp_path)
+        yield phones
     finally:
-        for phone in phones:
-            phone.stop()
+        for phone in phones.values():
+            if phone.process is not None and phone.process.poll() is None:
+                phone.stop()
 
 
 @pytest.fixture
-async def phone_a(switch: RunningSwitch, phones_bc: None) -> AsyncIterator[PhoneA]:
+async def phone_a(switch: RunningSwitch, phones_bc: dict[str, Baresip]) -> AsyncIterator[PhoneA]:
     sessions = PhoneSessions()
     stack = SipStack(sessions=sessions)
     await stack.start("127.0.0.1", 0)
@@ -237,12 +260,15 @@ def legs_sent(call: dict[str, Any]) -> int:
     return min(int(leg["sent"]) for leg in call["legs"].values())
 
 
-async def two_calls(a: PhoneA, switch: RunningSwitch, workers: int) -> tuple[Session, Session]:
-    """A calls B and holds it, then calls C; each call's legs share a worker, and with
-    two workers the two calls sit on different ones."""
+async def two_calls(
+    a: PhoneA, switch: RunningSwitch, workers: int, *, hold_b: bool = True
+) -> tuple[Session, Session]:
+    """A calls B and holds it (unless not ``hold_b``), then calls C; each call's legs share
+    a worker, and with two workers the two calls sit on different ones."""
     to_b = await a.call(B)
-    to_b.hold()
-    await wait_for_calls(switch, lambda calls: any(c["held"] for c in calls), "B held")
+    if hold_b:
+        to_b.hold()
+        await wait_for_calls(switch, lambda calls: any(c["held"] for c in calls), "B held")
     to_c = await a.call(C)
     calls = await wait_for_calls(
         switch,
@@ -255,11 +281,32 @@ async def two_calls(a: PhoneA, switch: RunningSwitch, workers: int) -> tuple[Ses
     return to_b, to_c
 
 
-@pytest.mark.parametrize("refer_on", ["call-to-b", "call-to-c"])
+@pytest.mark.parametrize(
+    ("workers", "refer_on", "hold_b"),
+    [
+        (1, "call-to-b", True),
+        (1, "call-to-c", True),
+        (2, "call-to-b", True),
+        (2, "call-to-c", True),
+        (2, "call-to-b", False),
+    ],
+    ids=[
+        "one-worker-refer-on-b-held",
+        "one-worker-refer-on-c-b-held",
+        "two-workers-refer-on-b-held",
+        "two-workers-refer-on-c-b-held",
+        "two-workers-refer-on-b",
+    ],
+)
 async def test_attended_transfer_leaves_one_call_between_b_and_c_with_rtp_both_ways(
-    switch: RunningSwitch, phone_a: PhoneA, workers: int, refer_on: str
+    switch: RunningSwitch,
+    phones_bc: dict[str, Baresip],
+    phone_a: PhoneA,
+    workers: int,
+    refer_on: str,
+    hold_b: bool,
 ) -> None:
-    to_b, to_c = await two_calls(phone_a, switch, workers)
+    to_b, to_c = await two_calls(phone_a, switch, workers, hold_b=hold_b)
     before = sum(legs_sent(c) for c in await calls_of(switch))
     # A transfers on either call, naming its other dialog with the switch.
     on, replaced, number = (to_b, to_c, C) if refer_on == "call-to-b" else (to_c, to_b, B)
@@ -283,6 +330,12 @@ async def test_attended_transfer_leaves_one_call_between_b_and_c_with_rtp_both_w
     assert {call["from"], call["to"]} == {B, C}
     assert not call["held"]
     assert len({leg["worker"] for leg in call["legs"].values()}) == 1
+    # A sent no audio: each phone's tone reached the other through the bridge. A baresip
+    # that was held records nothing it hears after it is resumed (its leg's counters
+    # above show the RTP reached it), so B's ears are checked when it was not held.
+    for listener, talker in ((C, B), *(((B, C),) if not hold_b else ())):
+        samples = await asyncio.to_thread(heard, phones_bc[listener])
+        assert has_tone(samples, TONES[talker]), f"{listener} did not hear {talker}'s tone"
 
 
 @pytest.mark.parametrize("workers", [2], ids=["two-workers"])
