@@ -336,15 +336,20 @@ async def test_attended_transfer_leaves_one_call_between_b_and_c_with_rtp_both_w
     for listener, talker in ((C, B), *(((B, C),) if not hold_b else ())):
         samples = await asyncio.to_thread(heard, phones_bc[listener])
         assert has_tone(samples, TONES[talker]), f"{listener} did not hear {talker}'s tone"
+    # C, stopped first, hung up: the merged call passed its BYE on to B and ended.
+    await wait_for_calls(switch, lambda calls: not calls, "the call over once C hung up")
 
 
 @pytest.mark.parametrize("workers", [2], ids=["two-workers"])
-async def test_a_replaces_naming_no_dialog_gets_notify_481_and_both_calls_stay(
+async def test_a_replaces_naming_no_dialog_gets_481_early_only_486_and_both_calls_stay(
     switch: RunningSwitch, phone_a: PhoneA, workers: int
 ) -> None:
     to_b, to_c = await two_calls(phone_a, switch, workers)
     assert await phone_a.refer(to_b, C, "no-such-call;to-tag=x;from-tag=y") == 202
     assert await phone_a.final_notify(to_b) == "SIP/2.0 481 Call/Transaction Does Not Exist"
+    # RFC 3891 3: early-only may not replace a confirmed dialog.
+    assert await phone_a.refer(to_b, C, replaces_of(to_c) + ";early-only") == 202
+    assert await phone_a.final_notify(to_b) == "SIP/2.0 486 Busy Here"
     calls = await calls_of(switch)
     assert len(calls) == 2, calls
     assert {c["to"] for c in calls} == {B, C}, calls
