@@ -119,8 +119,9 @@ class Call(CallLegs):
     answered_at: float | None = None
     state: CallState = CallState.ROUTING
     rang: bool = False
-    shown: tuple[str | None, str | None] | None = None
-    """Who the call is between once an attended transfer changed both parties."""
+    merged: bool = False
+    """An attended transfer merged another call into this one: its parties are no
+    longer the caller and the dialled number, and ``status`` names them instead."""
     transfers: dict[Session, tuple[Transfer, Session]] = field(default_factory=dict)
     """Calls placed for a transfer, each with its REFER and its transferee."""
 
@@ -134,6 +135,11 @@ class Call(CallLegs):
         """Every session of the call still to follow: parties and transfer targets."""
         return [*self.parties, *self.transfers]
 
+    def _talking(self) -> dict[str, str | None]:
+        """``from`` and ``to`` of a merged call: the phones of its two parties."""
+        phones = [_phone(party) for party in self.parties]
+        return dict(zip(("from", "to"), phones, strict=False))
+
     def status(self) -> dict[str, Any]:
         """A line of ``callbox status``."""
         sides = [self.legs.get(party) for party in self.parties]
@@ -141,7 +147,7 @@ class Call(CallLegs):
             "id": self.id,
             "from": self.caller.caller.uri.user or str(self.caller.caller.uri),
             "to": self.number,
-            **({"from": self.shown[0], "to": self.shown[1]} if self.shown else {}),
+            **(self._talking() if self.merged else {}),
             "state": self.state.value,
             "seconds": round(time.monotonic() - self.started, 1),
             "held": any(party.held_by_peer for party in self.parties),
@@ -622,7 +628,7 @@ class CallControl:
         leg = self.media.adopt(other, call, target)
         call.parties[call.parties.index(transferor)] = target
         transferors_leg = call.legs.pop(transferor)
-        call.shown = (_phone(call.parties[0]), _phone(call.parties[1]))
+        call.merged = True
         log.info("call %s: attended transfer: takes %s from call %s", call.id, target.id, other.id)
         try:
             kept = call.legs[transferee]
