@@ -326,9 +326,7 @@ class LegControl:
         address). Its media events join the call's queue; it is closed with
         the call's legs.
         """
-        engine = self.engine()
-        if engine is None:
-            raise SessionError("the media engine is not running")
+        engine = self._running_engine()
         codec = carried.codec
 
         def create_held() -> RtpLeg:
