@@ -23,7 +23,7 @@ from setuptools import Extension, setup
 HERE = Path(__file__).resolve().parent
 
 # pkg-config names of the C libraries the media core links.
-CORE_LIBRARIES = ["opus", "spandsp", "libsrtp2", "lame", "libbcg729"]
+CORE_LIBRARIES = ["opus", "spandsp", "libsrtp2", "lame", "libbcg729", "liburing"]
 
 WARNINGS = ["-Wall", "-Wextra", "-Werror"]
 SANITIZE = os.environ.get("CALLBOX_SANITIZE", "") == "1"

@@ -53,7 +53,7 @@ packages=(
   # Python for the venv (Debian's 3.11, as on the build host)
   python3 python3-venv
   # libraries the media core links, and systemd-python's
-  libopus0 libspandsp2 libbcg729-0 libsrtp2-1 libmp3lame0 libssl3 libsystemd0
+  libopus0 libspandsp2 libbcg729-0 libsrtp2-1 libmp3lame0 libssl3 libsystemd0 liburing2
   # prompt generation (espeak-ng speaks, sox shapes)
   espeak-ng sox
   # users' tools on the console

@@ -13,7 +13,7 @@ import select
 import socket
 import struct
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -34,6 +34,17 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+@pytest.fixture(params=["io_uring", "system_calls"])
+def any_io_engine(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Engine]:
+    """An engine batching its sockets' I/O through io_uring, or (CALLBOX_IO_URING=off) not."""
+    if request.param == "system_calls":
+        monkeypatch.setenv("CALLBOX_IO_URING", "off")
+    with Engine(workers=2, port_min=31000, port_max=31999, host=LOOPBACK) as e:
+        yield e
+
+
 def test_a_leg_binds_an_even_rtp_port_and_the_next_one_for_rtcp(engine: Engine) -> None:
     leg = engine.create_rtp_leg()
     assert leg.local_port % 2 == 0
@@ -44,9 +55,9 @@ def test_a_leg_binds_an_even_rtp_port_and_the_next_one_for_rtcp(engine: Engine) 
 
 
 def test_relay_delivers_the_same_payloads_in_order_with_continuous_seq_and_ts(
-    engine: Engine, peers: Callable[[], Peer]
+    any_io_engine: Engine, peers: Callable[[], Peer]
 ) -> None:
-    caller, agent, a, _b = bridged_call(engine, peers)
+    caller, agent, a, _b = bridged_call(any_io_engine, peers)
     for seq in range(65530, 65560):  # across the 16-bit wrap of the source
         caller.send(a, seq)
     received = [agent.receive_rtp() for _ in range(30)]
@@ -172,10 +183,10 @@ def test_sequence_wrap_duplicates_and_reordering_are_counted_on_a_live_leg(
 
 
 def test_malformed_datagrams_are_counted_and_dropped(
-    engine: Engine, peers: Callable[[], Peer]
+    any_io_engine: Engine, peers: Callable[[], Peer]
 ) -> None:
     far_end = peers()
-    leg = connected_leg(engine, far_end)
+    leg = connected_leg(any_io_engine, far_end)
     junk_datagrams = [b"", b"\x80", b"\x40" + bytes(20), b"\x8f" + bytes(12), b"\xa0" + bytes(11)]
     for junk in junk_datagrams:
         far_end.sock.sendto(junk, (LOOPBACK, leg.local_port))
@@ -184,6 +195,17 @@ def test_malformed_datagrams_are_counted_and_dropped(
     far_end.send(leg, 2)
     eventually(lambda: leg.stats().packets_received == 2, "the valid packets")
     eventually(lambda: leg.stats().malformed == 6, "every malformed datagram counted")
+
+
+def test_a_datagram_larger_than_the_receive_buffer_is_malformed_not_read_in_part(
+    any_io_engine: Engine, peers: Callable[[], Peer]
+) -> None:
+    far_end = peers()
+    leg = connected_leg(any_io_engine, far_end)
+    far_end.send(leg, 1, payload=bytes(4000))  # a valid RTP header, cut short by a 2 KB buffer
+    far_end.send(leg, 2)
+    eventually(lambda: leg.stats().packets_received == 1, "the packet that fits")
+    assert leg.stats().malformed == 1
 
 
 @pytest.mark.parametrize("rtcp_mux", [False, True])
