@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <liburing.h>
+#include <poll.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,6 +13,7 @@
 #include <stdexcept>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 namespace callbox::engine {
 
@@ -59,14 +61,18 @@ int open_udp(const std::string& host, std::uint16_t port) {
     return fd;
 }
 
+// CALLBOX_IO_URING=off: the system-call-per-socket path, for comparison and for its tests.
+bool io_uring_wanted() {
+    const char* setting = std::getenv("CALLBOX_IO_URING");
+    return setting == nullptr || std::string_view(setting) != "off";
+}
+
 struct BatchRing::Ring {
     io_uring ring{};
 };
 
 BatchRing::BatchRing(unsigned entries) : ring_(std::make_unique<Ring>()) {
-    // CALLBOX_IO_URING=off: the system-call-per-socket path, for comparison and for its tests.
-    const char* setting = std::getenv("CALLBOX_IO_URING");
-    if (setting != nullptr && std::string_view(setting) == "off") {
+    if (!io_uring_wanted()) {
         ring_.reset();
         return;
     }
@@ -82,14 +88,6 @@ BatchRing::~BatchRing() {
 void BatchRing::prepare_send(int fd, const msghdr& message, std::size_t slot) {
     io_uring_sqe* sqe = io_uring_get_sqe(&ring_->ring);
     io_uring_prep_sendmsg(sqe, fd, &message, MSG_DONTWAIT);
-    io_uring_sqe_set_data64(sqe, slot);
-    ++queued_;
-}
-
-void BatchRing::prepare_receive(int fd, msghdr& message, std::size_t slot) {
-    io_uring_sqe* sqe = io_uring_get_sqe(&ring_->ring);
-    // MSG_TRUNC: the result is the datagram's real length, so a truncated one is seen.
-    io_uring_prep_recvmsg(sqe, fd, &message, MSG_DONTWAIT | MSG_TRUNC);
     io_uring_sqe_set_data64(sqe, slot);
     ++queued_;
 }
@@ -122,41 +120,164 @@ void BatchRing::complete(std::span<int> results) {
     }
 }
 
+struct ReceiveRing::Ring {
+    static constexpr unsigned kEntries = 1024;     // submissions between two waits (arming legs)
+    static constexpr unsigned kCompletions = 8192;  // datagrams that may wait for the worker
+    static constexpr unsigned kBuffers = 2048;      // a power of two
+    static constexpr int kGroup = 0;
+    // What the kernel writes to a buffer: a header, the source address, the payload.
+    static constexpr std::size_t kBufferSize = sizeof(io_uring_recvmsg_out) + sizeof(sockaddr_in) + kMaxDatagram;
+
+    io_uring ring{};
+    io_uring_buf_ring* buffers = nullptr;
+    std::unique_ptr<std::uint8_t[]> memory;  // kBuffers of kBufferSize
+    msghdr shape{};  // what every multishot recvmsg fills: a source address, no control data
+    std::vector<Completion> completions;
+    std::vector<std::uint16_t> lent;  // buffers the last wait() handed out, returned by the next
+
+    std::uint8_t* buffer(std::size_t id) { return memory.get() + id * kBufferSize; }
+    io_uring_sqe* sqe() {
+        io_uring_sqe* entry = io_uring_get_sqe(&ring);
+        if (entry == nullptr) {  // full: submit what is queued, then there is room
+            io_uring_submit(&ring);
+            entry = io_uring_get_sqe(&ring);
+        }
+        return entry;
+    }
+};
+
+ReceiveRing::ReceiveRing() {
+    if (!io_uring_wanted()) return;
+    auto ring = std::make_unique<Ring>();
+    io_uring_params params{};
+    // A large completion queue: a tick's work can leave many datagrams waiting.
+    params.flags = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_CQSIZE | IORING_SETUP_COOP_TASKRUN;
+    params.cq_entries = Ring::kCompletions;
+    if (io_uring_queue_init_params(Ring::kEntries, &ring->ring, &params) < 0) return;
+    void* buffer_ring = nullptr;
+    if (posix_memalign(&buffer_ring, 4096, Ring::kBuffers * sizeof(io_uring_buf)) != 0) {
+        io_uring_queue_exit(&ring->ring);
+        return;
+    }
+    ring->buffers = static_cast<io_uring_buf_ring*>(buffer_ring);
+    io_uring_buf_reg registration{};
+    registration.ring_addr = reinterpret_cast<std::uint64_t>(buffer_ring);
+    registration.ring_entries = Ring::kBuffers;
+    registration.bgid = Ring::kGroup;
+    if (io_uring_register_buf_ring(&ring->ring, &registration, 0) != 0) {
+        io_uring_queue_exit(&ring->ring);
+        std::free(buffer_ring);
+        return;
+    }
+    ring->memory = std::make_unique<std::uint8_t[]>(Ring::kBuffers * Ring::kBufferSize);
+    io_uring_buf_ring_init(ring->buffers);
+    const int mask = io_uring_buf_ring_mask(Ring::kBuffers);
+    for (unsigned id = 0; id < Ring::kBuffers; ++id) {
+        io_uring_buf_ring_add(ring->buffers, ring->buffer(id), Ring::kBufferSize, static_cast<unsigned short>(id),
+                              mask, static_cast<int>(id));
+    }
+    io_uring_buf_ring_advance(ring->buffers, Ring::kBuffers);
+    ring->shape.msg_namelen = sizeof(sockaddr_in);
+    ring->completions.reserve(Ring::kCompletions);
+    ring->lent.reserve(Ring::kCompletions);
+    ring_ = std::move(ring);
+}
+
+ReceiveRing::~ReceiveRing() {
+    if (!ring_) return;
+    io_uring_queue_exit(&ring_->ring);
+    std::free(ring_->buffers);
+}
+
+void ReceiveRing::receive(int fd, void* tag) {
+    io_uring_sqe* sqe = ring_->sqe();
+    // MSG_TRUNC: a datagram longer than a buffer is reported as such, not cut silently.
+    io_uring_prep_recvmsg_multishot(sqe, fd, &ring_->shape, MSG_TRUNC);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = Ring::kGroup;
+    io_uring_sqe_set_data(sqe, tag);
+}
+
+void ReceiveRing::poll(int fd, void* tag) {
+    io_uring_sqe* sqe = ring_->sqe();
+    io_uring_prep_poll_multishot(sqe, fd, POLLIN);
+    io_uring_sqe_set_data(sqe, tag);
+}
+
+void ReceiveRing::cancel(void* tag) {
+    io_uring_sqe* sqe = ring_->sqe();
+    io_uring_prep_cancel(sqe, tag, 0);
+    // The cancel's own completion is not wanted: only the cancelled operation's last one.
+    io_uring_sqe_set_data(sqe, nullptr);
+    sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+}
+
+std::span<const ReceiveRing::Completion> ReceiveRing::wait() {
+    Ring& r = *ring_;
+    if (!r.lent.empty()) {
+        const int mask = io_uring_buf_ring_mask(Ring::kBuffers);
+        int offset = 0;
+        for (const std::uint16_t id : r.lent) {
+            io_uring_buf_ring_add(r.buffers, r.buffer(id), Ring::kBufferSize, id, mask, offset++);
+        }
+        io_uring_buf_ring_advance(r.buffers, offset);
+        r.lent.clear();
+    }
+    r.completions.clear();
+    const int waited = io_uring_submit_and_wait(&r.ring, 1);
+    if (waited < 0 && waited != -EINTR && waited != -EAGAIN && waited != -EBUSY) {
+        throw std::runtime_error(std::string("io_uring_submit_and_wait: ") + std::strerror(-waited));
+    }
+    io_uring_cqe* cqe = nullptr;
+    unsigned head = 0;
+    unsigned seen = 0;
+    io_uring_for_each_cqe(&r.ring, head, cqe) {
+        ++seen;
+        if (cqe->user_data == 0) continue;  // a failed cancel: what it meant to end had ended
+        Completion done{io_uring_cqe_get_data(cqe), cqe->res, (cqe->flags & IORING_CQE_F_MORE) != 0, {}, nullptr,
+                        false};
+        if ((cqe->flags & IORING_CQE_F_BUFFER) != 0) {
+            const auto id = static_cast<std::uint16_t>(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+            r.lent.push_back(id);
+            io_uring_recvmsg_out* out = io_uring_recvmsg_validate(r.buffer(id), cqe->res, &r.shape);
+            if (out != nullptr && out->namelen >= sizeof(sockaddr_in)) {
+                done.source = static_cast<const sockaddr_in*>(io_uring_recvmsg_name(out));
+                done.data = {static_cast<const std::uint8_t*>(io_uring_recvmsg_payload(out, &r.shape)),
+                             io_uring_recvmsg_payload_length(out, cqe->res, &r.shape)};
+                done.truncated = (out->flags & MSG_TRUNC) != 0;
+            } else {
+                // Nothing sensible came: handed on as a truncated datagram, counted malformed.
+                static const sockaddr_in nowhere{};
+                done.source = &nowhere;
+                done.truncated = true;
+            }
+        }
+        r.completions.push_back(done);
+    }
+    io_uring_cq_advance(&r.ring, seen);
+    return r.completions;
+}
+
 Inbox::Inbox() {
     for (std::size_t i = 0; i < kBatch; ++i) {
         point_header(headers_[i], iov_[i], sources_[i], buffers_[i].data(), kMaxDatagram);
     }
-    for (std::size_t i = 0; i < kPrefetch; ++i) {
-        point_header(prefetched_[i], prefetch_iov_[i], prefetch_sources_[i], prefetch_buffers_[i].data(),
-                     kMaxDatagram);
-    }
+    point_header(presented_, presented_iov_, presented_source_, nullptr, 0);
 }
 
-void Inbox::prefetch(std::span<const int> fds) {
-    prefetch_count_ = 0;
-    prefetch_next_ = 0;
-    if (!ring_.available()) return;
-    prefetch_count_ = std::min(fds.size(), kPrefetch);
-    for (std::size_t i = 0; i < prefetch_count_; ++i) {
-        prefetch_fds_[i] = fds[i];
-        prefetched_[i].msg_hdr.msg_namelen = sizeof(sockaddr_in);
-        ring_.prepare_receive(fds[i], prefetched_[i].msg_hdr, i);
-    }
-    ring_.complete(prefetch_results_);
-    for (std::size_t i = 0; i < prefetch_count_; ++i) {
-        const int result = prefetch_results_[i];
-        const auto length = static_cast<std::size_t>(std::max(result, 0));
-        prefetched_[i].msg_len = static_cast<unsigned>(std::min(length, kMaxDatagram));
-        prefetched_[i].msg_hdr.msg_flags = length > kMaxDatagram ? MSG_TRUNC : 0;
-    }
+void Inbox::present(int fd, const ReceiveRing::Completion& datagram) {
+    presented_fd_ = fd;
+    presented_iov_ = {const_cast<std::uint8_t*>(datagram.data.data()), datagram.data.size()};
+    presented_.msg_len = static_cast<unsigned>(datagram.data.size());
+    presented_.msg_hdr.msg_flags = datagram.truncated ? MSG_TRUNC : 0;
+    presented_source_ = *datagram.source;
 }
 
 std::size_t Inbox::receive(int fd) {
-    if (prefetch_next_ < prefetch_count_ && prefetch_fds_[prefetch_next_] == fd) {
-        const std::size_t slot = prefetch_next_++;
-        view_ = &prefetched_[slot];
-        // An error (EAGAIN: nothing after all; a pending ICMP error) is consumed like recvmmsg's.
-        return prefetch_results_[slot] >= 0 ? 1 : 0;
+    if (presented_fd_ == fd) {
+        presented_fd_ = -1;
+        view_ = &presented_;
+        return 1;
     }
     for (std::size_t i = 0; i < used_; ++i) {
         headers_[i].msg_hdr.msg_namelen = sizeof(sockaddr_in);

@@ -1,10 +1,10 @@
 // Batched UDP I/O for a worker. Each leg has a socket of its own, and most
 // hold a single datagram when epoll reports them, so recvmmsg/sendmmsg batch
 // little: what they cost is one system call per socket. Where the kernel has
-// io_uring, a worker instead receives one datagram from every readable socket
-// in one io_uring_enter, and sends everything queued, to any sockets, in one
-// more; without it (a kernel or container that refuses io_uring) the same
-// classes fall back to recvmmsg and sendmmsg per socket.
+// io_uring, a worker instead receives from all its sockets through one ring
+// (ReceiveRing) and sends everything queued, to any sockets, in one
+// io_uring_enter; without it (a kernel or container that refuses io_uring, or
+// CALLBOX_IO_URING=off) it uses epoll, recvmmsg and sendmmsg per socket.
 #pragma once
 
 #include <netinet/in.h>
@@ -29,7 +29,7 @@ sockaddr_in ipv4_address(const std::string& host, std::uint16_t port);
 std::string format_address(const sockaddr_in& address);
 bool same_address(const sockaddr_in& a, const sockaddr_in& b);
 
-// Many sockets' sends or receives in one system call: an io_uring whose
+// Many sockets' sends in one system call: an io_uring whose
 // operations all complete at once (MSG_DONTWAIT: a socket that cannot take or
 // give a datagram now fails the operation with EAGAIN instead of parking it).
 class BatchRing {
@@ -41,10 +41,9 @@ public:
 
     // False when the kernel refused io_uring: callers use recvmmsg/sendmmsg.
     bool available() const { return ring_ != nullptr; }
-    // Queues one sendmsg or recvmsg; `slot` indexes its result in complete():
+    // Queues one sendmsg; `slot` indexes its result in complete():
     // the slots of one batch are 0, 1, 2... in order, at most `entries` of them.
     void prepare_send(int fd, const msghdr& message, std::size_t slot);
-    void prepare_receive(int fd, msghdr& message, std::size_t slot);
     // Submits what is queued, waits for all of it, and stores each
     // operation's result (bytes, or -errno) at results[slot].
     // Never throws: a ring that fails is closed and available() turns false.
@@ -56,23 +55,62 @@ private:
     unsigned queued_ = 0;
 };
 
+// Datagrams arriving on many sockets without a system call per socket: a
+// multishot recvmsg armed once per socket on an io_uring, into a ring of
+// buffers the kernel picks from, with the worker's timer and wake-up
+// eventfd polled on the same ring. The worker sleeps in one io_uring_enter
+// (instead of epoll_wait) and finds every datagram that came in the while,
+// each tagged with the socket it came to.
+class ReceiveRing {
+public:
+    // A datagram, a socket whose multishot ended, or a readable timer/eventfd.
+    struct Completion {
+        void* tag;
+        int result;            // bytes received, or -errno
+        bool more;             // false: the operation ended and needs arming again
+        std::span<const std::uint8_t> data;
+        const sockaddr_in* source;  // nullptr unless a datagram (then Inbox::present() it)
+        bool truncated;
+    };
+
+    ReceiveRing();
+    ~ReceiveRing();
+    ReceiveRing(const ReceiveRing&) = delete;
+    ReceiveRing& operator=(const ReceiveRing&) = delete;
+
+    // False when the kernel refused (or CALLBOX_IO_URING=off): the worker uses epoll and Inbox.
+    bool available() const { return ring_ != nullptr; }
+    // Receives every datagram of `fd` until cancel(tag); completions carry `tag`.
+    void receive(int fd, void* tag);
+    // Reports `fd` readable (for a timerfd or eventfd the worker then reads).
+    void poll(int fd, void* tag);
+    // Ends what receive(fd, tag) started: its last completion has more == false.
+    void cancel(void* tag);
+    // Submits what is queued, sleeps until something completes, and returns
+    // what did; valid until the next wait(), which hands their buffers back.
+    std::span<const Completion> wait();
+
+private:
+    struct Ring;
+    std::unique_ptr<Ring> ring_;
+};
+
 class Inbox {
 public:
-    static constexpr std::size_t kPrefetch = 256;  // as many as one epoll_wait reports
     Inbox();
-    // Receives one datagram from each of `fds` (readable sockets, in the order
-    // the worker will then call receive() for them) in one system call, where
-    // io_uring is available; does nothing otherwise.
-    void prefetch(std::span<const int> fds);
     // Receives up to kBatch datagrams from `fd`; returns how many (0 when
-    // drained). After prefetch(), the prefetched datagram of `fd` (1 or 0).
+    // drained). Right after present(fd, ...), the presented datagram (1).
     std::size_t receive(int fd);
+    // A datagram that came to `fd` through a ReceiveRing: the next receive(fd) returns it.
+    void present(int fd, const ReceiveRing::Completion& datagram);
     std::span<const std::uint8_t> data(std::size_t i) const;
-    const sockaddr_in& source(std::size_t i) const { return *static_cast<const sockaddr_in*>(view_[i].msg_hdr.msg_name); }
+    const sockaddr_in& source(std::size_t i) const {
+        return *static_cast<const sockaddr_in*>(view_[i].msg_hdr.msg_name);
+    }
     bool truncated(std::size_t i) const { return (view_[i].msg_hdr.msg_flags & MSG_TRUNC) != 0; }
 
 private:
-    // What receive() returned: headers_ after recvmmsg, one of prefetched_ after prefetch().
+    // What receive() returned: headers_ after recvmmsg, or presented_.
     const mmsghdr* view_ = nullptr;
     std::array<std::array<std::uint8_t, kMaxDatagram>, kBatch> buffers_{};
     std::array<sockaddr_in, kBatch> sources_{};
@@ -83,15 +121,10 @@ private:
     // holds one datagram, and preparing all 32 headers each time cost more).
     std::size_t used_ = 0;
 
-    BatchRing ring_{kPrefetch};
-    std::array<std::array<std::uint8_t, kMaxDatagram>, kPrefetch> prefetch_buffers_{};
-    std::array<sockaddr_in, kPrefetch> prefetch_sources_{};
-    std::array<iovec, kPrefetch> prefetch_iov_{};
-    std::array<mmsghdr, kPrefetch> prefetched_{};
-    std::array<int, kPrefetch> prefetch_fds_{};
-    std::array<int, kPrefetch> prefetch_results_{};
-    std::size_t prefetch_count_ = 0;
-    std::size_t prefetch_next_ = 0;  // the next prefetched datagram receive() hands out
+    mmsghdr presented_{};
+    iovec presented_iov_{};
+    sockaddr_in presented_source_{};
+    int presented_fd_ = -1;
 };
 
 class Outbox {

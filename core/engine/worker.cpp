@@ -98,8 +98,12 @@ void Worker::stop() {
 void Worker::add_leg(std::unique_ptr<Leg> leg) {
     leg->attach(*this);
     for (int fd : leg->fds()) {
-        Watch& entry = by_fd_[fd] = Watch{leg.get(), fd};
-        watch(epoll_fd_, fd, &entry);
+        Watch* entry = (by_fd_[fd] = std::make_unique<Watch>(Watch{leg.get(), fd})).get();
+        if (receiving_.available()) {
+            receiving_.receive(fd, entry);
+        } else {
+            watch(epoll_fd_, fd, entry);
+        }
     }
     const LegId id = leg->id();
     ticking_.push_back(leg.get());
@@ -182,8 +186,15 @@ void Worker::remove_leg(LegId id) {
         }
     }
     for (int fd : gone.fds()) {
-        epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
-        by_fd_.erase(fd);
+        auto entry = by_fd_.extract(fd);
+        if (receiving_.available()) {
+            // The ring may still hold datagrams for it: they find no leg.
+            entry.mapped()->leg = nullptr;
+            receiving_.cancel(entry.mapped().get());
+            retired_.push_back(std::move(entry.mapped()));
+        } else {
+            epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+        }
     }
     std::erase(ticking_, &gone);
     legs_.erase(id);
@@ -238,24 +249,36 @@ void Worker::tick(Clock::time_point now, std::uint64_t frames) {
 void Worker::run() {
     // Named so top -H and the benchmarks can tell the media threads apart.
     pthread_setname_np(pthread_self(), "callbox-media");
+    if (receiving_.available()) {
+        run_on_ring();
+    } else {
+        run_on_epoll();
+    }
+    apply_commands(Clock::now());  // commands queued before stop still get their answer
+    outbox_->flush();
+}
+
+void Worker::finish_wake(Clock::time_point now, std::uint64_t frames, bool woken) {
+    // Relayed packets leave now, in one batch, not at the next tick.
+    outbox_->flush();
+    // Commands apply as soon as they are posted (the wake-up), and at a
+    // tick before its audio, so one posted just before a tick counts for
+    // it; either way on this thread, so legs need no locks. The audio
+    // itself stays on the timer's 20 ms grid.
+    if (woken || frames > 0) apply_commands(now);
+    if (frames > 0) tick(now, frames);
+    else if (woken) outbox_->flush();  // what the commands sent
+}
+
+void Worker::run_on_epoll() {
     // As many as the echo floor takes per wait: under load, fewer waits.
-    std::array<epoll_event, Inbox::kPrefetch> ready{};
-    std::vector<int> readable;
-    readable.reserve(ready.size());
+    std::array<epoll_event, 256> ready{};
     while (!stopping_) {
         const int n = epoll_wait(epoll_fd_, ready.data(), static_cast<int>(ready.size()), -1);
         if (n < 0) continue;  // EINTR
         const Clock::time_point now = Clock::now();
         std::uint64_t frames = 0;
         bool woken = false;
-        // One datagram from every readable leg socket in one system call
-        // (io_uring), handed to the legs below in the same order.
-        readable.clear();
-        for (int i = 0; i < n; ++i) {
-            void* const tag = ready[static_cast<std::size_t>(i)].data.ptr;
-            if (tag != &timer_fd_ && tag != &wake_fd_) readable.push_back(static_cast<const Watch*>(tag)->fd);
-        }
-        inbox_->prefetch(readable);
         for (int i = 0; i < n; ++i) {
             void* const tag = ready[static_cast<std::size_t>(i)].data.ptr;
             if (tag == &timer_fd_) {
@@ -271,18 +294,45 @@ void Worker::run() {
                 watched.leg->on_readable(watched.fd, now);
             }
         }
-        // Relayed packets leave now, in one batch per socket, not at the next tick.
-        outbox_->flush();
-        // Commands apply as soon as they are posted (the wake-up), and at a
-        // tick before its audio, so one posted just before a tick counts for
-        // it; either way on this thread, so legs need no locks. The audio
-        // itself stays on the timer's 20 ms grid.
-        if (woken || frames > 0) apply_commands(now);
-        if (frames > 0) tick(now, frames);
-        else if (woken) outbox_->flush();  // what the commands sent
+        finish_wake(now, frames, woken);
     }
-    apply_commands(Clock::now());  // commands queued before stop still get their answer
-    outbox_->flush();
+}
+
+void Worker::run_on_ring() {
+    receiving_.poll(timer_fd_, &timer_fd_);
+    receiving_.poll(wake_fd_, &wake_fd_);
+    while (!stopping_) {
+        const auto done = receiving_.wait();
+        const Clock::time_point now = Clock::now();
+        std::uint64_t frames = 0;
+        bool woken = false;
+        for (const ReceiveRing::Completion& completion : done) {
+            if (completion.tag == &timer_fd_ || completion.tag == &wake_fd_) {
+                int& fd = *static_cast<int*>(completion.tag);
+                if (!completion.more) receiving_.poll(fd, &fd);
+                std::uint64_t count = 0;
+                if (read(fd, &count, sizeof count) != sizeof count) continue;  // read at an earlier completion
+                if (fd == timer_fd_) frames += count;
+                else woken = true;
+                continue;
+            }
+            Watch& watched = *static_cast<Watch*>(completion.tag);
+            if (watched.leg == nullptr) {
+                // A removed leg's: once its receive has ended, nothing refers to the watch.
+                if (!completion.more) {
+                    std::erase_if(retired_, [&](const std::unique_ptr<Watch>& w) { return w.get() == &watched; });
+                }
+                continue;
+            }
+            if (completion.source != nullptr) {
+                inbox_->present(watched.fd, completion);
+                watched.leg->on_readable(watched.fd, now);
+            }
+            // Ended (out of buffers, an error the socket reported): armed again.
+            if (!completion.more) receiving_.receive(watched.fd, &watched);
+        }
+        finish_wake(now, frames, woken);
+    }
 }
 
 }  // namespace callbox::engine

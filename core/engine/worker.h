@@ -64,6 +64,12 @@ public:
 
 private:
     void run();
+    // The worker's loop with epoll and a recvmmsg per readable socket (no io_uring).
+    void run_on_epoll();
+    // The worker's loop on its ReceiveRing: every socket's datagrams from one wait.
+    void run_on_ring();
+    // After a wake-up's datagrams: sends, commands, and the tick's audio if `frames`.
+    void finish_wake(Clock::time_point now, std::uint64_t frames, bool woken);
     void wake();
     // Runs the queued commands on the worker thread.
     void apply_commands(Clock::time_point now);
@@ -103,11 +109,15 @@ private:
     // What a leg's socket is to epoll: its event carries a pointer to its
     // entry here (map nodes keep their address), so a readable socket finds
     // its leg without a lookup.
+    // On a ReceiveRing, a removed leg's watch lives on (leg nullptr) in
+    // retired_ until the ring's last completion for it.
     struct Watch {
         Leg* leg;
         int fd;
     };
-    std::unordered_map<int, Watch> by_fd_;
+    std::unordered_map<int, std::unique_ptr<Watch>> by_fd_;
+    std::vector<std::unique_ptr<Watch>> retired_;
+    ReceiveRing receiving_;
     std::vector<ActiveTap> taps_;  // walked every frame, found by id only when one stops
     std::uint64_t frame_ = 0;       // frames made so far
     std::unordered_map<ConferenceId, std::unique_ptr<Conference>> conferences_;
