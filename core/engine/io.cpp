@@ -85,9 +85,12 @@ BatchRing::~BatchRing() {
     if (ring_) io_uring_queue_exit(&ring_->ring);
 }
 
-void BatchRing::prepare_send(int fd, const msghdr& message, std::size_t slot) {
+void BatchRing::prepare_send(int fd, std::span<const std::uint8_t> datagram, const sockaddr_in& to,
+                             std::size_t slot) {
     io_uring_sqe* sqe = io_uring_get_sqe(&ring_->ring);
-    io_uring_prep_sendmsg(sqe, fd, &message, MSG_DONTWAIT);
+    // A send with an address (sendto): no msghdr or iovec for the kernel to copy in.
+    io_uring_prep_send(sqe, fd, datagram.data(), datagram.size(), MSG_DONTWAIT);
+    io_uring_prep_send_set_addr(sqe, reinterpret_cast<const sockaddr*>(&to), sizeof to);
     io_uring_sqe_set_data64(sqe, slot);
     ++queued_;
 }
@@ -308,7 +311,9 @@ void Outbox::commit(int fd, const sockaddr_in& to, std::size_t size) {
 
 void Outbox::flush() {
     if (ring_.available() && count_ > 0) {
-        for (std::size_t i = 0; i < count_; ++i) ring_.prepare_send(fds_[i], headers_[i].msg_hdr, i);
+        for (std::size_t i = 0; i < count_; ++i) {
+            ring_.prepare_send(fds_[i], std::span(buffers_[i]).first(iov_[i].iov_len), to_[i], i);
+        }
         ring_.complete(std::span(results_).first(count_));
         // A datagram that failed (full socket buffer, unreachable far end) is
         // dropped, not retried: media is real-time.

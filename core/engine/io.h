@@ -41,9 +41,9 @@ public:
 
     // False when the kernel refused io_uring: callers use recvmmsg/sendmmsg.
     bool available() const { return ring_ != nullptr; }
-    // Queues one sendmsg; `slot` indexes its result in complete():
+    // Queues one datagram to send; `slot` indexes its result in complete():
     // the slots of one batch are 0, 1, 2... in order, at most `entries` of them.
-    void prepare_send(int fd, const msghdr& message, std::size_t slot);
+    void prepare_send(int fd, std::span<const std::uint8_t> datagram, const sockaddr_in& to, std::size_t slot);
     // Submits what is queued, waits for all of it, and stores each
     // operation's result (bytes, or -errno) at results[slot].
     // Never throws: a ring that fails is closed and available() turns false.
