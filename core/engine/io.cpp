@@ -172,7 +172,8 @@ ReceiveRing::ReceiveRing() {
         std::free(buffer_ring);
         return;
     }
-    ring->memory = std::make_unique<std::uint8_t[]>(Ring::kBuffers * Ring::kBufferSize);
+    // Not zeroed: the kernel writes each buffer before the worker reads it.
+    ring->memory = std::make_unique_for_overwrite<std::uint8_t[]>(Ring::kBuffers * Ring::kBufferSize);
     io_uring_buf_ring_init(ring->buffers);
     const int mask = io_uring_buf_ring_mask(Ring::kBuffers);
     for (unsigned id = 0; id < Ring::kBuffers; ++id) {
@@ -227,10 +228,9 @@ std::span<const ReceiveRing::Completion> ReceiveRing::wait() {
         r.lent.clear();
     }
     r.completions.clear();
-    const int waited = io_uring_submit_and_wait(&r.ring, 1);
-    if (waited < 0 && waited != -EINTR && waited != -EAGAIN && waited != -EBUSY) {
-        throw std::runtime_error(std::string("io_uring_submit_and_wait: ") + std::strerror(-waited));
-    }
+    // An error here (a signal, the kernel short of memory for a moment) is
+    // like epoll_wait's EINTR: the worker comes back, completions keep.
+    if (io_uring_submit_and_wait(&r.ring, 1) < 0) return {};
     io_uring_cqe* cqe = nullptr;
     unsigned head = 0;
     unsigned seen = 0;

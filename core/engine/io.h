@@ -87,7 +87,8 @@ public:
     // Ends what receive(fd, tag) started: its last completion has more == false.
     void cancel(void* tag);
     // Submits what is queued, sleeps until something completes, and returns
-    // what did; valid until the next wait(), which hands their buffers back.
+    // what did (nothing after an interrupted wait); valid until the next
+    // wait(), which hands their buffers back.
     std::span<const Completion> wait();
 
 private:
