@@ -214,6 +214,9 @@ void ReceiveRing::cancel(void* tag) {
     // The cancel's own completion is not wanted: only the cancelled operation's last one.
     io_uring_sqe_set_data(sqe, nullptr);
     sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+    // Now, not at the next wait: the armed receive holds the socket open,
+    // and a closed leg's port must be free when close() answers.
+    io_uring_submit(&ring_->ring);
 }
 
 std::span<const ReceiveRing::Completion> ReceiveRing::wait() {

@@ -84,7 +84,8 @@ public:
     void receive(int fd, void* tag);
     // Reports `fd` readable (for a timerfd or eventfd the worker then reads).
     void poll(int fd, void* tag);
-    // Ends what receive(fd, tag) started: its last completion has more == false.
+    // Ends what receive(fd, tag) started, at once (its socket can then close):
+    // its last completion, at a later wait(), has more == false.
     void cancel(void* tag);
     // Submits what is queued, sleeps until something completes, and returns
     // what did (nothing after an interrupted wait); valid until the next

@@ -296,6 +296,28 @@ def test_closing_a_leg_returns_its_final_stats_and_frees_its_ports(
         leg.stats()
 
 
+def test_closed_legs_free_their_ports_at_once_while_their_far_ends_keep_sending(
+    any_io_engine: Engine, peers: Callable[[], Peer]
+) -> None:
+    far_end = peers()
+
+    def received_any(leg: core.RtpLeg) -> bool:
+        return leg.stats().packets_received > 0
+
+    for round_ in range(20):
+        leg = connected_leg(any_io_engine, far_end)
+        for seq in range(3):
+            far_end.send(leg, round_ * 3 + seq)
+        eventually(functools.partial(received_any, leg), "the far end's packets")
+        far_end.send(leg, 99)  # still in flight as the leg closes
+        leg.close()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind((LOOPBACK, leg.local_port))  # raises if the closed leg still held it
+    survivor = connected_leg(any_io_engine, far_end)
+    far_end.send(survivor, 1)
+    eventually(lambda: survivor.stats().packets_received == 1, "a new leg still receives")
+
+
 def test_a_new_ssrc_starts_a_new_source_and_a_new_outgoing_stream(
     engine: Engine, peers: Callable[[], Peer]
 ) -> None:
