@@ -4,10 +4,12 @@
 #include <fcntl.h>
 #include <liburing.h>
 #include <poll.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
@@ -61,18 +63,33 @@ int open_udp(const std::string& host, std::uint16_t port) {
     return fd;
 }
 
-// CALLBOX_IO_URING=off: the system-call-per-socket path, for comparison and for its tests.
-bool io_uring_wanted() {
-    const char* setting = std::getenv("CALLBOX_IO_URING");
-    return setting == nullptr || std::string_view(setting) != "off";
+namespace {
+
+// Multishot recvmsg came in Linux 6.0 and sends with an address in 6.1: an
+// older kernel could set a ring up and then refuse every operation.
+bool kernel_has_what_rings_use() {
+    utsname name{};
+    int major = 0;
+    int minor = 0;
+    if (uname(&name) != 0 || std::sscanf(name.release, "%d.%d", &major, &minor) != 2) return false;
+    return major > 6 || (major == 6 && minor >= 1);
 }
+
+// CALLBOX_IO_URING=off: the system-call-per-socket path, for comparison and for its tests.
+bool use_io_uring() {
+    const char* setting = std::getenv("CALLBOX_IO_URING");
+    if (setting != nullptr && std::string_view(setting) == "off") return false;
+    return kernel_has_what_rings_use();
+}
+
+}  // namespace
 
 struct BatchRing::Ring {
     io_uring ring{};
 };
 
 BatchRing::BatchRing(unsigned entries) : ring_(std::make_unique<Ring>()) {
-    if (!io_uring_wanted()) {
+    if (!use_io_uring()) {
         ring_.reset();
         return;
     }
@@ -150,7 +167,7 @@ struct ReceiveRing::Ring {
 };
 
 ReceiveRing::ReceiveRing() {
-    if (!io_uring_wanted()) return;
+    if (!use_io_uring()) return;
     auto ring = std::make_unique<Ring>();
     io_uring_params params{};
     // A large completion queue: a tick's work can leave many datagrams waiting.
