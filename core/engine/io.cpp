@@ -75,10 +75,12 @@ bool kernel_has_what_rings_use() {
     return major > 6 || (major == 6 && minor >= 1);
 }
 
-// CALLBOX_IO_URING=off: the system-call-per-socket path, for comparison and for its tests.
+// CALLBOX_IO_URING=on: rings. Opt-in for now: under ASan the transcoding
+// tone tests of tests/core fail now and then with rings and never without
+// them, and why is not known yet (docs/media.md, "Packets").
 bool use_io_uring() {
     const char* setting = std::getenv("CALLBOX_IO_URING");
-    if (setting != nullptr && std::string_view(setting) == "off") return false;
+    if (setting == nullptr || std::string_view(setting) != "on") return false;
     return kernel_has_what_rings_use();
 }
 

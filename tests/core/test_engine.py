@@ -38,9 +38,8 @@ pytestmark = pytest.mark.skipif(
 def any_io_engine(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Engine]:
-    """An engine batching its sockets' I/O through io_uring, or (CALLBOX_IO_URING=off) not."""
-    if request.param == "system_calls":
-        monkeypatch.setenv("CALLBOX_IO_URING", "off")
+    """An engine batching its sockets' I/O through io_uring (CALLBOX_IO_URING=on), or not."""
+    monkeypatch.setenv("CALLBOX_IO_URING", "on" if request.param == "io_uring" else "off")
     with Engine(workers=2, port_min=31000, port_max=31999, host=LOOPBACK) as e:
         yield e
 
