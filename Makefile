@@ -11,7 +11,7 @@ CORE_EXT := core/_core$(EXT_SUFFIX)
 ASAN_RUNTIME = $(shell g++ -print-file-name=libasan.so)
 UBSAN_RUNTIME = $(shell g++ -print-file-name=libubsan.so)
 
-.PHONY: run test lint typecheck test-core-sanitize bench deps clean image image-test
+.PHONY: run test lint typecheck test-core-sanitize bench deps clean image image-test iso iso-test image-repro
 
 ## run: set up and start the appliance on embedded defaults (Ctrl-C stops it)
 run: $(VENV)/.installed $(CORE_EXT)
@@ -67,7 +67,9 @@ build/loadgen: benchmarks/loadgen/loadgen.cpp
 
 ## image: the bootable appliance disk image, image/build/callbox.{img,qcow2} (needs root)
 IMAGE := image/build/callbox.qcow2
-IMAGE_SOURCES := $(shell find image -path image/build -prune -o -type f -print) \
+# The ISO's own script and the ISO test's stamp are not the disk image's sources.
+IMAGE_SOURCES := $(shell find image -path image/build -prune -o -type f \
+	! -name build-iso.sh ! -name iso-tested ! -name repro.sh -print) \
 	$(shell find appliance hw core -name '*.py' -o -name '*.pyi' -o -name '*.html') \
 	$(CORE_SOURCES) pyproject.toml setup.py
 image: $(IMAGE)
@@ -76,7 +78,23 @@ $(IMAGE): $(VENV)/.installed $(IMAGE_SOURCES)
 
 ## image-test: boot the image under qemu (BIOS and UEFI) and call it (needs root)
 image-test: $(IMAGE)
-	$(PY) -m pytest -p no:cacheprovider tests/image
+	$(PY) -m pytest -p no:cacheprovider tests/image/test_image_boot.py
+
+## iso: the installer ISO, image/build/callbox-installer.iso (live system and installer; needs root)
+ISO := image/build/callbox-installer.iso
+iso: $(ISO)
+$(ISO): $(IMAGE) image/build-iso.sh
+	image/build-iso.sh
+
+## iso-test: install from the ISO to a blank disk under qemu, boot that disk and call it;
+## on success image/iso-tested records which image/ passed (make test runs it only when image/ changed)
+iso-test: $(ISO)
+	CALLBOX_ISO_TEST=always $(PY) -m pytest -p no:cacheprovider tests/image/test_iso_install.py
+	$(PY) -m tests.image.iso_stamp write
+
+## image-repro: build the image twice from this commit and compare the raw disks byte for byte
+image-repro: $(VENV)/.installed
+	image/repro.sh
 
 deps:
 	scripts/install-system-deps

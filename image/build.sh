@@ -10,13 +10,10 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-repo=$(dirname "$here")
+. "$here/common.sh"
 out=${IMAGE_BUILD_DIR:-$here/build}
 python=${PYTHON:-$repo/.venv/bin/python}
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
-# The image's time stamps: the last commit's, so a rebuild of a commit gives the same image.
-export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$repo" log -1 --format=%ct 2>/dev/null || echo 1767225600)}
-export LC_ALL=C.UTF-8 TZ=UTC
 
 # Fixed identities (reproducibility; the boot entries name the root by PARTUUID).
 disk_guid=5c0ab0c5-0000-4000-8000-000000000001
@@ -58,6 +55,9 @@ packages=(
   espeak-ng sox
   # users' tools on the console
   lmdb-utils
+  # the installer ISO boots this same root read-only (live-boot, only with boot=live on the
+  # kernel's command line) and its installer decompresses the disk image (zstd)
+  live-boot live-boot-initramfs-tools busybox zstd
 )
 mmdebstrap --mode=root --variant=minbase --format=directory \
   --include="$(IFS=,; echo "${packages[*]}")" \
@@ -103,12 +103,8 @@ LABEL callbox
   INITRD /initrd.img
   APPEND $kernel_cmdline
 CFG
-find "$boot" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 esp=$work/esp.img
-rm -f "$esp"
-mkfs.vfat -C -F 32 -n CALLBOXBOOT -i "$esp_volume_id" --invariant "$esp" $((esp_mib * 1024)) >/dev/null
-export MTOOLS_SKIP_CHECK=1
-(cd "$boot" && mcopy -s -m -i "$esp" EFI loader syslinux vmlinuz initrd.img ::/)
+fat_image "$boot" "$esp" CALLBOXBOOT "$esp_volume_id" $((esp_mib * 1024))
 syslinux --install --directory /syslinux "$esp"
 
 echo "== root partition (ext4 from the directory)"
@@ -119,6 +115,14 @@ rm -f "$rootimg"
 find "$rootfs" -newermt "@$SOURCE_DATE_EPOCH" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 E2FSPROGS_FAKE_TIME=$SOURCE_DATE_EPOCH mkfs.ext4 -q -L callbox-root -U "$root_fs_uuid" \
   -E "hash_seed=$root_fs_uuid,root_owner=0:0" -d "$rootfs" "$rootimg" "${root_mib}M"
+# mke2fs 1.47.0 copies each file's ctime, which is when this build wrote it (no tool sets a
+# ctime): debugfs sets them all to SOURCE_DATE_EPOCH inside the image.
+(echo "sif / ctime @$SOURCE_DATE_EPOCH"
+ cd "$rootfs" && find . -mindepth 1 -printf "sif \"/%P\" ctime @$SOURCE_DATE_EPOCH\n") \
+  | E2FSPROGS_FAKE_TIME=$SOURCE_DATE_EPOCH debugfs -w -f - "$rootimg" >/dev/null 2>"$work/debugfs.log"
+if grep -v '^debugfs ' "$work/debugfs.log" | grep -q .; then
+  echo "image/build.sh: debugfs could not set every ctime:" >&2; head "$work/debugfs.log" >&2; exit 1
+fi
 
 echo "== disk (GPT)"
 img=$out/callbox.img
@@ -135,5 +139,8 @@ dd if="$rootimg" of="$img" bs=1M seek=$((1 + esp_mib)) conv=notrunc status=none
 # BIOS: syslinux's GPT-aware MBR boots the partition marked legacy-BIOS-bootable.
 dd if=/usr/lib/syslinux/mbr/gptmbr.bin of="$img" bs=440 count=1 conv=notrunc status=none
 qemu-img convert -f raw -O qcow2 "$img" "$out/callbox.qcow2"
+# The root directory stays for the installer ISO's live system (image/build-iso.sh).
+rm -rf "$out/rootfs"
+mv "$rootfs" "$out/rootfs"
 rm -rf "$work"
 echo "== done: $img ($disk_mib MiB) and $out/callbox.qcow2"
