@@ -61,7 +61,7 @@ Unattended: install callbox.install=/dev/sda callbox.install_confirm=yes
 TXT
 cat > "$medium/isolinux/isolinux.cfg" <<CFG
 SERIAL 0 115200
-DISPLAY boot.txt
+DISPLAY /isolinux/boot.txt
 PROMPT 1
 TIMEOUT 150
 DEFAULT live

@@ -27,6 +27,9 @@ TARGET_RMS_DBFS = -16.0
 PEAK_LIMIT_DBFS = -1.0
 HOLD_MUSIC = "hold_music"
 STAMP_FILE = ".version"
+SOX = ("sox", "-R")
+"""sox in repeatable mode: its dither and plucked notes are seeded, so the same prompts come
+out as the same bytes (the appliance image is reproducible)."""
 OUTPUT_FORMAT = ("-r", str(SAMPLE_RATE), "-c", "1", "-b", "16")
 """sox's options for the files it writes: the prompts' format."""
 
@@ -125,13 +128,13 @@ def _level_db(stats: str, label: str) -> float:
 
 def _write_leveled(source: Path, target: Path) -> None:
     """Copy ``source`` to ``target`` at about TARGET_RMS_DBFS, its peaks below PEAK_LIMIT_DBFS."""
-    stats = _run(["sox", str(source), "-n", "stats"])
+    stats = _run([*SOX, str(source), "-n", "stats"])
     gain = min(
         TARGET_RMS_DBFS - _level_db(stats, "RMS lev dB"),
         PEAK_LIMIT_DBFS - _level_db(stats, "Pk lev dB"),
     )
     partial = target.with_suffix(".tmp.wav")
-    _run(["sox", str(source), "-b", "16", str(partial), "gain", f"{gain:.2f}"])
+    _run([*SOX, str(source), "-b", "16", str(partial), "gain", f"{gain:.2f}"])
     os.replace(partial, target)
 
 
@@ -142,22 +145,20 @@ def _speak(text: str, voice: str, work: Path, target: Path) -> None:
     # Trim silence at both ends (reverse, trim the start again, reverse back).
     silence = ["silence", "1", "0.02", "0.5%"]
     shaping = ["rate", "-v", str(SAMPLE_RATE), *silence, "reverse", *silence, "reverse"]
-    _run(
-        ["sox", str(spoken), *OUTPUT_FORMAT, str(trimmed), *shaping, "compand", *SPEECH_COMPRESSOR]
-    )
+    _run([*SOX, str(spoken), *OUTPUT_FORMAT, str(trimmed), *shaping, "compand", *SPEECH_COMPRESSOR])
     _write_leveled(trimmed, target)
 
 
 def _hold_music(work: Path, target: Path) -> None:
     chords = [
-        f"|sox -n -r {SAMPLE_RATE} -c 1 -p synth {CHORD_SECONDS} "
+        f"|{' '.join(SOX)} -n -r {SAMPLE_RATE} -c 1 -p synth {CHORD_SECONDS} "
         + " ".join(f"pl {note}" for note in notes)
         + " delay 0 .08 .16 .24 remix - fade 0 "
         + f"{CHORD_SECONDS} .3"
         for notes in HOLD_CHORDS
     ]
     music = work / "music.wav"
-    _run(["sox", *chords, *OUTPUT_FORMAT, str(music)])
+    _run([*SOX, *chords, *OUTPUT_FORMAT, str(music)])
     _write_leveled(music, target)
 
 

@@ -144,3 +144,11 @@ def test_callbox_prompts_command_generates_then_reports_up_to_date(tmp_path: Pat
     )
     assert "en: 0 prompts generated" in callbox_prompts()
     assert "en: 8 prompts generated" in callbox_prompts("--force")
+
+
+def test_prompts_made_twice_are_the_same_bytes(generated: Path, tmp_path: Path) -> None:
+    """sox's dither and plucked notes are seeded: the appliance image builds reproducibly."""
+    assert generate_prompts(tmp_path, "en", names=SUBSET) == SUBSET
+    for name in SUBSET:
+        first = (generated / "en" / f"{name}.wav").read_bytes()
+        assert (tmp_path / "en" / f"{name}.wav").read_bytes() == first, name
