@@ -72,7 +72,7 @@ mmdebstrap --mode=root --variant=minbase --format=directory \
       rm -rf /tmp/wheels
       ln -sf /opt/callbox/venv/bin/callbox /usr/local/bin/callbox
       CALLBOX_DATA_DIR=/var/lib/callbox /opt/callbox/venv/bin/callbox prompts
-      # sox loaded libpulse, which left a link named after this build'"'"'s random machine id
+      # sox loaded libpulse, which left a link named after the random machine id of this build
       rm -rf /root/.config/pulse
       systemd-sysusers
       systemctl enable systemd-networkd.service callbox-firstboot.service callbox-switch.service callbox-web.service callbox-console.service
