@@ -117,13 +117,12 @@ rm -f "$rootimg"
 find "$rootfs" -newermt "@$SOURCE_DATE_EPOCH" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 E2FSPROGS_FAKE_TIME=$SOURCE_DATE_EPOCH mkfs.ext4 -q -L callbox-root -U "$root_fs_uuid" \
   -E "hash_seed=$root_fs_uuid,root_owner=0:0" -d "$rootfs" "$rootimg" "${root_mib}M"
-# mke2fs 1.47.0 copies each file's ctime, which is when this build wrote it (no tool sets a
-# ctime): debugfs sets them all to SOURCE_DATE_EPOCH inside the image.
-(echo "sif / ctime @$SOURCE_DATE_EPOCH"
- cd "$rootfs" && find . -mindepth 1 -printf "sif \"/%P\" ctime @$SOURCE_DATE_EPOCH\n") \
+# mke2fs 1.47.0 copies each file's ctime and atime, which are when this build wrote and last
+# read it (no tool sets a ctime): debugfs sets both to SOURCE_DATE_EPOCH inside the image.
+(cd "$rootfs" && find . -printf "sif \"/%P\" ctime @$SOURCE_DATE_EPOCH\nsif \"/%P\" atime @$SOURCE_DATE_EPOCH\n") \
   | E2FSPROGS_FAKE_TIME=$SOURCE_DATE_EPOCH debugfs -w -f - "$rootimg" >/dev/null 2>"$work/debugfs.log"
 if grep -v '^debugfs ' "$work/debugfs.log" | grep -q .; then
-  echo "image/build.sh: debugfs could not set every ctime:" >&2; head "$work/debugfs.log" >&2; exit 1
+  echo "image/build.sh: debugfs could not set every ctime and atime:" >&2; head "$work/debugfs.log" >&2; exit 1
 fi
 
 echo "== disk (GPT)"
