@@ -21,6 +21,7 @@ import pytest
 from appliance.acd.agents import AgentState, AgentStateChanged
 from appliance.calllog.records import CallRecord, QueueEvent, QueueEventKind
 from appliance.calls.interface import HangupCause
+from appliance.calls.legs import CallState
 from appliance.ivr.prompts import generate_prompts
 from appliance.switch.callcenter import CallEvent, CallEventKind
 from appliance.switch.service import Switch
@@ -341,6 +342,11 @@ async def second_agent_answers(
     caller.press("1")
     if reason == "no answer":  # its phone rings for the ring timeout
         await eventually(lambda: acd.agent("1001").state is AgentState.RINGING, "1001 to ring")
+        # The ACD rings the agent first; the call says so once its offer has a leg.
+        await eventually(
+            lambda: [c.state for c in switch.calls.live.values()] == [CallState.RINGING_AGENT],
+            "the call to show the agent ringing",
+        )
         ringing = [(s["state"], s["agent"]) for s in await switch.calls.status()]
         assert ringing == [("ringing_agent", "1001")]
     await eventually(lambda: acd.agent("1002").state is AgentState.TALKING, "agent 1002 to talk")
