@@ -82,6 +82,12 @@ mmdebstrap --mode=root --variant=minbase --format=directory \
   --customize-hook='rm -f "$1"/etc/machine-id "$1"/var/lib/dbus/machine-id; touch "$1"/etc/machine-id' \
   --customize-hook='rm -rf "$1"/var/cache/apt/* "$1"/var/lib/apt/lists/* "$1"/var/log/*.log "$1"/tmp/*' \
   bookworm "$work/rootfs" "$mirror"
+# mmdebstrap unmounts the /proc, /sys and /dev it mounted in the root, but one still busy at
+# that moment stays mounted (it warns and goes on), and the steps below would then copy the
+# host's /sys into the image: detach whatever is left.
+for mounted in $(findmnt -rn -o TARGET | sort -r); do
+  case $mounted in "$work/rootfs/"*) umount -l "$mounted" ;; esac
+done
 
 echo "== boot partition (FAT: syslinux for BIOS, systemd-boot for UEFI)"
 rootfs=$work/rootfs
