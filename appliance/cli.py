@@ -50,10 +50,23 @@ def _child_args(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from appliance.config import open_store
     from appliance.runner import supervise
+    from appliance.store import StoreError
+    from appliance.webadmin.accounts import pending_first_admin_password
+    from appliance.webadmin.sessions import WebSession
 
     settings = _settings(args)
-    return asyncio.run(supervise(settings, _child_args(args)))
+    try:
+        store = open_store(settings, (WebSession,))
+        try:
+            one_time = pending_first_admin_password(store, settings.data_path)
+        finally:
+            store.close()
+    except StoreError as exc:
+        print(f"callbox run: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    return asyncio.run(supervise(settings, _child_args(args), one_time_password=one_time))
 
 
 def _serve(args: argparse.Namespace, name: str) -> int:

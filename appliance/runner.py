@@ -65,14 +65,23 @@ def media_workers(settings: Settings) -> int:
     return settings.media.workers or os.cpu_count() or 1
 
 
-def banner(settings: Settings) -> str:
-    """The lines ``callbox run`` prints once both processes are ready."""
+def banner(settings: Settings, one_time_password: str | None = None) -> str:
+    """The lines ``callbox run`` prints once both processes are ready (with the admin's
+    one-time password while it is still to be replaced)."""
     rtp = settings.rtp
     sip = settings.sip
     tls = (
         f"tls {sip.host}:{sip.tls_port}"
         if sip.tls_enabled
         else "tls off (no [sip] tls_certificate)"
+    )
+    first_sign_in = (
+        [
+            f"  first sign-in user admin, one-time password {one_time_password}"
+            " (the web UI asks for a new one)"
+        ]
+        if one_time_password
+        else []
     )
     return "\n".join(
         [
@@ -84,12 +93,19 @@ def banner(settings: Settings) -> str:
             " calls between extensions)",
             f"  RTP ports     {rtp.port_min}-{rtp.port_max}"
             f" (media engine, {media_workers(settings)} workers)",
+            *first_sign_in,
             "Status: callbox status    Stop: Ctrl-C",
         ]
     )
 
 
-async def supervise(settings: Settings, child_args: list[str], out: TextIO = sys.stdout) -> int:
+async def supervise(
+    settings: Settings,
+    child_args: list[str],
+    out: TextIO = sys.stdout,
+    *,
+    one_time_password: str | None = None,
+) -> int:
     """Start both processes, wait until ready, run until a signal or a child exits.
 
     ``child_args`` are the CLI's global options, passed on so each child
@@ -116,7 +132,7 @@ async def supervise(settings: Settings, child_args: list[str], out: TextIO = sys
             child.process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "appliance", *child_args, child.name, env=env
             )
-        return await _run(children, stop_requested, settings, out)
+        return await _run(children, stop_requested, banner(settings, one_time_password), out)
     finally:
         await _stop_all(children)
         for child in children:
@@ -128,7 +144,7 @@ async def supervise(settings: Settings, child_args: list[str], out: TextIO = sys
 
 
 async def _run(
-    children: list[Child], stop_requested: asyncio.Event, settings: Settings, out: TextIO
+    children: list[Child], stop_requested: asyncio.Event, ready_banner: str, out: TextIO
 ) -> int:
     exits: dict[asyncio.Task[int], Child] = {
         asyncio.create_task(c.process.wait()): c for c in children if c.process
@@ -141,7 +157,7 @@ async def _run(
         )
         if all_ready not in done:
             return _report_start_failure(done, exits, stop, out)
-        print(banner(settings), file=out, flush=True)
+        print(ready_banner, file=out, flush=True)
         done, _ = await asyncio.wait({stop, *exits}, return_when=asyncio.FIRST_COMPLETED)
         if stop in done:
             print("Stopping Callbox ...", file=out, flush=True)

@@ -32,6 +32,8 @@ class Appliance:
     data: Path
     web_port: int
     env: dict[str, str]
+    banner: str = ""
+    """What the latest ``start`` printed up to its banner's last line."""
 
     def callbox(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -68,6 +70,7 @@ class Appliance:
         for line in process.stdout:
             lines.append(line)
             if line.startswith("Status: callbox status"):
+                self.banner = "".join(lines)
                 return process
         process.wait(10)
         pytest.fail("callbox run did not come up:\n" + "".join(lines))
@@ -140,6 +143,32 @@ def test_run_status_web_and_ctrl_c(appliance: Appliance) -> None:
     after = appliance.callbox("status")
     assert after.returncode == 3
     assert "Callbox is not running" in after.stderr
+
+
+def test_a_fresh_run_makes_the_admin_with_a_one_time_password_the_web_asks_to_replace(
+    appliance: Appliance,
+) -> None:
+    process = appliance.start()
+    try:
+        shown = re.search(
+            r"^  first sign-in user admin, one-time password (\S+)", appliance.banner, re.M
+        )
+        assert shown, appliance.banner
+        first = sign_in(f"http://127.0.0.1:{appliance.web_port}", "admin", shown.group(1))
+        assert first.url.endswith("/password"), first.page
+        assert "Choose your new password" in first.page
+    finally:
+        _stop(process)
+    again = appliance.start()  # not replaced yet: still shown, not made anew
+    _stop(again)
+    assert f"one-time password {shown.group(1)} " in appliance.banner
+    # An imported configuration brings its own users: nothing one-time is left to show.
+    imported = appliance.callbox("config", "import", str(DEMO))
+    assert imported.returncode == 0, imported.stderr
+    third = appliance.start()
+    _stop(third)
+    assert "first sign-in" not in appliance.banner
+    assert not (appliance.data / "admin-one-time-password").exists()
 
 
 def test_second_run_starts_again_on_the_same_data(appliance: Appliance) -> None:

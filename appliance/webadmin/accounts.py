@@ -20,7 +20,7 @@ from pathlib import Path
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from appliance.config.records import User
+from appliance.config.records import Role, User
 from appliance.store import Store, Txn, name_key
 from appliance.webadmin.sessions import end_sessions_of
 
@@ -145,6 +145,50 @@ def _note_one_time_password(data_path: Path, username: str, password: str | None
         with contextlib.suppress(OSError):
             os.chown(partial, owner.st_uid, owner.st_gid)
     partial.replace(path)
+
+
+def pending_first_admin_password(store: Store, data_path: Path) -> str | None:
+    """The admin's one-time password while it is still to be replaced, for ``callbox run``.
+
+    On a store with no web user at all it first makes ``admin`` with a fresh
+    one-time password, so the web UI can be signed into before any
+    configuration is imported (the image's first boot does the same through
+    its starting configuration). A password file left from an admin that has
+    since been replaced (by ``config import``) is removed. None: nothing pending.
+    """
+    count, admin = store.read_sync(
+        lambda txn: (txn.count(User), txn.get(User, name_key(FIRST_ADMIN)))
+    )
+    if count == 0:
+        return _make_first_admin(store, data_path)
+    if admin is not None and admin.must_change_password:
+        try:
+            return (data_path / ONE_TIME_PASSWORD_FILE).read_text(encoding="utf-8").strip() or None
+        except OSError:
+            return None
+    _note_one_time_password(data_path, FIRST_ADMIN, None)
+    return None
+
+
+def _make_first_admin(store: Store, data_path: Path) -> str | None:
+    password = generate_one_time_password()
+    first = User(
+        username=FIRST_ADMIN,
+        role=Role.ADMIN,
+        password_hash=HASHER.hash(password),
+        must_change_password=True,
+    )
+
+    def create(txn: Txn) -> bool:
+        if txn.count(User):
+            return False  # another process made users meanwhile
+        txn.put(first)
+        return True
+
+    if not store.write_sync(create):
+        return None
+    _note_one_time_password(data_path, FIRST_ADMIN, password)
+    return password
 
 
 def set_password(
