@@ -68,13 +68,17 @@ class Machine:
         """The serial log's last ``lines`` lines, for failure messages."""
         return "\n".join(self.console().splitlines()[-lines:])
 
-    def wait_for(self, text: str, timeout_s: float = BOOT_TIMEOUT_S) -> str:
-        """Wait until ``text`` appears on the console past what was seen; the rest of its line."""
+    def wait_for(
+        self, text: str, timeout_s: float = BOOT_TIMEOUT_S, *, whole_line: bool = False
+    ) -> str:
+        """Wait until ``text`` appears on the console past what was seen; the rest of its line
+        (with ``whole_line``, only once that line has ended: the console is read as it is
+        written, so a line may still be coming)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             console = self.console()
             found = console.find(text, self.seen)
-            if found >= 0:
+            if found >= 0 and (not whole_line or console.find("\n", found) >= 0):
                 end = console.find("\n", found)
                 self.seen = found + len(text)
                 return console[found + len(text) : end if end >= 0 else len(console)]
@@ -178,7 +182,9 @@ def check_first_boot_grew_root(machine: Machine) -> None:
     grown = re.search(r"root filesystem is ([0-9.]+)G", console)
     assert grown, f"first boot did not report the root's size:\n{machine.tail()}"
     assert float(grown.group(1)) > 3.0, f"root not grown to the 4 GiB disk:\n{machine.tail()}"
-    assert re.search(r"first login: user admin, one-time password \S{8,}", console), machine.tail()
+    # The console banner prints it after the ready marker: its line may still be coming.
+    password = machine.wait_for("first login: user admin, one-time password ", 60, whole_line=True)
+    assert re.fullmatch(r"\S{8,}\r?", password), machine.tail()
 
 
 def check_appliance_answers(machine: Machine, tmp_path: Path) -> None:
