@@ -61,6 +61,17 @@ class Phones:
         self.callee_dir.mkdir(parents=True)
         self.caller_dir.mkdir(parents=True)
         self.callee_port = free_port()
+        self.started: list[subprocess.Popen[str]] = []
+        """Every SIPp started in the background, stopped by ``close`` if still running."""
+
+    def close(self) -> None:
+        """Kill the SIPps a failed test left running (a passing test has waited for them)."""
+        for process in self.started:
+            if process.poll() is None:
+                process.kill()
+            if process.stdout is not None:
+                process.stdout.close()
+            process.wait()
 
     def register_callee(self) -> None:
         args = sipp_args(self.switch, "register.xml", self.number, self.callee_port)
@@ -78,24 +89,22 @@ class Phones:
         """The registered phone, waiting for its call (SIPp in UAS mode on the same port)."""
         args = sipp_args(self.switch, scenario, self.number, self.callee_port)
         # As a UAS, SIPp takes no remote address: it answers whoever calls.
-        return subprocess.Popen(
-            [args[0], *args[2:], *extra],
-            cwd=self.callee_dir,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        return self._background([args[0], *args[2:], *extra], self.callee_dir)
 
     def start_call(self, scenario: str, number: str = CALLEE, *extra: str) -> subprocess.Popen[str]:
         """Extension 1001 dials ``number`` in the background (``call`` waits for the end)."""
         args = sipp_args(self.switch, scenario, number, free_port())
-        return subprocess.Popen(
+        return self._background(
             [*args, "-key", "caller", CALLER, "-au", CALLER, "-ap", password_of(CALLER), *extra],
-            cwd=self.caller_dir,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
+            self.caller_dir,
         )
+
+    def _background(self, command: list[str], cwd: Path) -> subprocess.Popen[str]:
+        process = subprocess.Popen(
+            command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        self.started.append(process)
+        return process
 
     def call(self, scenario: str, number: str = CALLEE, *extra: str) -> str:
         """Extension 1001 dials ``number``; returns SIPp's output once it has finished."""
@@ -109,8 +118,10 @@ class Phones:
 
 
 @pytest.fixture
-def phones(switch: RunningSwitch, tmp_path: Path) -> Phones:
-    return Phones(switch, tmp_path)
+def phones(switch: RunningSwitch, tmp_path: Path) -> Iterator[Phones]:
+    running = Phones(switch, tmp_path)
+    yield running
+    running.close()
 
 
 def connect(phones: Phones, callee: str, caller: str, *caller_extra: str) -> None:
