@@ -487,11 +487,18 @@ class LegControl:
         """Follow a party's re-INVITE: its leg's address, hold on both legs, the
         other party held or resumed likewise. Returns whether the call is held."""
         leg = call.legs.get(source)
-        if leg is not None and event.media is not None:
-            await self.run(leg.set_remote, event.media.remote_address, event.media.remote_port)
+        media = event.media
         held = any(party.held_by_peer for party in call.parties)
-        for party in call.parties:
-            await self.run(call.legs[party].hold, held)
+        legs = [call.legs[party] for party in call.parties]
+
+        def commands() -> None:
+            # One trip to the command threads for the address and every leg's hold.
+            if leg is not None and media is not None:
+                leg.set_remote(media.remote_address, media.remote_port)
+            for party_leg in legs:
+                party_leg.hold(held)
+
+        await self.run(commands)
         if other.state is SessionState.CONFIRMED and event.held != other.held_locally:
             (other.hold if event.held else other.resume)()
         return held
