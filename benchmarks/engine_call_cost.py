@@ -27,12 +27,15 @@ from benchmarks.run import RESULTS, machine
 from tests.core.signals import tone_pcm
 
 PAYLOAD_TYPES = {"PCMA": 8, "G722": 9, "G729": 18, "opus": 111}
+# Name, the two legs' codecs, recorded, and the second leg's peer fmtp (what it asks to receive).
 SCENARIOS = [
-    ("relay PCMA-PCMA", "PCMA", "PCMA", False),
-    ("relay PCMA-PCMA, recorded", "PCMA", "PCMA", True),
-    ("transcode PCMA-G722, recorded", "PCMA", "G722", True),
-    ("transcode PCMA-G729, recorded", "PCMA", "G729", True),
-    ("transcode PCMA-opus, recorded", "PCMA", "opus", True),
+    ("relay PCMA-PCMA", "PCMA", "PCMA", False, ""),
+    ("relay PCMA-PCMA, recorded", "PCMA", "PCMA", True, ""),
+    ("transcode PCMA-G722, recorded", "PCMA", "G722", True, ""),
+    ("transcode PCMA-G729, recorded", "PCMA", "G729", True, ""),
+    ("transcode PCMA-opus, recorded", "PCMA", "opus", True, ""),
+    # What every WebRTC browser offers: the encoder then spends SILK's in-band FEC.
+    ("transcode PCMA-opus with in-band FEC, recorded", "PCMA", "opus", True, "useinbandfec=1"),
 ]
 
 
@@ -51,7 +54,9 @@ def frame_of(codec: str) -> bytes:
     return encoder.encode(tone_pcm(1000, -10, encoder.sample_rate, encoder.frame_samples))
 
 
-def run(calls: int, seconds: float, codec_a: str, codec_b: str, record: bool) -> dict[str, float]:
+def run(
+    calls: int, seconds: float, codec_a: str, codec_b: str, record: bool, fmtp_b: str = ""
+) -> dict[str, float]:
     """CPU of the worker and the recorder while ``calls`` calls talk for ``seconds``."""
     with core.Engine(workers=1, port_min=30000, port_max=30999, host="127.0.0.1") as engine:
         sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -63,10 +68,10 @@ def run(calls: int, seconds: float, codec_a: str, codec_b: str, record: bool) ->
         with tempfile.TemporaryDirectory() as folder:
             for n in range(calls):
                 legs: list[core.RtpLeg] = []
-                for codec in (codec_a, codec_b):
+                for codec, fmtp in ((codec_a, ""), (codec_b, fmtp_b)):
                     beside = legs[0] if legs else None
                     leg = engine.create_rtp_leg(
-                        codec=codec, payload_type=PAYLOAD_TYPES[codec], beside=beside
+                        codec=codec, payload_type=PAYLOAD_TYPES[codec], beside=beside, fmtp=fmtp
                     )
                     leg.set_remote("127.0.0.1", sink.getsockname()[1])
                     legs.append(leg)
@@ -110,8 +115,8 @@ def main() -> None:
     args = parser.parse_args()
     idle = run(0, args.seconds, "PCMA", "PCMA", False)["worker_us_per_tick"]
     results = []
-    for name, codec_a, codec_b, record in SCENARIOS:
-        cost = run(args.calls, args.seconds, codec_a, codec_b, record)
+    for name, codec_a, codec_b, record, fmtp_b in SCENARIOS:
+        cost = run(args.calls, args.seconds, codec_a, codec_b, record, fmtp_b)
         per_call = (cost["worker_us_per_tick"] - idle) / args.calls
         results.append(
             {

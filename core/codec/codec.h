@@ -67,6 +67,10 @@ public:
     const CodecInfo& info() const { return info_; }
     /// Encodes exactly one frame (info().frame_samples() samples).
     Payload encode(std::span<const std::int16_t> frame);
+    /// The rate the audio was sampled at before it was converted to
+    /// info().sample_rate: nothing above half of it is in the signal, so a
+    /// codec that can (Opus) stops spending bits and CPU on those bands.
+    virtual void set_source_rate(int sample_rate) { static_cast<void>(sample_rate); }
 
 protected:
     explicit Encoder(CodecInfo info) : info_(std::move(info)) {}

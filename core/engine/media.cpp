@@ -128,6 +128,10 @@ SendPath::SendPath(const std::string& codec, const codec::FmtpParams& fmtp)
     : encoder_(codec::make_encoder(codec, fmtp)), converter_(encoder_->info().sample_rate) {}
 
 const codec::Payload& SendPath::encode(std::span<const std::int16_t> pcm, int sample_rate) {
+    if (sample_rate != source_rate_) {
+        encoder_->set_source_rate(sample_rate);
+        source_rate_ = sample_rate;
+    }
     payload_ = encoder_->encode(converter_.convert(pcm, sample_rate));
     return payload_;
 }

@@ -96,6 +96,7 @@ private:
     std::unique_ptr<codec::Encoder> encoder_;
     RateConverter converter_;
     codec::Payload payload_;
+    int source_rate_ = 0;  // what the encoder was last told the audio was sampled at
 };
 
 // A DTMF digit heard on a leg.

@@ -275,6 +275,47 @@ def test_a_transcoded_stream_is_one_continuous_stream_of_the_legs_own(
         assert after.timestamp == (before.timestamp + 960) & 0xFFFFFFFF  # 20 ms at 48 kHz
 
 
+# RFC 6716 3.1: the TOC byte's configuration number (its top five bits) gives the
+# audio bandwidth of an Opus packet.
+OPUS_BANDWIDTHS = (
+    ["narrowband"] * 4 + ["mediumband"] * 4 + ["wideband"] * 4 + ["superwideband"] * 2
+    + ["fullband"] * 2 + ["narrowband"] * 4 + ["wideband"] * 4 + ["superwideband"] * 4
+    + ["fullband"] * 4
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("codec_a", "fmtp_b", "bandwidth"),
+    [
+        ("PCMA", "", "narrowband"),
+        ("PCMA", "useinbandfec=1", "narrowband"),
+        ("G722", "", "wideband"),
+        ("G722", "maxplaybackrate=8000", "narrowband"),
+    ],
+)
+def test_an_opus_leg_codes_no_wider_band_than_the_audio_it_carries(
+    engine: Engine, peers: Callable[[], Peer], codec_a: str, fmtp_b: str, bandwidth: str
+) -> None:
+    # A G.711 caller's voice holds nothing above 4 kHz, G.722's above 8 kHz: coding more
+    # costs the box CPU and the network bits for nothing. The peer's maxplaybackrate
+    # (RFC 7587) still caps it.
+    peer_a, peer_b = peers(), peers()
+    leg_a = connected_leg(engine, peer_a, codec=codec_a, payload_type=PAYLOAD_TYPES[codec_a])
+    leg_b = connected_leg(
+        engine, peer_b, codec="opus", payload_type=PAYLOAD_TYPES["opus"], fmtp=fmtp_b
+    )
+    engine.bridge(leg_a, leg_b)
+    a = Talker(peer_a, leg_a.local_port, codec_a, 1000)
+    b = Talker(peer_b, leg_b.local_port, "opus", 600)
+    b.silent = True
+    talk_together([a, b])
+    packets = [p for p in b.received if p.payload_type == PAYLOAD_TYPES["opus"]]
+    assert packets
+    assert {OPUS_BANDWIDTHS[p.payload[0] >> 3] for p in packets} == {bandwidth}
+    heard_by_b, rate = decoded(b.received, "opus", PAYLOAD_TYPES["opus"])
+    assert_tone(heard_by_b, rate, a.frequency, LEVEL_TOLERANCE["opus"])
+
+
 def test_a_same_codec_bridge_relays_without_a_jitter_buffer(
     engine: Engine, peers: Callable[[], Peer]
 ) -> None:
