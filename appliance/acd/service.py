@@ -290,6 +290,7 @@ class Acd:
         call, queue, journal = entry.call, entry.queue, entry.journal
         answered = self._clock.time()
         journal.wait_s = answered - entry.entered
+        journal.connected_at = answered
         journal.agent, journal.agent_extension = status.number, leg.extension
         journal.outcome = CallOutcome.ANSWERED
         status.answered[queue.name] = status.answered.get(queue.name, 0) + 1

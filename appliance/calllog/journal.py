@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from appliance.calllog.records import CallOutcome, CallRecord, microseconds
-from appliance.calls.interface import Call, Hangup
+from appliance.calllog.records import CallOutcome, CallRecord, OpenCall, microseconds
+from appliance.calls.interface import Call, Hangup, HangupCause, Side
+
+INTERRUPTED = Hangup(Side.SYSTEM, HangupCause.TEMPORARY_FAILURE)
+"""How a call the switch's death cut off is recorded to have ended (Q.850 41)."""
 
 
 @dataclass
@@ -29,11 +32,27 @@ class CallJournal:
     transferred_to: str | None = None
     recording: str | None = None
     outcome: CallOutcome = CallOutcome.IVR
+    connected_at: float | None = None
+    """When the conversation with the agent began (``talk_s`` is set when it ends)."""
 
     def next_queue_event(self) -> int:
         """The sequence number of this call's next queue event."""
         self.queue_events += 1
         return self.queue_events - 1
+
+    def progress(self) -> tuple[object, ...]:
+        """What has happened to the call so far, to compare with what was last written down."""
+        return (
+            self.outcome, self.flow, len(self.ivr_path), self.digits, len(self.variables),
+            self.answered_at, self.queue, self.agent, self.ring_attempts, self.connected_at,
+            self.talk_s, self.transferred_to, self.recording,
+        )  # fmt: skip
+
+    def snapshot(self, call: Call, now: float) -> OpenCall:
+        """The call written down as it stands at ``now``, as if the switch died then."""
+        record = replace(self.record(call, INTERRUPTED, now), outcome=CallOutcome.INTERRUPTED)
+        talking_since = self.connected_at if self.talk_s is None else None
+        return OpenCall(record, None if talking_since is None else microseconds(talking_since))
 
     def record(self, call: Call, hangup: Hangup, ended_at: float) -> CallRecord:
         """The call record of ``call``, which ended with ``hangup`` at ``ended_at``."""

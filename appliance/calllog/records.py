@@ -34,6 +34,9 @@ class CallOutcome(StrEnum):
     TRANSFERRED = "transferred"
     IVR = "ivr"
     """It ended in the IVR: hang-up node, failed menu, or the caller hung up there."""
+    INTERRUPTED = "interrupted"
+    """The switch stopped while the call was up (a crash, a power cut): the record holds
+    what was known at the switch's last snapshot of it (``OpenCall``)."""
 
 
 @dataclass(frozen=True)
@@ -113,4 +116,40 @@ class QueueEvent:
         return time_key(self.time_us, self.call_id.encode() + SEPARATOR + _SEQ.pack(self.seq))
 
 
-CALL_LOG_RECORDS = (CallRecord, QueueEvent)
+@dataclass(frozen=True)
+class OpenCall:
+    """A call in progress as the switch last wrote it down: its record so far, with outcome
+    ``interrupted`` and ``ended_us`` the time of the snapshot. The call's final record
+    replaces it (in the same transaction); one still here when the switch starts is left
+    from a switch that died, and becomes the call's record."""
+
+    KIND: ClassVar[str] = "open_calls"
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    record: CallRecord
+    connected_us: int | None = None
+    """When an agent's conversation began (still going at the snapshot): a dead switch's
+    call talked from then until the switch's last sign of life."""
+
+    def key(self) -> bytes:
+        """The call id."""
+        return self.record.id.encode()
+
+
+@dataclass(frozen=True)
+class SwitchAlive:
+    """When the switch last said it was alive, while it had calls up: the end time given to
+    the calls a dead switch left open."""
+
+    KIND: ClassVar[str] = "switch_alive"
+    SCHEMA_VERSION: ClassVar[int] = 1
+    KEY: ClassVar[bytes] = b"switch"
+
+    at_us: int
+
+    def key(self) -> bytes:
+        """The one key there is."""
+        return self.KEY
+
+
+CALL_LOG_RECORDS = (CallRecord, QueueEvent, OpenCall, SwitchAlive)

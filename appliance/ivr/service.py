@@ -57,6 +57,8 @@ class IvrService:
     async def handle(self, call: Call) -> CallRecord:
         """Run the dialled number's flow for ``call`` to its end; returns (and logs) its record."""
         journal = CallJournal(call.id)
+        if self._call_log is not None:
+            self._call_log.opened(call, journal)
         try:
             flow = self.flow_for(call.dialled)
         except UnknownNumber:

@@ -126,6 +126,11 @@ async def serve(settings: Settings) -> None:
             tls=switch.tls_context(),
             tls_port=settings.sip.tls_port,
         )
+        for record in await switch.callcenter.call_log.recover():
+            log.warning(
+                "call %s from %s to %s was cut off when the switch stopped; recorded as"
+                " interrupted", record.id, record.caller, record.dialled,
+            )  # fmt: skip
         # The generation before the load: a write in between is applied once more, not missed.
         generation = await switch.config_generation()
         await switch.load_config()

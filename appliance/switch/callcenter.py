@@ -121,7 +121,7 @@ class CallCenter:
         self.settings = settings
         self.store = store
         self.clock = clock or LoopClock()
-        self.call_log = CallLog(store)
+        self.call_log = CallLog(store, self.clock.time)
         recordings = settings.data_path / "recordings" if settings.ivr.record_queue_calls else None
         self.acd = Acd(self.clock, (), (), recordings=recordings)
         self.ivr = IvrService(self.clock, self.acd, self.call_log)

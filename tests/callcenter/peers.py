@@ -413,7 +413,7 @@ Content-Length: [len]
 
 
 async def start_sipp(
-    switch: Switch,
+    switch: Switch | RunningSwitch,
     scenario: Path,
     number: str,
     cwd: Path,
@@ -424,7 +424,8 @@ async def start_sipp(
     """SIPp from ``local`` (the trunk's address) running ``scenario`` toward ``number``;
     ``server`` waits for requests instead. ``extra`` options come last (a ``-p`` there
     wins over the free port given before)."""
-    target = [] if server else [f"127.0.0.1:{switch.settings.sip.port}"]
+    port = switch.port if isinstance(switch, RunningSwitch) else switch.settings.sip.port
+    target = [] if server else [f"127.0.0.1:{port}"]
     return await asyncio.create_subprocess_exec(
         "sipp", *target, "-sf", str(scenario), "-s", number,
         "-m", "1", "-i", local, "-p", str(free_port()), "-nostdin", "-timeout", "60",

@@ -18,6 +18,7 @@ from appliance.calllog import (
     QueueEvent,
     QueueEventKind,
 )
+from appliance.calllog.records import OpenCall
 from appliance.calls import LegQuality, ManualClock
 from appliance.calls.simulated import PhoneBehaviour, SimulatedCall, Switchboard
 from appliance.config import CONFIG_RECORDS, load_document
@@ -161,3 +162,49 @@ async def test_call_log_reads_a_time_range(tmp_path: Path) -> None:
     assert [c.id for c in await call_log.calls(150, 300)] == ["c1"]
     assert [e.call_id for e in await call_log.queue_events(100, 301)] == ["c0", "c1", "c2"]
     store.close()
+
+
+async def test_a_call_cut_off_by_a_dead_switch_is_recorded_as_interrupted(tmp_path: Path) -> None:
+    # The store as a crash would leave it: a consistent copy taken while the call talks.
+    store = Store.open(tmp_path / "db", (*CONFIG_RECORDS, *CALL_LOG_RECORDS))
+    clock = ManualClock(MONDAY_11)
+    switchboard = Switchboard()
+    call_log = CallLog(store, clock.time, snapshot_s=0.01)
+    acd = Acd(clock, DEMO.queues, DEMO.agents, recordings=tmp_path / "recordings")
+    ivr = IvrService(clock, acd, call_log)
+    ivr.configure(DEMO.numbers, DEMO.flows, DEMO.schedules)
+    acd.login("1002")
+    switchboard.phone("1002", answer_after=5.0, talk_for=None)
+    call = SimulatedCall(clock, switchboard, call_id="c-1", caller="13911112222")
+    handled = asyncio.ensure_future(ivr.handle(call))
+    call.press("1")
+    await clock.advance(30)  # answered by 1002 at +5 s in the queue, talking since
+    await asyncio.sleep(0.1)  # a snapshot or two, in real time
+    await clock.advance(30)
+    await asyncio.sleep(0.1)  # the switch says it lives, 30 s later
+    store.backup(tmp_path / "crashed.mdb")
+
+    call.hang_up_caller()
+    await clock.advance(60)
+    await handled
+    await call_log.flush()
+    assert store.read_sync(lambda txn: txn.count(OpenCall)) == 0  # the final record replaced it
+    assert await call_log.recover() == []
+    store.close()
+
+    crashed = tmp_path / "crashed"
+    crashed.mkdir()
+    (tmp_path / "crashed.mdb").rename(crashed / "data.mdb")
+    restarted = Store.open(crashed, (*CONFIG_RECORDS, *CALL_LOG_RECORDS))
+    (record,) = await CallLog(restarted).recover()
+    assert restarted.read_sync(lambda txn: txn.count(OpenCall)) == 0
+    assert await CallLog(restarted).calls(0, MONDAY_11 + 3600) == [record]
+    restarted.close()
+    assert (record.id, record.caller, record.outcome) == ("c-1", "13911112222", "interrupted")
+    assert (record.hangup_side, record.hangup_cause) == ("system", 41)
+    assert (record.queue, record.agent, record.ivr_path[-1]) == ("sales", "1002", "sales")
+    assert record.recording is not None
+    assert record.recording.endswith("/2026/12/07/c-1.wav")
+    # It was last written down at +30 s, talking; the switch last said it lived at +60 s.
+    assert record.ended_us == round((MONDAY_11 + 60) * 1e6)
+    assert (record.wait_s, record.talk_s) == (5.0, 55.0)  # answered at +5 s, talked to the end

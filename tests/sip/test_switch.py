@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,18 @@ def running_switch(
     configuration (queues, agents, ...). Each extension's password is
     ``phone-<number>-secret`` (``password_of``).
     """
+    running = start_switch(configured_switch(tmp_path, extensions, records, **settings))
+    yield running
+    running.process.send_signal(signal.SIGINT)
+    out, _ = running.process.communicate(timeout=30)
+    assert running.process.returncode == 0, out
+
+
+def configured_switch(
+    tmp_path: Path, extensions: tuple[str, ...] = ("1001",), records: str = "", **settings: str
+) -> RunningSwitch:
+    """A data folder under ``tmp_path`` with the configuration ``running_switch`` describes,
+    and the environment to run a switch on it; not started yet (no process)."""
     port = free_port()
     env = dict(
         os.environ,
@@ -78,14 +90,22 @@ def running_switch(
         + records
     )
     import_config(config, env)
+    return RunningSwitch(None, port, tmp_path, env)  # type: ignore[arg-type]
+
+
+def start_switch(switch: RunningSwitch) -> RunningSwitch:
+    """``switch`` (from ``configured_switch``) with a switch process started on its data
+    folder, once it listens."""
+    control = switch.workdir / "var" / "run" / "switch.sock"
+    # A killed switch leaves its socket behind (the new one claims it): wait for the new one.
+    control.unlink(missing_ok=True)
     process = subprocess.Popen(
         [sys.executable, "-m", "appliance", "switch"],
-        env=env,
+        env=switch.env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
-    control = tmp_path / "var" / "run" / "switch.sock"
     # The switch binds SIP before its control socket, so the socket means SIP is up.
     deadline = time.monotonic() + 60
     while not control.exists():
@@ -94,10 +114,7 @@ def running_switch(
             out, _ = process.communicate()
             pytest.fail(f"switch did not start:\n{out}")
         time.sleep(0.05)
-    yield RunningSwitch(process, port, tmp_path, env)
-    process.send_signal(signal.SIGINT)
-    out, _ = process.communicate(timeout=30)
-    assert process.returncode == 0, out
+    return replace(switch, process=process)
 
 
 def import_config(config: Path, env: dict[str, str]) -> None:
