@@ -441,6 +441,7 @@ _FORGET_Q15 = 32735
 _PERCENTILE_Q30 = _ONE_Q30 // 100 * 98
 _TRANSIT_WINDOW_MS = 2000
 _PEAK_THRESHOLD_MS = 100
+_PEAK_TARGET_MULTIPLE = 2
 _PEAK_WINDOW_MS = 10000
 _PEAK_EVENT_MS = 1000
 _LEVEL_FILTER_Q8 = 252
@@ -627,7 +628,8 @@ class JitterBuffer:
         return relative_ms
 
     def _note_peak(self, arrival_ms: int, relative_ms: int) -> None:
-        if relative_ms <= self._histogram_target_ms() + _PEAK_THRESHOLD_MS:
+        percentile = self._histogram_target_ms()
+        if relative_ms <= max(percentile + _PEAK_THRESHOLD_MS, _PEAK_TARGET_MULTIPLE * percentile):
             return
         if self.peak_count and arrival_ms < self.last_late_ms + _PEAK_EVENT_MS:
             slot = (self.peak_count - 1) % _PEAK_SLOTS
@@ -703,19 +705,19 @@ class JitterBuffer:
         return _EXPAND, None, 0, 0, 0
 
     def _decide(self, low_energy: bool) -> int:
-        if self.after_expand:
-            return _MERGE
         samples = self.slots[0][2]
         target = self._to_samples(self.target_ms)
+        next_held = len(self.slots) >= 2 and self.slots[1][0] == self.next_timestamp + samples
+        if next_held and low_energy and self.stall_debt and self._level() >= target + samples:
+            self.stall_debt -= 1
+            return _ACCELERATE
+        if self.after_expand:
+            return _MERGE
         low = target * 3 // 4
         high = max(target + samples // 2, low + samples)
-        next_held = len(self.slots) >= 2 and self.slots[1][0] == self.next_timestamp + samples
         forced = self.filtered_q8 >= (high + _FORCE_ACCELERATE_FRAMES * samples) << 8
         if next_held and self.filtered_q8 >= high << 8 and (low_energy or forced):
             self.filtered_q8 -= samples << 8
-            return _ACCELERATE
-        if next_held and low_energy and self.stall_debt and self._level() >= target + samples:
-            self.stall_debt -= 1
             return _ACCELERATE
         if low_energy and self.filtered_q8 < low << 8:
             return _PREEMPTIVE_EXPAND

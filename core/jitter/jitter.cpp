@@ -18,10 +18,15 @@ constexpr std::int64_t kPercentileQ30 = kOneQ30 / 100 * 98;
 // The transit minimum is taken over this window, so sender clock drift moves
 // the reference along instead of reading as ever-growing delay.
 constexpr std::int64_t kTransitWindowMs = 2000;
-// A late frame this far above the histogram's target is a peak; two peaks
-// inside the window mean the network spikes periodically and the target
-// covers them. Late frames less than kPeakEventMs apart are one peak.
+// A late frame this far above the histogram's target, and at least
+// kPeakTargetMultiple times it, is a peak; two peaks inside the window mean
+// the network spikes periodically and the target covers them. Late frames
+// less than kPeakEventMs apart are one peak. The multiple keeps the tail of a
+// wide delay spread from passing for spikes: with 40 ms of exponential jitter
+// the target is 160-180 ms, 1 frame in 850 lands 100 ms beyond it by chance
+// (two in 10 s: one window in eight), and 1 in 5000 beyond twice it.
 constexpr std::int64_t kPeakThresholdMs = 100;
+constexpr std::int64_t kPeakTargetMultiple = 2;
 constexpr std::int64_t kPeakWindowMs = 10000;
 constexpr std::int64_t kPeakEventMs = 1000;
 // Buffer-level smoothing per tick (252/256): about 1.3 s, so one late packet
@@ -207,7 +212,8 @@ std::int64_t JitterBuffer::update_delay(std::int64_t timestamp, std::int64_t arr
 void JitterBuffer::note_peak(std::int64_t arrival_ms, std::int64_t relative_ms) {
     // Only frames that were lost for lateness count: a delay the held timeline
     // absorbed cost no audio, so it is no reason to raise the target.
-    if (relative_ms <= histogram_target_ms() + kPeakThresholdMs) return;
+    const std::int64_t percentile_ms = histogram_target_ms();
+    if (relative_ms <= std::max(percentile_ms + kPeakThresholdMs, kPeakTargetMultiple * percentile_ms)) return;
     if (peak_count_ > 0 && arrival_ms < last_late_ms_ + kPeakEventMs) {
         Peak& peak = peaks_[(peak_count_ - 1) % peaks_.size()];
         peak.delay_ms = std::max(peak.delay_ms, relative_ms);
@@ -301,23 +307,28 @@ void JitterBuffer::get(std::int64_t now_ms, bool low_energy, Output& out) {
 }
 
 Decision JitterBuffer::decide(bool low_energy) {
-    if (after_expand_) return Decision::merge;
     const std::int64_t samples = slots_.front().samples;
     const std::int64_t target = to_samples(target_ms_);
+    const bool next_held = slots_.size() >= 2 && slots_[1].timestamp == next_timestamp_ + samples;
+    // A stall's delay goes as soon as a frame beyond the target is held, not
+    // through the slow filter: the next frame is there, so the buffer stays on
+    // target. Right after the stall's concealment the frame dropped is the one
+    // the stall waited for: the concealment stood in for it, so the stream
+    // joins again with one seam (concealment, next frame) instead of two
+    // (concealment, the waited-for frame, then a dropped one a tick later),
+    // and the frames after it are played a tick earlier.
+    if (next_held && low_energy && stall_debt_ > 0 && level() >= target + samples) {
+        --stall_debt_;
+        return Decision::accelerate;
+    }
+    if (after_expand_) return Decision::merge;
     // The level counts the frame about to play, so a level at target is on
     // target; half a frame above it leaves room for the filter to settle.
     const std::int64_t low = target * 3 / 4;
     const std::int64_t high = std::max(target + samples / 2, low + samples);
-    const bool next_held = slots_.size() >= 2 && slots_[1].timestamp == next_timestamp_ + samples;
     const bool forced = filtered_level_q8_ >= (high + kForceAccelerateFrames * samples) << 8;
     if (next_held && filtered_level_q8_ >= high << 8 && (low_energy || forced)) {
         filtered_level_q8_ -= samples << 8;
-        return Decision::accelerate;
-    }
-    // A stall's delay goes as soon as a frame beyond the target is held, not
-    // through the slow filter: the next frame is there, so the buffer stays on target.
-    if (next_held && low_energy && stall_debt_ > 0 && level() >= target + samples) {
-        --stall_debt_;
         return Decision::accelerate;
     }
     if (low_energy && filtered_level_q8_ < low << 8) return Decision::preemptive_expand;
