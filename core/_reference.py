@@ -713,8 +713,8 @@ class JitterBuffer:
             return _ACCELERATE
         if self.after_expand:
             return _MERGE
-        low = target * 3 // 4
-        high = max(target + samples // 2, low + samples)
+        low = min(target * 3 // 4, target - 3 * samples // 4)
+        high = max(target + samples // 2, low + 3 * samples // 2)
         forced = self.filtered_q8 >= (high + _FORCE_ACCELERATE_FRAMES * samples) << 8
         if next_held and self.filtered_q8 >= high << 8 and (low_energy or forced):
             self.filtered_q8 -= samples << 8

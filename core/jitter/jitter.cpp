@@ -324,8 +324,13 @@ Decision JitterBuffer::decide(bool low_energy) {
     if (after_expand_) return Decision::merge;
     // The level counts the frame about to play, so a level at target is on
     // target; half a frame above it leaves room for the filter to settle.
-    const std::int64_t low = target * 3 / 4;
-    const std::int64_t high = std::max(target + samples / 2, low + samples);
+    // Accelerate and preemptive expand move the level by a whole frame, so the
+    // band between the limits is at least a frame and a half wide: a step from
+    // one limit lands half a frame inside the other, not on it (a band one
+    // frame wide made a sender's clock drift bounce between the two, one
+    // dropped and one stretched frame after the other).
+    const std::int64_t low = std::min(target * 3 / 4, target - 3 * samples / 4);
+    const std::int64_t high = std::max(target + samples / 2, low + 3 * samples / 2);
     const bool forced = filtered_level_q8_ >= (high + kForceAccelerateFrames * samples) << 8;
     if (next_held && filtered_level_q8_ >= high << 8 && (low_energy || forced)) {
         filtered_level_q8_ -= samples << 8;

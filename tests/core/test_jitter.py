@@ -536,6 +536,16 @@ def test_sender_clock_drift_does_not_grow_or_drain_the_buffer(
     assert stats.expand_rate < 0.01  # a slow sender's missing 0.1 % is concealed, no more
 
 
+def test_fast_sender_costs_about_one_dropped_frame_per_frame_it_gains(twin: ModuleType) -> None:
+    # Five minutes from a sender whose clock is 0.1 % fast: it sends 15 frames
+    # more than are played. Each drop lowers the level a whole frame; that
+    # must not take it to where the buffer stretches, only to drop again.
+    arrivals = network_trace(TraceClass(5, drift=0.001), 15_000, seed=1)
+    stats = stats_of(play_trace(twin._loader.impl, arrivals)[0][-1])
+    assert 15 <= stats.accelerated <= 20
+    assert stats.preemptive_expanded <= 2
+
+
 @pytest.mark.parametrize("name", list(TRACES))
 def test_compiled_buffer_and_python_twin_agree_tick_by_tick_on_traces(name: str) -> None:
     frames = 1500
