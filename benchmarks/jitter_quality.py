@@ -11,7 +11,13 @@ frame is asked for. For each buffer and trace:
 - ``mean_delay_ms``: mean time from a played frame's arrival to its playout;
 - ``concealed_pct``: playout ticks with no frame (loss, late loss, underrun);
 - ``discarded_pct``: frames that arrived in time but were dropped to shrink
-  the buffer (ours: accelerate; speex: a delay step down).
+  the buffer (ours: accelerate; speex: a delay step down);
+- ``lost_pct``: late and discarded together, every frame that arrived and
+  was not played.
+
+Beside them, ``frontier``: the fewest frames a fixed playout schedule locked
+to the sender's clock loses (``lost_pct``) at each buffer's mean delay, to
+show how far each buffer is from that trade-off curve, and where on it.
 
 Writes ``benchmarks/results/jitter-quality.json`` and prints a table.
 """
@@ -19,7 +25,9 @@ Writes ``benchmarks/results/jitter-quality.json`` and prints a table.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import math
 import random
 import sys
 from dataclasses import asdict, dataclass
@@ -110,7 +118,64 @@ class Outcome:
             "mean_delay_ms": round(self.delay_ms_total / self.played, 2) if self.played else 0.0,
             "concealed_pct": pct(self.concealed_ticks, self.ticks),
             "discarded_pct": pct(self.discarded, self.arrived),
+            "lost_pct": pct(self.late + self.discarded, self.arrived),
         }
+
+
+def fixed_schedules(network: Network, arrivals: list[tuple[int, int]]) -> list[tuple[float, float]]:
+    """``(mean_delay_ms, lost_pct)`` of every fixed playout schedule, best first.
+
+    Schedule ``m`` plays each frame at the first tick at least ``m`` ms after
+    the sender's clock and the base delay say it could arrive; a frame that
+    arrives after that tick is lost. The schedules run from no margin to one
+    that loses nothing, one millisecond apart; mixing two of them (some
+    seconds on each) gives any point on the line between, so the result is
+    their lower convex hull: the trade-off curve of a buffer that knew the
+    sender's clock and the base delay and held one margin. A reference, not a
+    bound: an adaptive buffer can pass below it a little by choosing, once it
+    sees which frames came, which one to drop.
+    """
+    points = []
+    for margin_ms in range(0, 100_000):
+        late = 0
+        waited_ms = 0
+        for arrival_ms, frame in arrivals:
+            earliest_ms = frame * FRAME_MS * (1 - network.drift) + BASE_DELAY_MS
+            tick_ms = math.ceil((earliest_ms + margin_ms) / FRAME_MS) * FRAME_MS
+            if arrival_ms > tick_ms:
+                late += 1
+            else:
+                waited_ms += tick_ms - arrival_ms
+        played = len(arrivals) - late
+        if played:
+            points.append((waited_ms / played, 100 * late / len(arrivals)))
+        if late == 0:
+            break
+    hull: list[tuple[float, float]] = []
+    for point in sorted(points):
+        if hull and point[1] >= hull[-1][1]:
+            continue  # slower, and loses no fewer
+        while len(hull) >= 2 and _above_chord(hull[-2], hull[-1], point):
+            hull.pop()
+        hull.append(point)
+    return hull
+
+
+def _above_chord(a: tuple[float, float], b: tuple[float, float], c: tuple[float, float]) -> bool:
+    """Whether ``b`` lies on or above the line from ``a`` to ``c``."""
+    return (b[1] - a[1]) * (c[0] - a[0]) >= (c[1] - a[1]) * (b[0] - a[0])
+
+
+def frontier_lost_pct(hull: list[tuple[float, float]], mean_delay_ms: float) -> float | None:
+    """The hull's loss at ``mean_delay_ms`` (to the report's 0.01 ms); None below its reach."""
+    if not hull or mean_delay_ms < round(hull[0][0], 2):
+        return None
+    if mean_delay_ms <= hull[0][0]:
+        return round(hull[0][1], 3)
+    for (d0, l0), (d1, l1) in itertools.pairwise(hull):
+        if mean_delay_ms <= d1:
+            return round(l0 + (l1 - l0) * (mean_delay_ms - d0) / (d1 - d0), 3)
+    return round(hull[-1][1], 3)
 
 
 def ticks(arrivals: list[tuple[int, int]]) -> range:
@@ -197,12 +262,17 @@ def run(seconds: int, seed: int) -> list[dict[str, Any]]:
         arrivals = trace(network, seconds * 1000 // FRAME_MS, seed + number)
         ours = play_ours(arrivals).report()
         speex = play_speex(arrivals).report()
+        hull = fixed_schedules(network, arrivals)
         rows.append(
             {
                 "trace": name,
                 "network": asdict(network),
                 "ours": ours,
                 "speexdsp": speex,
+                "frontier": {
+                    "ours_lost_pct": frontier_lost_pct(hull, ours["mean_delay_ms"]),
+                    "speexdsp_lost_pct": frontier_lost_pct(hull, speex["mean_delay_ms"]),
+                },
                 "verdict": verdict(ours, speex),
             }
         )
@@ -213,15 +283,21 @@ def table(rows: list[dict[str, Any]]) -> str:
     """A Markdown table of the results."""
     lines = [
         "| trace | late loss % ours | speexdsp | mean delay ms ours | speexdsp "
-        "| concealed % ours | speexdsp | verdict |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        "| concealed % ours | speexdsp | lost % ours | frontier | speexdsp | frontier | verdict |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
+
+    def lost(figure: float | None) -> str:
+        return "-" if figure is None else f"{figure:.2f}"
+
     for row in rows:
-        ours, speex = row["ours"], row["speexdsp"]
+        ours, speex, best = row["ours"], row["speexdsp"], row["frontier"]
         lines.append(
             f"| {row['trace']} | {ours['late_loss_pct']:.2f} | {speex['late_loss_pct']:.2f} "
-            f"| {ours['mean_delay_ms']:.1f} | {speex['mean_delay_ms']:.1f} "
-            f"| {ours['concealed_pct']:.2f} | {speex['concealed_pct']:.2f} | {row['verdict']} |"
+            f"| {ours['mean_delay_ms']:.2f} | {speex['mean_delay_ms']:.2f} "
+            f"| {ours['concealed_pct']:.2f} | {speex['concealed_pct']:.2f} "
+            f"| {ours['lost_pct']:.2f} | {lost(best['ours_lost_pct'])} "
+            f"| {speex['lost_pct']:.2f} | {lost(best['speexdsp_lost_pct'])} | {row['verdict']} |"
         )
     return "\n".join(lines)
 
