@@ -13,7 +13,12 @@ frame is asked for. For each buffer and trace:
 - ``discarded_pct``: frames that arrived in time but were dropped to shrink
   the buffer (ours: accelerate; speex: a delay step down);
 - ``lost_pct``: late and discarded together, every frame that arrived and
-  was not played.
+  was not played;
+- ``r_factor``: the E-model's rating (ITU-T G.107, ``core.e_model``, G.711)
+  of a call through this buffer: one-way delay the network's (base and mean
+  jitter), a frame of packetisation and ``mean_delay_ms``; loss every frame
+  sent and never played (lost on the way, late or discarded). One figure
+  for the trade-off that late loss and delay make apart.
 
 Beside them, ``frontier``: the fewest frames a fixed playout schedule locked
 to the sender's clock loses (``lost_pct``) at each buffer's mean delay, to
@@ -243,6 +248,15 @@ def play_speex(arrivals: list[tuple[int, int]]) -> Outcome:
     return outcome
 
 
+def rated(outcome: Outcome, network: Network, sent: int) -> dict[str, float]:
+    """``outcome``'s figures with the E-model's R of a G.711 call through that buffer."""
+    figures = outcome.report()
+    delay_ms = BASE_DELAY_MS + network.jitter_ms + FRAME_MS + figures["mean_delay_ms"]
+    loss_pct = 100 * (sent - outcome.played) / sent
+    figures["r_factor"] = round(core.e_model(delay_ms, loss_pct, "PCMA").r_factor, 2)
+    return figures
+
+
 def verdict(ours: dict[str, float], speex: dict[str, float]) -> str:
     """The issue's bar: better on both, or equal on one and better on the other."""
     keys = ("late_loss_pct", "mean_delay_ms")
@@ -259,9 +273,10 @@ def run(seconds: int, seed: int) -> list[dict[str, Any]]:
     """Every trace through both buffers."""
     rows = []
     for number, (name, network) in enumerate(NETWORKS.items()):
-        arrivals = trace(network, seconds * 1000 // FRAME_MS, seed + number)
-        ours = play_ours(arrivals).report()
-        speex = play_speex(arrivals).report()
+        sent = seconds * 1000 // FRAME_MS
+        arrivals = trace(network, sent, seed + number)
+        ours = rated(play_ours(arrivals), network, sent)
+        speex = rated(play_speex(arrivals), network, sent)
         hull = fixed_schedules(network, arrivals)
         rows.append(
             {
@@ -283,8 +298,9 @@ def table(rows: list[dict[str, Any]]) -> str:
     """A Markdown table of the results."""
     lines = [
         "| trace | late loss % ours | speexdsp | mean delay ms ours | speexdsp "
-        "| concealed % ours | speexdsp | lost % ours | frontier | speexdsp | frontier | verdict |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| concealed % ours | speexdsp | lost % ours | frontier | speexdsp | frontier "
+        "| R ours | speexdsp | verdict |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
 
     def lost(figure: float | None) -> str:
@@ -297,7 +313,8 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"| {ours['mean_delay_ms']:.2f} | {speex['mean_delay_ms']:.2f} "
             f"| {ours['concealed_pct']:.2f} | {speex['concealed_pct']:.2f} "
             f"| {ours['lost_pct']:.2f} | {lost(best['ours_lost_pct'])} "
-            f"| {speex['lost_pct']:.2f} | {lost(best['speexdsp_lost_pct'])} | {row['verdict']} |"
+            f"| {speex['lost_pct']:.2f} | {lost(best['speexdsp_lost_pct'])} "
+            f"| {ours['r_factor']:.1f} | {speex['r_factor']:.1f} | {row['verdict']} |"
         )
     return "\n".join(lines)
 

@@ -126,7 +126,7 @@ class JitterBuffer:
     codec decodes and conceals. Time is always passed in (``arrival_ms``,
     ``now_ms``, integer milliseconds on one clock), so it is deterministic.
 
-    The target delay is the 95th percentile of recent relative packet delays
+    The target delay is the 98th percentile of recent relative packet delays
     (a forgetting histogram, plus repeated peaks), clamped to
     ``min_delay_ms..max_delay_ms``. ``max_frames`` bounds what is held; a put
     beyond it flushes. Raises ``ValueError`` for settings that cannot work.

@@ -245,6 +245,7 @@ def test_jitter_quality_reports_both_buffers_on_every_trace(tmp_path: Path) -> N
             figures = row[buffer]
             assert 0 <= figures["late_loss_pct"] <= figures["lost_pct"] <= 100
             assert figures["mean_delay_ms"] > 0
+            assert 0 < figures["r_factor"] <= 100
             frontier = row["frontier"][f"{buffer}_lost_pct"]
             assert frontier is None or 0 <= frontier <= 100
         assert row["verdict"] in ("better", "equal", "worse", "mixed")
