@@ -150,7 +150,9 @@ class Extension:
     The password is kept as given, because digest authentication needs the
     shared secret (or a hash bound to the realm, which is a setting that
     may change). ``networks`` limits where the phone may register from;
-    ``max_contacts`` how many devices may register at once.
+    ``max_contacts`` how many devices may register at once; extensions with
+    the same ``pickup_group`` may pick up each other's ringing calls (an
+    INVITE with Replaces, RFC 3891; empty: only its own phones may).
     """
 
     KIND: ClassVar[str] = "extensions"
@@ -164,6 +166,7 @@ class Extension:
     codecs: Annotated[list[Codec], Length(1)] = field(
         default_factory=lambda: [Codec.PCMA, Codec.PCMU]
     )
+    pickup_group: Annotated[str, Length(0, 32)] = ""
 
     def __post_init__(self) -> None:
         _check_networks(self.networks, "networks")

@@ -26,7 +26,8 @@ hold read from sendonly/inactive/0.0.0.0), INFO dtmf-relay and REFER
 (RFC 3515, blind or attended with Replaces, RFC 3891) reach the owner as
 ``SessionEvent``s through ``Session.listener``. An INVITE with Replaces
 comes in as an ``IncomingCall`` whose ``replaces`` names the session it
-takes over.
+takes over: a confirmed dialog, or the early dialog of one of our outgoing
+calls still ringing (call pickup).
 
 In-dialog requests go back along the flow the dialog was set up on
 (symmetric signalling, which reaches phones behind NAT), not by resolving
@@ -39,7 +40,7 @@ import enum
 import logging
 import random
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from appliance import __version__
@@ -71,7 +72,7 @@ from appliance.sip.message import (
     SipParseError,
     Uri,
 )
-from appliance.sip.refer import Transfer, parse_refer_to, parse_replaces
+from appliance.sip.refer import Replaces, Transfer, parse_refer_to, parse_replaces
 from appliance.sip.sdp import (
     TELEPHONE_EVENT,
     Codec,
@@ -840,11 +841,16 @@ class OutgoingCall(Session):
         callee: Address,
         offer: SessionDescription,
         credentials: Credentials | None,
+        headers: Sequence[tuple[str, str]] = (),
     ) -> None:
         super().__init__(manager, flow, local_host)
         self.caller = caller
         self.callee = callee
         self.credentials = credentials
+        self.headers = tuple(headers)
+        """More header fields for every INVITE (an INVITE with Replaces, RFC 3891)."""
+        self.early_dialogs: set[DialogId] = set()
+        """The early dialogs its branches' provisional responses made (RFC 3261 12.1.2)."""
         self.call_id = f"{secrets.token_hex(12)}@{self.local_host}"
         self.local_tag = secrets.token_hex(8)
         self.local_sdp = self._stamp(offer)
@@ -879,6 +885,8 @@ class OutgoingCall(Session):
         )
         for route in target.route:
             headers.add("Route", route)
+        for name, value in self.headers:
+            headers.add(name, value)
         return Request(headers, self.local_sdp.to_bytes(), "INVITE", target.uri)
 
     def _send(self, branch: _Branch) -> None:
@@ -919,15 +927,18 @@ class OutgoingCall(Session):
                 self.manager, branch, remote_tag, ack.to_bytes() if ack is not None else None
             )
 
-    def cancel(self, cause: Cause = Cause.NORMAL_CLEARING) -> None:
-        """Stop ringing: CANCEL every branch; the owner hears ``Ended`` at once."""
+    def cancel(self, cause: Cause = Cause.NORMAL_CLEARING, reason: Reason | None = None) -> None:
+        """Stop ringing: CANCEL every branch; the owner hears ``Ended`` at once.
+
+        The CANCELs carry ``reason``, else the cause's Q.850 value (RFC 3326).
+        """
         if self.state is not SessionState.CALLING:
             return
         status = status_for_cause(cause) if cause is not Cause.NORMAL_CLEARING else 487
         # Ended first: the branches' 487s that follow are no news to the owner.
         self._finish(Ended(cause, status, by_peer=False))
         for branch in self.branches:
-            self._cancel_branch(branch, Reason.q850(cause))
+            self._cancel_branch(branch, reason or Reason.q850(cause))
 
     def hangup(self, cause: Cause = Cause.NORMAL_CLEARING) -> None:
         """Before the answer, cancel; after it, BYE."""
@@ -973,6 +984,8 @@ class OutgoingCall(Session):
                 if branch.cancel_reason is not None:
                     self._send_cancel(branch)
             if status > 100 and self.state is SessionState.CALLING:
+                if response.to.tag is not None:
+                    self.manager._early(self, (self.call_id, self.local_tag, response.to.tag))
                 sdp = self._parse_or_none(response.body) if response.body else None
                 self._emit(Progress(status, response.reason, sdp))
         elif status < 300:
@@ -1030,6 +1043,7 @@ class OutgoingCall(Session):
         self.flow = branch.flow
         self.local_host = advertised_host(branch.flow, branch.target.local_host)
         self.dialog = dialog
+        self.manager._forget_early(self)
         self.manager._register(self)
         self._ack_2xx(response, invite)
         self.state = SessionState.CONFIRMED
@@ -1122,6 +1136,9 @@ class SessionManager:
         self.transport: SipTransport | None = None
         self.sessions: dict[DialogId, Session] = {}
         self.ringing: dict[ServerInviteTransaction, IncomingCall] = {}
+        self.early: dict[DialogId, OutgoingCall] = {}
+        """Early dialogs of our ringing outgoing calls, which an INVITE with Replaces
+        may take over (call pickup, RFC 3891 3)."""
         self.calls: dict[Session, None] = {}
         """Every live session, oldest first (an ordered set)."""
 
@@ -1141,12 +1158,39 @@ class SessionManager:
         if session.dialog is not None:
             self.sessions[session.dialog.id] = session
 
+    def _early(self, call: OutgoingCall, dialog_id: DialogId) -> None:
+        call.early_dialogs.add(dialog_id)
+        self.early[dialog_id] = call
+
+    def _forget_early(self, call: OutgoingCall) -> None:
+        for dialog_id in call.early_dialogs:
+            self.early.pop(dialog_id, None)
+        call.early_dialogs.clear()
+
     def _forget(self, session: Session) -> None:
         if session.dialog is not None and self.sessions.get(session.dialog.id) is session:
             del self.sessions[session.dialog.id]
         if isinstance(session, IncomingCall):
             self.ringing.pop(session.transaction, None)
+        elif isinstance(session, OutgoingCall):
+            self._forget_early(session)
         self.calls.pop(session, None)
+
+    def _replaced(self, replaces: Replaces) -> Session | int:
+        """The live session an INVITE's Replaces names, else the status to refuse it with.
+
+        RFC 3891 3: 481 for no such dialog (an ended one is forgotten: the same),
+        and for an early dialog we did not initiate (one of our incoming calls
+        still ringing); 486 for ``early-only`` naming a confirmed dialog. An
+        early dialog of an outgoing call of ours may be replaced (call pickup).
+        """
+        replaced = self.sessions.get(replaces.dialog_id) or self.early.get(replaces.dialog_id)
+        ours = not isinstance(replaced, IncomingCall) or replaced.state is not SessionState.RINGING
+        if replaced is None or replaced.ended or not ours:
+            return 481
+        if replaces.early_only and replaced.state is SessionState.CONFIRMED:
+            return 486
+        return replaced
 
     def offer(self, request: Request, transaction: ServerTransaction | None) -> bool:
         """Take ``request`` if it is about a session; False leaves it to the UA core."""
@@ -1180,17 +1224,12 @@ class SessionManager:
             transaction.respond(response)
             return True
         if replaces:
-            # RFC 3891 3: the replaced dialog must exist (481), and be confirmed for early-only.
-            replaced = self.sessions.get(replaces[0].dialog_id)
-            if replaced is None or replaced.state is SessionState.ENDED:
-                transaction.respond(
-                    request.response(
-                        481, "Call/Transaction Does Not Exist", to_tag=secrets.token_hex(8)
-                    )
+            replaced = self._replaced(replaces[0])
+            if isinstance(replaced, int):
+                response = request.response(
+                    replaced, reason_phrase(replaced), to_tag=secrets.token_hex(8)
                 )
-                return True
-            if replaces[0].early_only and replaced.state is SessionState.CONFIRMED:
-                transaction.respond(request.response(486, "Busy Here", to_tag=secrets.token_hex(8)))
+                transaction.respond(response)
                 return True
             call.replaces = replaced
         self.ringing[transaction] = call
@@ -1220,6 +1259,7 @@ class SessionManager:
         listener: Listener,
         credentials: Credentials | None = None,
         no_answer_s: float | None = None,
+        headers: Sequence[tuple[str, str]] = (),
     ) -> OutgoingCall:
         """Place a call: one INVITE with ``offer`` per target, all at once.
 
@@ -1233,7 +1273,7 @@ class SessionManager:
         flows = [(target, await self._flow_for(target)) for target in targets]
         first_target, first_flow = flows[0]
         call = OutgoingCall(
-            self, first_flow, first_target.local_host, caller, callee, offer, credentials
+            self, first_flow, first_target.local_host, caller, callee, offer, credentials, headers
         )
         call.listener = listener
         self.calls[call] = None

@@ -48,6 +48,17 @@ worker, else the far party is moved by re-INVITE to a new leg beside the
 other's (``LegControl.move``). Hold is carried over (a party is held exactly
 when its new peer holds it), the transferor hears NOTIFY 200 and gets a BYE
 on both dialogs, and the merged call goes on like any two-party call.
+
+A phone's INVITE with Replaces (RFC 3891) takes over one of the switch's
+dialogs in a call between extensions: a confirmed one of the same extension
+(a call moved from a desk phone to a softphone) or, for call pickup, the
+early dialog of the switch's INVITE to a ringing phone of the same extension
+or of one in the same ``pickup_group``. The new phone gets a leg beside its
+peer's, bridged to it, and a 200; the replaced phone gets BYE, or every
+ringing phone of the call CANCEL with ``Reason: SIP;cause=200;text="Call
+completed elsewhere"`` (and the caller its 200). Another extension's dialog
+gets 403; a dialog of a queue call, of a call with a transfer under way or
+of a call not yet set up 603 (the stack answers 481 and 486 itself).
 """
 
 from __future__ import annotations
@@ -79,7 +90,7 @@ from appliance.calls.live import LiveCall
 from appliance.config.records import Extension
 from appliance.media import MediaEvents
 from appliance.sip.auth import DigestChallenger, Verdict
-from appliance.sip.causes import Cause, reason_phrase
+from appliance.sip.causes import Cause, Reason, reason_phrase
 from appliance.sip.message import Address
 from appliance.sip.refer import Transfer
 from appliance.sip.registrar import Registrar
@@ -205,7 +216,9 @@ class CallControl:
             self._spawn(self._from_trunk(session))
             return
         extension = self._authenticate(session)
-        if extension is not None:
+        if extension is not None and session.replaces is not None:
+            self._spawn(self._replace(session, extension))
+        elif extension is not None:
             self._spawn(self._run(session, extension))
 
     def _spawn(self, coroutine: Any) -> None:
@@ -476,19 +489,11 @@ class CallControl:
             caller.reject(Cause.BEARER_CAPABILITY_NOT_IMPLEMENTED)
             return
         call.callee_leg = leg
-        assert caller.offer is not None
         await self.media.connect(call.caller_leg, leg, media)
         if caller.state is not SessionState.RINGING:
             callee.hangup(Cause.NORMAL_CLEARING)  # the caller gave up meanwhile
             return
-        answer = create_answer(
-            caller.offer,
-            caller.local_host,
-            call.caller_leg.local_port,
-            (call.formats[call.caller_leg].codec,),
-            rtcp_mux=call.caller_leg.local_rtcp_port == call.caller_leg.local_port,
-        )
-        caller.answer(answer)
+        _answer(call, caller, call.caller_leg)
         call.state = CallState.ANSWERED
         call.answered_at = time.monotonic()
 
@@ -663,9 +668,122 @@ class CallControl:
             await self.media.run(call.legs[party].hold, held)
         call.state = CallState.HELD if held else CallState.ANSWERED
 
+    # A phone's INVITE with Replaces (RFC 3891): a call taken over, or picked up
+
+    def _replacement(
+        self, session: IncomingCall, extension: Extension
+    ) -> tuple[Call, Session] | int:
+        """The call whose dialog ``session``'s Replaces names and that dialog's session;
+        else the status to refuse the INVITE with.
+
+        RFC 3891 6.1 leaves authorization to the recipient: a confirmed dialog may be
+        taken over by a phone of the extension on it; the early dialog of a phone
+        ringing (pickup) by a phone of that extension or of its ``pickup_group``.
+        """
+        replaced = session.replaces
+        assert replaced is not None
+        if replaced.ended:
+            return 481  # RFC 3891 3 (the stack checked; it ended since)
+        call = next((c for c in self.calls.values() if replaced in c.parties), None)
+        peer = call.peer(replaced) if call is not None else None
+        if call is None or peer is None or call.transfers:
+            return 603  # a queue call the IVR runs, or one with a transfer going
+        if replaced.state is SessionState.CONFIRMED:
+            if peer.state is not SessionState.CONFIRMED:
+                return 603
+            allowed = _phone(replaced) == extension.number
+        elif (
+            call.caller.state is SessionState.RINGING
+            and call.callee is not None
+            and (replaced is call.callee)
+        ):
+            allowed = self._may_pick_up(extension, _phone(replaced))
+        else:
+            return 603
+        return (call, replaced) if allowed else 403
+
+    def _may_pick_up(self, picking: Extension, ringing: str | None) -> bool:
+        """Whether a phone of ``picking`` may pick up a call ringing at ``ringing``."""
+        if ringing == picking.number:
+            return True
+        rung = self.extension(ringing) if ringing else None
+        group = picking.pickup_group
+        return bool(group) and rung is not None and rung.pickup_group == group
+
+    async def _replace(self, session: IncomingCall, extension: Extension) -> None:
+        """Connect ``session``'s phone in place of the dialog its Replaces names.
+
+        The new phone gets a leg beside its peer's (one worker), bridged to it.
+        A confirmed dialog's phone gets BYE; a ringing one (pickup) is CANCELled
+        as completed elsewhere and the caller is answered. Nothing changes when
+        the INVITE is refused.
+        """
+        if session.ended:
+            return  # cancelled before this task ran
+        found = self._replacement(session, extension)
+        offer = session.offer
+        chosen = common_codec(offer, allowed_codecs(extension)) if offer is not None else None
+        if isinstance(found, int) or offer is None or chosen is None or not self.media.ready():
+            status = found if isinstance(found, int) else 488
+            replaces = session.invite.headers.get("Replaces")
+            log.info("%s's Replaces %s refused: %d", extension.number, replaces, status)
+            session.reject(status)
+            return
+        call, replaced = found
+        peer = call.peer(replaced)
+        assert peer is not None
+        offered, codec = chosen
+        leg = await self.media.leg(
+            call,
+            offered_format(offered, codec),
+            rtcp_mux=offered.rtcp_mux,
+            beside=call.legs[peer],
+            remote=(offer.address_of(offered), offered.port),
+        )
+        if session.ended or self._replacement(session, extension) != found:
+            # The call changed while the leg was made (answered, hung up, transferred).
+            await self.media.drop(call, leg)
+            if not session.ended:
+                session.reject(481)
+            return
+        # Every change of who owns what happens before the next await, so the call's
+        # own task never sees a session or leg half moved.
+        call.parties[call.parties.index(replaced)] = session
+        replaced_leg = call.legs.pop(replaced)
+        call.legs[session] = leg
+        session.listener = call.listen
+        call.merged = True
+        if replaced.state is SessionState.CONFIRMED:
+            log.info("call %s: %s takes over from %s", call.id, session.id, replaced.id)
+            replaced.hangup(Cause.NORMAL_CLEARING)
+        else:
+            assert isinstance(replaced, OutgoingCall)
+            log.info("call %s: picked up by %s", call.id, extension.number)
+            replaced.cancel(Cause.NORMAL_CLEARING, Reason("SIP", 200, "Call completed elsewhere"))
+            _answer(call, call.caller, call.legs[peer])
+            call.answered_at = time.monotonic()
+        _answer(call, session, leg)
+        await self.media.bridge(call.legs[peer], leg)
+        await self.media.drop(call, replaced_leg)
+        await self._carry_hold(call)
+
     def _hangup_all(self, call: Call, cause: Cause) -> None:
         for session in [call.caller, *call.sessions()]:
             session.hangup(cause)
+
+
+def _answer(call: Call, session: IncomingCall, leg: RtpLeg) -> None:
+    """Answer ``session``'s offer with ``leg`` (its address and codec)."""
+    assert session.offer is not None
+    session.answer(
+        create_answer(
+            session.offer,
+            session.local_host,
+            leg.local_port,
+            (call.formats[leg].codec,),
+            rtcp_mux=leg.local_rtcp_port == leg.local_port,
+        )
+    )
 
 
 def _identity(session: Session) -> Address:

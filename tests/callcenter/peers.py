@@ -164,12 +164,15 @@ class RtpCaller:
     hears decoded, and sends silence, DTMF or its tone as told.
     """
 
-    def __init__(self, *, telephone_event: int | None = 101) -> None:
+    def __init__(
+        self, *, telephone_event: int | None = 101, tone_hz: float = CALLER_TONE_HZ
+    ) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind((GATEWAY, 0))
         self.sock.settimeout(0.005)
         self.port = int(self.sock.getsockname()[1])
         self.telephone_event = telephone_event
+        self.tone_hz = tone_hz
         self.heard = array.array("h")
         self.remote: tuple[str, int] | None = None
         self._lock = threading.Lock()
@@ -257,7 +260,7 @@ class RtpCaller:
         samples = array.array(
             "h",
             (
-                round(10000 * math.sin(2 * math.pi * CALLER_TONE_HZ * (self._phase + n) / RATE))
+                round(10000 * math.sin(2 * math.pi * self.tone_hz * (self._phase + n) / RATE))
                 for n in range(FRAME)
             ),
         )

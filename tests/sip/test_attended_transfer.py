@@ -60,15 +60,15 @@ pytestmark = pytest.mark.slow
 
 
 class PhoneSessions(SessionManager):
-    """A phone's sessions that also keep every NOTIFY and BYE it receives."""
+    """A phone's sessions that also keep every NOTIFY, BYE and CANCEL it receives."""
 
-    def __init__(self) -> None:
-        super().__init__(user=A)
+    def __init__(self, user: str = A) -> None:
+        super().__init__(user=user)
         self.received: asyncio.Queue[Request] = asyncio.Queue()
 
     def offer(self, request: Request, transaction: ServerTransaction | None) -> bool:
-        """Note NOTIFY and BYE, then handle the request as any session manager does."""
-        if request.method in ("NOTIFY", "BYE"):
+        """Note NOTIFY, BYE and CANCEL, then handle the request as any session manager does."""
+        if request.method in ("NOTIFY", "BYE", "CANCEL"):
             self.received.put_nowait(request)
         return super().offer(request, transaction)
 
@@ -106,14 +106,6 @@ class PhoneA:
             if source is session:
                 return event
 
-    async def end_of(self, session: Session) -> Ended:
-        """How ``session`` ended, once it has."""
-        deadline = asyncio.get_running_loop().time() + WAIT
-        while session.end is None:
-            assert asyncio.get_running_loop().time() < deadline, f"{session.id} never ended"
-            await asyncio.sleep(0.05)
-        return session.end
-
     async def refer(self, on: Session, number: str, replaces: str) -> int:
         """REFER ``on`` to ``number`` with a Replaces URI header; the REFER's final status."""
         answered: asyncio.Future[int] = asyncio.get_running_loop().create_future()
@@ -141,6 +133,15 @@ class PhoneA:
             state = request.headers.get("Subscription-State") or ""
             if state.startswith("terminated"):
                 return request.body.decode().splitlines()[0]
+
+
+async def end_of(session: Session) -> Ended:
+    """How ``session`` ended, once it has."""
+    deadline = asyncio.get_running_loop().time() + WAIT
+    while session.end is None:
+        assert asyncio.get_running_loop().time() < deadline, f"{session.id} never ended"
+        await asyncio.sleep(0.05)
+    return session.end
 
 
 def replaces_of(session: Session) -> str:
@@ -260,6 +261,21 @@ def legs_sent(call: dict[str, Any]) -> int:
     return min(int(leg["sent"]) for leg in call["legs"].values())
 
 
+async def one_call_sending(switch: RunningSwitch, before: int, what: str) -> dict[str, Any]:
+    """The one live call, once its two legs have sent ``FRAMES`` packets more than ``before``
+    (the sum of every leg's ``legs_sent`` earlier); fails naming ``what``."""
+    (call,) = await wait_for_calls(
+        switch,
+        lambda calls: (
+            len(calls) == 1
+            and len(calls[0]["legs"]) == 2
+            and legs_sent(calls[0]) >= before + FRAMES
+        ),
+        what,
+    )
+    return call
+
+
 async def two_calls(
     a: PhoneA, switch: RunningSwitch, workers: int, *, hold_b: bool = True
 ) -> tuple[Session, Session]:
@@ -313,20 +329,11 @@ async def test_attended_transfer_leaves_one_call_between_b_and_c_with_rtp_both_w
     assert await phone_a.refer(on, number, replaces_of(replaced)) == 202
     assert await phone_a.final_notify(on) == "SIP/2.0 200 OK"
     for session in (to_b, to_c):
-        ended = await phone_a.end_of(session)
+        ended = await end_of(session)
         assert ended.by_peer, ended
     # One call between B and C, held by nobody, whose legs share a worker and each
     # sent FRAMES packets more than both calls' legs had before: B hears C and C hears B.
-    calls = await wait_for_calls(
-        switch,
-        lambda calls: (
-            len(calls) == 1
-            and len(calls[0]["legs"]) == 2
-            and legs_sent(calls[0]) >= before + FRAMES
-        ),
-        "RTP both ways between B and C",
-    )
-    (call,) = calls
+    call = await one_call_sending(switch, before, "RTP both ways between B and C")
     assert {call["from"], call["to"]} == {B, C}
     assert not call["held"]
     assert len({leg["worker"] for leg in call["legs"].values()}) == 1

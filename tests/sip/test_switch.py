@@ -51,15 +51,23 @@ def switch(tmp_path: Path) -> Iterator[RunningSwitch]:
 
 @contextlib.contextmanager
 def running_switch(
-    tmp_path: Path, extensions: tuple[str, ...] = ("1001",), records: str = "", **settings: str
+    tmp_path: Path,
+    extensions: tuple[str, ...] = ("1001",),
+    records: str = "",
+    *,
+    pickup_groups: str = "",
+    **settings: str,
 ) -> Iterator[RunningSwitch]:
     """The switch process with ``extensions``, trunk ``gateway`` (127.0.0.3) and ``settings``.
 
     ``settings`` are ``CALLBOX_*`` variables; ``records`` is more of the YAML
-    configuration (queues, agents, ...). Each extension's password is
+    configuration (queues, agents, ...); ``pickup_groups`` gives extensions
+    a pickup group (``1002=sales 1003=sales``). Each extension's password is
     ``phone-<number>-secret`` (``password_of``).
     """
-    running = start_switch(configured_switch(tmp_path, extensions, records, **settings))
+    running = start_switch(
+        configured_switch(tmp_path, extensions, records, pickup_groups=pickup_groups, **settings)
+    )
     yield running
     running.process.send_signal(signal.SIGINT)
     out, _ = running.process.communicate(timeout=30)
@@ -67,10 +75,16 @@ def running_switch(
 
 
 def configured_switch(
-    tmp_path: Path, extensions: tuple[str, ...] = ("1001",), records: str = "", **settings: str
+    tmp_path: Path,
+    extensions: tuple[str, ...] = ("1001",),
+    records: str = "",
+    *,
+    pickup_groups: str = "",
+    **settings: str,
 ) -> RunningSwitch:
     """A data folder under ``tmp_path`` with the configuration ``running_switch`` describes,
     and the environment to run a switch on it; not started yet (no process)."""
+    groups = dict(pair.split("=", 1) for pair in pickup_groups.split())
     port = free_port()
     env = dict(
         os.environ,
@@ -86,7 +100,11 @@ def configured_switch(
         "trunks:\n  - {name: gateway, mode: ip, host: 127.0.0.3, allow: [127.0.0.3/32],"
         " options_interval: 0}\n"
         "extensions:\n"
-        + "".join(f'  - number: "{n}"\n    password: {password_of(n)}\n' for n in extensions)
+        + "".join(
+            f'  - number: "{n}"\n    password: {password_of(n)}\n'
+            + (f"    pickup_group: {groups[n]}\n" if n in groups else "")
+            for n in extensions
+        )
         + records
     )
     import_config(config, env)
