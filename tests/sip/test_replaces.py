@@ -9,7 +9,8 @@ at the port a SIPp registered for 1002 for a phone that only rings.
 - Takeover: 1001's desk phone talks to 1002; 1001's softphone sends an
   INVITE whose Replaces names the desk phone's dialog with the switch. The
   softphone is answered, the desk phone gets BYE, and 1002 and the
-  softphone hear each other's tone.
+  softphone hear each other's tone. Likewise on the called side: a second
+  phone of 1002 takes over from the 1002 that answered (on the stack).
 - Pickup: 1001 calls 1002, which rings; 1003 (1002's pickup group) sends
   an INVITE whose Replaces names the switch's early dialog with 1002. The
   caller and 1003 are answered and hear each other's tone; 1002 gets CANCEL
@@ -29,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from appliance.sip.message import parse_address, parse_uri
-from appliance.sip.sdp import DEFAULT_PREFERENCE, SessionDescription, create_offer
+from appliance.sip.sdp import DEFAULT_PREFERENCE, SessionDescription, create_answer, create_offer
 from appliance.sip.session import (
     Answered,
     Credentials,
@@ -64,6 +65,8 @@ B_TONE = 440
 TONES = {A: 1000, C: 1400, D: 1800}
 SOFTPHONE_TONE = 1400
 """1001's second phone: a tone of its own, so 1002 hearing it proves the takeover."""
+SECOND_B_TONE = 1800
+"""1002's second phone, taking over from the first."""
 PCMA = tuple(codec for codec in DEFAULT_PREFERENCE if codec.name == "PCMA")
 
 pytestmark = pytest.mark.slow
@@ -173,21 +176,29 @@ def baresip_b(switch: RunningSwitch, tmp_path: Path) -> Iterator[Baresip]:
 
 
 class RingingPhone:
-    """1002 on the project's stack at the port a SIPp registered it from: it rings, never
-    answers (unless told), and keeps its calls."""
+    """1002 on the project's stack at the port a SIPp registered it from: it rings and
+    keeps its calls; one that ``answers`` answers at once with its RTP (a 440 Hz tone)."""
 
-    def __init__(self, switch: RunningSwitch, tmp_path: Path) -> None:
+    def __init__(self, switch: RunningSwitch, tmp_path: Path, *, answers: bool) -> None:
         registration = Phones(switch, tmp_path / "ringing", B)
         registration.register_callee()
         self.port = registration.callee_port
+        self.answers = answers
         self.sessions = PhoneSessions(B)
         self.sessions.on_incoming = self._ring
         self.stack = SipStack(sessions=self.sessions)
+        self.rtp = RtpCaller(tone_hz=B_TONE)
+        self.rtp.start_tone()
         self.calls: list[IncomingCall] = []
 
     def _ring(self, call: IncomingCall) -> None:
         self.calls.append(call)
         call.ringing()
+        offer = call.offer
+        if self.answers and offer is not None:
+            call.answer(create_answer(offer, GATEWAY, self.rtp.port, PCMA, rtcp_mux=False))
+            audio = offer.media[0]
+            self.rtp.remote = (offer.address_of(audio), audio.port)
 
     async def ringing(self) -> IncomingCall:
         """The call ringing here, once it is."""
@@ -198,14 +209,18 @@ class RingingPhone:
         return self.calls[0]
 
 
-@pytest.fixture
-async def ringing_b(switch: RunningSwitch, tmp_path: Path) -> AsyncIterator[RingingPhone]:
-    phone = await asyncio.to_thread(RingingPhone, switch, tmp_path)
+@pytest.fixture(params=[False], ids=["ringing"])
+async def stack_b(
+    switch: RunningSwitch, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[RingingPhone]:
+    """1002 on the project's stack: ringing only, or answering when the param says so."""
+    phone = await asyncio.to_thread(RingingPhone, switch, tmp_path, answers=request.param)
     await phone.stack.start("127.0.0.1", phone.port)
     try:
         yield phone
     finally:
         await phone.stack.close()
+        phone.rtp.close()
 
 
 def early_dialog_at_switch(call: OutgoingCall) -> str:
@@ -234,12 +249,35 @@ async def test_a_second_phone_of_the_extension_takes_over_the_call_and_the_first
     assert (await end_of(took)).by_peer
 
 
+@pytest.mark.parametrize("stack_b", [True], ids=["answering"], indirect=True)
+async def test_a_second_phone_of_the_called_extension_takes_over_and_the_first_gets_bye(
+    switch: RunningSwitch, phones: dict[str, StackPhone], stack_b: RingingPhone
+) -> None:
+    desk = phones[A]
+    second = StackPhone(B, switch, SECOND_B_TONE)
+    await second.stack.start("127.0.0.1", 0)
+    try:
+        to_b = await desk.answered(B)
+        answered = await stack_b.ringing()
+        await desk.hears(B_TONE)
+        took = await second.answered(A, replaces_of(answered))
+        assert (await end_of(answered)).by_peer
+        await desk.hears(SECOND_B_TONE)
+        await second.hears(TONES[A])
+        (call,) = await calls_of(switch)
+        assert {call["from"], call["to"]} == {A, B}, call
+        took.hangup()
+        assert (await end_of(to_b)).by_peer
+    finally:
+        await second.close()
+
+
 async def test_a_phone_of_the_pickup_group_picks_up_a_ringing_call_which_the_ringer_gets_cancel(
-    switch: RunningSwitch, phones: dict[str, StackPhone], ringing_b: RingingPhone
+    switch: RunningSwitch, phones: dict[str, StackPhone], stack_b: RingingPhone
 ) -> None:
     caller, picker, stranger = phones[A], phones[C], phones[D]
     to_b = await caller.invite(B)
-    rung = await ringing_b.ringing()
+    rung = await stack_b.ringing()
     dialog = replaces_of(rung)
     # Refused, nothing changed: 1004 is in no pickup group; the caller's own early
     # dialog with the switch was not initiated by the switch (RFC 3891 3).
@@ -252,7 +290,7 @@ async def test_a_phone_of_the_pickup_group_picks_up_a_ringing_call_which_the_rin
     assert to_b.end is None
     picked = await picker.answered(B, dialog)
     assert isinstance(await caller.outcome(to_b), Answered)
-    cancel = await asyncio.wait_for(ringing_b.sessions.received.get(), WAIT)
+    cancel = await asyncio.wait_for(stack_b.sessions.received.get(), WAIT)
     assert cancel.method == "CANCEL"
     assert cancel.headers.get("Reason") == 'SIP;cause=200;text="Call completed elsewhere"'
     assert (await end_of(rung)).status == 487
