@@ -157,6 +157,7 @@ def test_extensions_load_with_defaults_and_their_limits(demo_text: str) -> None:
     first, _, third = config.extensions
     assert first.password == "phone-1001-secret"
     assert first.max_contacts == 3
+    assert (first.pickup_group, third.pickup_group) == ("", "front-desk")
     assert first.codecs == [Codec.PCMA, Codec.PCMU]
     assert first.allows("203.0.113.9")
     assert third.allows("192.168.1.20")
@@ -183,6 +184,8 @@ def test_extension_rules_name_the_field(demo_text: str) -> None:
     assert "must be an IP address or network" in error.message
     text = demo_text.replace("    max_contacts: 2\n", "    max_contacts: 0\n")
     assert _error(text).path == "extensions[2].max_contacts"
+    text = demo_text.replace("    pickup_group: front-desk\n", f"    pickup_group: {'g' * 33}\n")
+    assert _error(text).path == "extensions[2].pickup_group"
     text = demo_text.replace('  - number: "1002"\n    display_name: 李娜', '  - number: "1001"\n')
     assert "duplicate '1001': extensions[0] already has it" in _error(text).message
 
