@@ -1223,6 +1223,11 @@ class SessionManager:
             response.headers.add("Warning", f'399 callbox "Bad SDP: {text}"')
             transaction.respond(response)
             return True
+        if len(replaces) > 1:
+            # RFC 3891 3: which dialog would it replace?
+            reason = "Bad Replaces: more than one"
+            transaction.respond(request.response(400, reason, to_tag=secrets.token_hex(8)))
+            return True
         if replaces:
             replaced = self._replaced(replaces[0])
             if isinstance(replaced, int):

@@ -695,7 +695,7 @@ class CallControl:
         elif (
             call.caller.state is SessionState.RINGING
             and call.callee is not None
-            and (replaced is call.callee)
+            and replaced is call.callee
         ):
             allowed = self._may_pick_up(extension, _phone(replaced))
         else:

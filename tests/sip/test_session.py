@@ -445,6 +445,8 @@ async def test_invite_with_replaces_is_matched_to_its_dialog(net: Net) -> None:
     unknown = "Replaces: nosuch@x;to-tag=1;from-tag=2\r\n"
     bob.layer.receive(raw_invite("z9hG4bKr2", unknown, offer()), net.flow(bob, carol))
     assert net.messages("bob")[-1] == "SIP/2.0 481 Call/Transaction Does Not Exist"
+    bob.layer.receive(raw_invite("z9hG4bKr3", replaces + unknown, offer()), net.flow(bob, carol))
+    assert net.messages("bob")[-1] == "SIP/2.0 400 Bad Replaces: more than one"
 
 
 def test_replaces_needs_call_id_and_both_tags() -> None:
