@@ -37,14 +37,32 @@ class CallOutcome(StrEnum):
     INTERRUPTED = "interrupted"
     """The switch stopped while the call was up (a crash, a power cut): the record holds
     what was known at the switch's last snapshot of it (``OpenCall``)."""
+    BUSY = "busy"
+    """Outbound: the far end was busy (486, 600)."""
+    NO_ANSWER = "no_answer"
+    """Outbound: nobody answered (480, 408, the no-answer time)."""
+    CANCELLED = "cancelled"
+    """Outbound: the caller hung up before the answer."""
+    FAILED = "failed"
+    """Outbound: every trunk of the route failed, or none was usable."""
+
+
+class CallDirection(StrEnum):
+    """Which way a call went through the trunks."""
+
+    INBOUND = "inbound"
+    """A caller reached a configured number (a trunk's or an extension's call)."""
+    OUTBOUND = "outbound"
+    """An extension dialled an outside number through an outbound route."""
 
 
 @dataclass(frozen=True)
 class CallRecord:
-    """One inbound call from arrival to hang-up: what the caller did and who served them."""
+    """One call from arrival to hang-up: for an inbound call what the caller did and who
+    served them; for an outbound one its route, trunk and the number sent to it."""
 
     KIND: ClassVar[str] = "calls"
-    SCHEMA_VERSION: ClassVar[int] = 1
+    SCHEMA_VERSION: ClassVar[int] = 2
 
     id: str
     started_us: int
@@ -71,6 +89,11 @@ class CallRecord:
     transferred_to: str | None = None
     recording: str | None = None
     legs: list[LegQuality] = field(default_factory=list)
+    direction: CallDirection = CallDirection.INBOUND
+    route: str | None = None
+    """Outbound: the route the dialled number matched."""
+    number_sent: str | None = None
+    """Outbound: the number the trunk was asked for (after the route's strip and prepend)."""
 
     def key(self) -> bytes:
         """Start time, then call id."""

@@ -10,7 +10,10 @@ next node) points at something that exists.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import ipaddress
+import re
+import struct
 import zoneinfo
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -482,8 +485,117 @@ class User:
         return name_key(self.username)
 
 
+ALL_EXTENSIONS = "all"
+"""In a route's ``callers``: every extension may use it."""
+IVR_CALLER = "ivr"
+"""In a route's ``callers``: IVR transfer nodes may use it."""
+
+RoutePattern = Annotated[
+    str,
+    Pattern(
+        r"\+?([0-9*#XZN]|\[[0-9]+(-[0-9][0-9]*)*\])+\.?",
+        "a dial pattern: digits, X (0-9), Z (1-9), N (2-9), [1-5] or [135], "
+        "and an optional final '.' (one or more digits more)",
+    ),
+]
+CallerEntry = Annotated[str, Pattern(r"all|ivr|[0-9]{2,16}", "'all', 'ivr' or an extension number")]
+
+_PATTERN_CLASSES = {"X": "[0-9]", "Z": "[1-9]", "N": "[2-9]", ".": "[0-9*#]+"}
+
+
+@functools.lru_cache(maxsize=256)
+def compile_dial_pattern(pattern: str) -> re.Pattern[str]:
+    """The regular expression a dial pattern stands for (the whole number must match).
+
+    ``X`` is any digit, ``Z`` 1-9, ``N`` 2-9, ``[...]`` one digit of a set
+    with ranges (``[1-5]``, ``[135]``), a final ``.`` one or more digits
+    more; anything else stands for itself. So ``0.`` is every number that
+    starts with 0 and ``1[3-9]XXXXXXXXX`` a Chinese mobile number.
+    """
+    parts = []
+    for token in _pattern_tokens(pattern):
+        if token.startswith("["):
+            parts.append(token)
+        else:
+            parts.append(_PATTERN_CLASSES.get(token, re.escape(token)))
+    return re.compile("".join(parts))
+
+
+def _pattern_tokens(pattern: str) -> list[str]:
+    """A dial pattern's tokens: each stands for one character of the number (``.`` for one
+    or more)."""
+    return re.findall(r"\[[^\]]*\]|.", pattern)
+
+
+_POSITION = struct.Struct(">I")
+
+
+@dataclass(frozen=True)
+class OutboundRoute(NamedRecord):
+    """A way out for dialled numbers that match ``pattern``, tried in the routes' order.
+
+    The number sent loses its first ``strip`` digits and gets ``prepend``
+    in front; ``trunks`` are tried in order (the next on a 5xx, 408,
+    no answer from the trunk or a trunk that is down; never after a
+    busy-like final answer). ``caller_id`` is presented instead of the
+    trunk's own. ``callers`` says who may use the route: extension numbers,
+    ``all`` (every extension) and ``ivr`` (IVR transfer nodes); no one
+    by default.
+    """
+
+    KIND: ClassVar[str] = "routes"
+    SCHEMA_VERSION: ClassVar[int] = 1
+    ORDERED: ClassVar[bool] = True
+    """The store keeps the routes in the document's order (``position_key``)."""
+
+    name: Name
+    pattern: RoutePattern
+    trunks: Annotated[list[Name], Length(1)]
+    strip: Annotated[int, Range(0, 31)] = 0
+    prepend: Annotated[str, Pattern(r"\+?[0-9*#]{0,31}", "digits with an optional '+'")] = ""
+    caller_id: PhoneNumber | None = None
+    callers: list[CallerEntry] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        shortest = len(_pattern_tokens(self.pattern))
+        if self.strip > shortest or (self.strip == shortest and not self.prepend):
+            raise ConfigError(
+                f"strips {self.strip} digits, but the pattern matches numbers of "
+                f"{shortest} digits: nothing would be left to dial",
+                "strip",
+            )
+
+    def matches(self, dialled: str) -> bool:
+        """Whether ``dialled`` fits the route's pattern."""
+        return compile_dial_pattern(self.pattern).fullmatch(dialled) is not None
+
+    def number_sent(self, dialled: str) -> str:
+        """``dialled`` as the trunk gets it: ``strip`` digits off the front, ``prepend`` on."""
+        return self.prepend + dialled[self.strip :]
+
+    def allows(self, caller: str) -> bool:
+        """Whether ``caller`` (an extension number, or ``ivr``) may use the route."""
+        if caller == IVR_CALLER:
+            return IVR_CALLER in self.callers
+        return caller in self.callers or ALL_EXTENSIONS in self.callers
+
+    def position_key(self, position: int) -> bytes:
+        """The stored key of the route at ``position`` in the list: keys sort as the list."""
+        return _POSITION.pack(position) + self.key()
+
+
 ConfigRecord = (
-    Trunk | Extension | InboundNumber | IvrFlow | Queue | Skill | Agent | Schedule | Prompt | User
+    Trunk
+    | Extension
+    | InboundNumber
+    | IvrFlow
+    | Queue
+    | Skill
+    | Agent
+    | Schedule
+    | Prompt
+    | User
+    | OutboundRoute
 )
 
 CONFIG_RECORDS: tuple[type[ConfigRecord], ...] = (
@@ -497,6 +609,7 @@ CONFIG_RECORDS: tuple[type[ConfigRecord], ...] = (
     Schedule,
     Prompt,
     User,
+    OutboundRoute,
 )
 
 
@@ -525,6 +638,8 @@ class Configuration:
     schedules: list[Schedule] = field(default_factory=list)
     prompts: list[Prompt] = field(default_factory=list)
     users: list[User] = field(default_factory=list)
+    routes: list[OutboundRoute] = field(default_factory=list)
+    """Outbound routes, tried in this order; without one nothing goes out."""
 
     def __post_init__(self) -> None:
         self._check_unique()
@@ -572,6 +687,13 @@ class Configuration:
             _require(user.agent, agents, "agent number", join(join("users", i), "agent"))
         for i, flow in enumerate(self.flows):
             self._check_flow(flow, join("flows", i), queues, schedules, prompts)
+        for i, route in enumerate(self.routes):
+            path = join("routes", i)
+            for j, trunk in enumerate(route.trunks):
+                _require(trunk, trunks, "trunk", join(join(path, "trunks"), j))
+            for j, caller in enumerate(route.callers):
+                if caller not in (ALL_EXTENSIONS, IVR_CALLER):
+                    _require(caller, extensions, "extension", join(join(path, "callers"), j))
 
     @staticmethod
     def _check_flow(

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from argon2 import PasswordHasher
 
 from appliance.calllog.records import CALL_LOG_RECORDS
-from appliance.config.records import CONFIG_RECORDS, Configuration, User
+from appliance.config.records import CONFIG_RECORDS, Configuration, OutboundRoute, User
 from appliance.settings import Settings
 from appliance.store import Record, Store, Txn
 
@@ -35,8 +35,12 @@ def import_configuration(store: Store, configuration: Configuration) -> dict[str
         for cls in CONFIG_RECORDS:
             txn.clear(cls)
             records = getattr(configuration, cls.KIND)
-            for record in records:
-                txn.put(record)
+            for position, record in enumerate(records):
+                # Routes are tried in the document's order: their keys keep it.
+                txn.put(
+                    record,
+                    record.position_key(position) if isinstance(record, OutboundRoute) else None,
+                )
             written[cls.KIND] = len(records)
         return written
 

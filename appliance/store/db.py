@@ -66,9 +66,12 @@ class Txn:
         raw = self._txn.get(key, db=self._db(cls.KIND))
         return None if raw is None else decode_cached(cls, bytes(raw))
 
-    def put(self, record: Record) -> None:
-        """Insert or replace ``record`` under its key."""
-        self._txn.put(record.key(), encode(record), db=self._db(record.KIND))
+    def put(self, record: Record, key: bytes | None = None) -> None:
+        """Insert or replace ``record`` under its key (or ``key``: a kind kept in an order
+        of its own, such as outbound routes)."""
+        self._txn.put(
+            record.key() if key is None else key, encode(record), db=self._db(record.KIND)
+        )
         self.changed.add(record.KIND)
 
     def delete(self, cls: type[R], key: bytes) -> bool:

@@ -19,5 +19,14 @@ def _user_v2(data: Any) -> Any:
     return {**data, "must_change_password": False}
 
 
+def _call_v2(data: Any) -> Any:
+    """calls 1 -> 2: ``direction`` added (outbound calls have records too); earlier records
+    are all of inbound calls."""
+    return {**data, "direction": "inbound"}
+
+
 # kind -> {from_version: function giving the data of from_version + 1}
-MIGRATIONS: Mapping[str, Mapping[int, Migration]] = {"users": {1: _user_v2}}
+MIGRATIONS: Mapping[str, Mapping[int, Migration]] = {
+    "users": {1: _user_v2},
+    "calls": {1: _call_v2},
+}

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
+import lmdb
+import msgpack
 import pytest
 from argon2 import PasswordHasher
 
+from appliance.calllog.records import CALL_LOG_RECORDS, CallDirection, CallRecord
 from appliance.config import (
     CONFIG_RECORDS,
     Configuration,
@@ -16,9 +20,9 @@ from appliance.config import (
     import_configuration,
     load_document,
 )
-from appliance.config.records import Codec, MenuNode, QueueNode, Strategy
+from appliance.config.records import Codec, MenuNode, OutboundRoute, QueueNode, Strategy
 from appliance.schema import ConfigError
-from appliance.store import Store
+from appliance.store import Store, time_key
 
 DEMO = Path(__file__).parents[2] / "examples" / "demo.yaml"
 
@@ -231,3 +235,95 @@ def test_import_replaces_the_whole_configuration(store: Store, demo_text: str) -
     assert [s.name for s in exported.skills] == ["only"]
     assert exported.queues == []
     assert exported.agents == []
+
+
+def test_routes_load_in_order_with_their_pattern_and_number_rewriting(demo_text: str) -> None:
+    (route,) = load_document(demo_text, "demo.yaml").routes
+    assert route.trunks == ["carrier", "gateway"]
+    assert route.matches("013812345678")
+    assert not route.matches("0")
+    assert not route.matches("13812345678")
+    assert route.number_sent("013812345678") == "13812345678"
+    assert route.allows("1002")
+    assert route.allows("ivr")
+
+
+def test_dial_patterns_match_whole_numbers_by_their_classes() -> None:
+    mobile = OutboundRoute("mobile", "1[3-9]XXXXXXXXX", ["t"], prepend="+86")
+    assert mobile.matches("13812345678")
+    assert not mobile.matches("12812345678")
+    assert not mobile.matches("138123456789")
+    assert mobile.number_sent("13812345678") == "+8613812345678"
+    assert OutboundRoute("n", "N[135]Z.", ["t"]).matches("2310")
+    assert not OutboundRoute("n", "N[135]Z.", ["t"]).matches("231")
+
+
+def test_a_route_is_used_only_by_the_callers_it_names() -> None:
+    nobody = OutboundRoute("r", "9.", ["t"])
+    assert not nobody.allows("1001")
+    assert not nobody.allows("ivr")
+    some = OutboundRoute("r", "9.", ["t"], callers=["1001"])
+    assert some.allows("1001")
+    assert not some.allows("1002")
+    assert not some.allows("ivr")
+    everyone = OutboundRoute("r", "9.", ["t"], callers=["all"])
+    assert everyone.allows("1002")
+    assert not everyone.allows("ivr")
+
+
+def test_a_route_naming_a_missing_trunk_is_refused_with_its_name_and_line(
+    demo_text: str,
+) -> None:
+    text = demo_text.replace("trunks: [carrier, gateway]", "trunks: [carrier, gatewy]")
+    error = _error(text)
+    assert error.path == "routes[0].trunks[1]"
+    assert "no trunk named 'gatewy' (defined: carrier, gateway)" in error.message
+    assert error.line == _line_of(text, "trunks: [carrier, gatewy]")
+    assert str(error).startswith(f"call.yaml:{error.line}: routes[0].trunks[1]: ")
+
+
+def test_route_rules_name_the_key(demo_text: str) -> None:
+    error = _error(demo_text.replace('pattern: "0."', 'pattern: "0?"'))
+    assert error.path == "routes[0].pattern"
+    assert "a dial pattern" in error.message
+    error = _error(demo_text.replace("callers: [all, ivr]", 'callers: [all, "1009"]'))
+    assert error.path == "routes[0].callers[1]"
+    assert "no extension named '1009'" in error.message
+    error = _error(demo_text.replace("strip: 1", "strip: 2"))
+    assert error.path == "routes[0].strip"
+    assert "nothing would be left to dial" in error.message
+
+
+def test_routes_keep_their_order_through_the_store(store: Store, demo_text: str) -> None:
+    config = load_document(demo_text, "demo.yaml")
+    routes = [OutboundRoute(name, "9.", ["gateway"], strip=1) for name in ("zeta", "alpha", "mid")]
+    import_configuration(store, dataclasses.replace(config, routes=routes))
+    exported = export_configuration(store)
+    assert [r.name for r in exported.routes] == ["zeta", "alpha", "mid"]
+    assert exported.routes == routes
+
+
+def test_a_store_from_before_routes_and_call_directions_opens_with_both(tmp_path: Path) -> None:
+    # What an earlier Callbox wrote: no routes sub-database, call records of schema 1.
+    old = {
+        "id": "20261206181728-5e79a3cb", "started_us": 1, "ended_us": 2, "dialled": "4008001234",
+        "caller": "13800138000", "outcome": "ivr", "hangup_side": "caller", "hangup_cause": 16,
+    }  # fmt: skip
+    env = lmdb.open(str(tmp_path / "db"), max_dbs=32, subdir=True)
+    calls, meta = env.open_db(b"calls"), env.open_db(b"meta")
+    with env.begin(write=True) as txn:
+        txn.put(time_key(1, old["id"].encode()), msgpack.packb({"v": 1, "d": old}), db=calls)
+        txn.put(b"schema:calls", msgpack.packb(1), db=meta)
+    env.close()
+
+    store = Store.open(tmp_path / "db", (*CONFIG_RECORDS, *CALL_LOG_RECORDS))
+    try:
+        (record,) = store.read_sync(lambda txn: list(txn.scan(CallRecord)))
+        assert export_configuration(store).routes == []
+    finally:
+        store.close()
+    assert (record.direction, record.route, record.dialled) == (
+        CallDirection.INBOUND,
+        None,
+        "4008001234",
+    )
