@@ -131,11 +131,11 @@ def format_status(status: dict[str, Any]) -> str:
     lines.append(f"calls         {len(calls)} live")
     lines.extend(
         _table(
-            ("id", "from", "to", "state", "codec", "time", "held", "legs"),
+            ("id", "from", "to", "trunk", "state", "codec", "time", "held", "legs"),
             [
                 (
-                    c["id"], c["from"], c["to"], _call_state(c), c["codec"], f"{c['seconds']} s",
-                    "held" if c["held"] else "", _legs(c["legs"]),
+                    c["id"], c["from"], c["to"], c.get("trunk"), _call_state(c), c["codec"],
+                    f"{c['seconds']} s", "held" if c["held"] else "", _legs(c["legs"]),
                 )
                 for c in calls
             ],

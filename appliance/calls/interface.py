@@ -26,6 +26,8 @@ class Side(Enum):
 
     CALLER = "caller"
     AGENT = "agent"
+    CALLEE = "callee"
+    """The called party of an outside call (through a trunk)."""
     SYSTEM = "system"
     """The switch: a hang-up node, a failed menu, a queue without a fallback."""
 
@@ -72,7 +74,7 @@ class LegQuality:
     """Media quality of one leg over its life, from RTCP and the jitter buffer."""
 
     leg: str
-    """Which leg: ``caller`` or ``agent``."""
+    """Which leg: ``caller``, ``agent`` (inbound) or ``callee`` (outbound)."""
     loss_percent: float
     jitter_ms: float
     mos: float

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, ParamSpec, TypeVar
 
+from appliance.calls.interface import LegQuality
 from appliance.config.records import Extension
 from appliance.media import MediaEvents
 from appliance.sip.message import Address
@@ -47,6 +48,7 @@ from appliance.sip.session import (
     Target,
     advertised_host,
 )
+from appliance.sip.trunk import TrunkCall
 from core import Engine, LegStats, MediaEvent, RtpLeg
 
 log = logging.getLogger(__name__)
@@ -368,13 +370,7 @@ class LegControl:
     ) -> OutgoingCall:
         """Ring every phone of an extension with an offer of ``leg`` in ``codecs``."""
         first = bindings[0]
-        offer = create_offer(
-            advertised_host(first.flow, first.registrar_host),
-            leg.local_port,
-            codecs,
-            telephone_event_pt=OFFERED_EVENT_PT,
-            rtcp_mux=False,
-        )
+        offer = _offer(advertised_host(first.flow, first.registrar_host), leg, codecs)
         targets = [
             Target(b.contact.uri, b.flow, b.path, b.registrar_host or None) for b in bindings
         ]
@@ -384,6 +380,24 @@ class LegControl:
             callee=callee,
             offer=offer,
             listener=call.listen,
+            no_answer_s=self.limits.no_answer_s if no_answer_s is None else no_answer_s,
+        )
+
+    async def place_through_trunk(
+        self, call: CallLegs, trunk_call: TrunkCall, leg: RtpLeg, no_answer_s: float | None = None
+    ) -> OutgoingCall:
+        """Call out through a trunk with an offer of ``leg`` in the trunk's codecs; the
+        trunk's 401/407 are answered with its account."""
+        target = trunk_call.target
+        assert target.local_host is not None
+        return await self.sessions.call(
+            [target],
+            caller=trunk_call.caller,
+            callee=Address(target.uri),
+            offer=_offer(target.local_host, leg, trunk_call.codecs),
+            listener=call.listen,
+            credentials=trunk_call.credentials,
+            headers=trunk_call.headers,
             no_answer_s=self.limits.no_answer_s if no_answer_s is None else no_answer_s,
         )
 
@@ -522,6 +536,19 @@ class LegControl:
     def close(self) -> None:
         """Wait for the engine commands in flight (the switch is stopping)."""
         self._executor.shutdown(wait=True)
+
+
+def _offer(host: str, leg: RtpLeg, codecs: tuple[Codec, ...]) -> SessionDescription:
+    """Our offer of ``leg`` at ``host`` in ``codecs``, with telephone-event."""
+    return create_offer(
+        host, leg.local_port, codecs, telephone_event_pt=OFFERED_EVENT_PT, rtcp_mux=False
+    )
+
+
+def leg_quality(name: str, stats: LegStats) -> LegQuality:
+    """A leg's loss, jitter and MOS for the call record, from its statistics."""
+    loss = 100.0 * stats.lost / stats.expected if stats.expected > 0 else 0.0
+    return LegQuality(name, round(loss, 2), round(stats.jitter_ms, 2), round(stats.mos, 2))
 
 
 def _unheard(session: Session, event: SessionEvent) -> None:

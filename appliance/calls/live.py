@@ -41,10 +41,12 @@ from appliance.calls.legs import (
     LegControl,
     LegFormat,
     allowed_codecs,
+    leg_quality,
     legs_status,
     pass_dtmf,
 )
-from appliance.config.records import Extension
+from appliance.calls.outbound import OutboundRefused, TrunkDialer, fails_over
+from appliance.config.records import IVR_CALLER, Extension
 from appliance.sip.causes import Cause
 from appliance.sip.message import Address, Uri
 from appliance.sip.registrar import Registrar
@@ -141,6 +143,7 @@ class LiveCall(CallIdentity):
         extension: Callable[[str], Extension | None],
         prompts: PromptLibrary,
         notify: Notify,
+        dialer: TrunkDialer | None = None,
     ) -> None:
         super().__init__(call_id, caller, dialled, trunk, time.time())
         self.session = session
@@ -150,6 +153,9 @@ class LiveCall(CallIdentity):
         self._extension = extension
         self._prompts = prompts
         self._notify = notify
+        self._dialer = dialer
+        self.trunk_out: str | None = None
+        """The trunk a transfer to an outside number went out through."""
         self.legs = CallLegs(id=call_id)
         self.caller_leg: RtpLeg | None = None
         self.state = CallState.RINGING
@@ -204,6 +210,7 @@ class LiveCall(CallIdentity):
             "id": self._id,
             "from": self._caller,
             "to": self._dialled,
+            "trunk": " > ".join(t for t in (self._trunk, self.trunk_out) if t) or None,
             "state": self.state.value,
             "agent": self._bridged.extension if self._bridged is not None else self._ringing_agent,
             "seconds": round(time.monotonic() - self._started_monotonic, 1),
@@ -319,12 +326,22 @@ class LiveCall(CallIdentity):
             log.info("call %s: cannot reach %s: %s", self._id, extension, error)
             return OfferResult(OfferOutcome.FAILED)
         self.legs.legs[session] = leg
+        event = await self._ring(session, extension)
+        if isinstance(event, Ended):
+            return OfferResult(_offer_outcome(event))
+        return await self._answered_by(extension, session, event)
+
+    async def _ring(self, session: OutgoingCall, destination: str) -> SessionEvent:
+        """Wait for ``session``'s answer or failure while it rings ``destination``.
+
+        Cancelling the wait, or the call ending, hangs the session up (CANCEL).
+        """
         outcome: asyncio.Future[SessionEvent] = asyncio.get_running_loop().create_future()
         self._offers[session] = outcome
         previous, self.state = self.state, CallState.RINGING_AGENT
-        self._ringing_agent = extension
+        self._ringing_agent = destination
         try:
-            event = await self._until(asyncio.shield(outcome))
+            return await self._until(asyncio.shield(outcome))
         except (asyncio.CancelledError, CallEnded):
             session.hangup(Cause.NORMAL_CLEARING)  # CANCEL while it rings, else BYE
             raise
@@ -333,8 +350,11 @@ class LiveCall(CallIdentity):
             self._ringing_agent = None
             if self.state is CallState.RINGING_AGENT:
                 self.state = previous
-        if isinstance(event, Ended):
-            return OfferResult(_offer_outcome(event))
+
+    async def _answered_by(
+        self, destination: str, session: OutgoingCall, event: SessionEvent
+    ) -> OfferResult:
+        """The leg of ``session``, which answered ``destination``, fitted to its answer."""
         assert isinstance(event, Answered)
         try:
             fitted = await self._media.fit(self.legs, session, event.media) if event.media else None
@@ -344,9 +364,34 @@ class LiveCall(CallIdentity):
         if fitted is None or event.media is None:
             session.hangup(Cause.BEARER_CAPABILITY_NOT_IMPLEMENTED)
             return OfferResult(OfferOutcome.FAILED)
-        agent = LiveAgentLeg(extension, session, fitted, event.media)
+        agent = LiveAgentLeg(destination, session, fitted, event.media)
         self._latest_agent = agent
         return OfferResult(OfferOutcome.ANSWERED, agent)
+
+    async def _dial_out(self, number: str) -> OfferResult:
+        """Call the outside ``number`` through the outbound routes open to the IVR, each trunk
+        of the route in turn (the next one after a trunk's failure, ``fails_over``)."""
+        dialer = self._dialer
+        try:
+            if dialer is None:
+                raise OutboundRefused(404, "no trunks")
+            plan = dialer.plan(number, IVR_CALLER)
+        except OutboundRefused as refused:
+            log.info("call %s: transfer to %s refused: %s", self._id, number, refused.reason)
+            return OfferResult(OfferOutcome.FAILED)
+        after = -1
+        while True:
+            attempt = await dialer.dial(self.legs, plan, beside=self._caller_leg(), after=after)
+            if attempt is None:
+                return OfferResult(OfferOutcome.FAILED)
+            self.trunk_out = attempt.trunk
+            event = await self._ring(attempt.session, number)
+            if not isinstance(event, Ended):
+                return await self._answered_by(number, attempt.session, event)
+            await dialer.give_up(self.legs, attempt)
+            if not fails_over(event):
+                return OfferResult(_offer_outcome(event))
+            after = attempt.index
 
     async def bridge(self, leg: AgentLeg) -> Hangup:
         """Connect caller and agent until either hangs up (the other is hung up too)."""
@@ -400,7 +445,8 @@ class LiveCall(CallIdentity):
         )
 
     async def transfer(self, destination: str) -> Hangup:
-        """Ring extension ``destination`` for the caller; bridge when it answers."""
+        """Ring extension ``destination`` for the caller, or call it through the outbound
+        routes open to the IVR when it is no extension; bridge when it answers."""
         await self._check_up()
         if not self._answered and self.session.state is SessionState.RINGING:
             try:
@@ -408,7 +454,10 @@ class LiveCall(CallIdentity):
             except SessionError:
                 await self._caller_gone()
                 raise
-        result = await self.offer(destination, self._media.limits.no_answer_s)
+        if self._extension(destination) is None:
+            result = await self._dial_out(destination)
+        else:
+            result = await self.offer(destination, self._media.limits.no_answer_s)
         if result.leg is None:
             await self.hang_up(_FAILED_TRANSFER[result.outcome])
             return await self.wait_ended()
@@ -425,7 +474,7 @@ class LiveCall(CallIdentity):
 
     def media_quality(self) -> Sequence[LegQuality]:
         """Each leg's loss, jitter and MOS from its final (or last) statistics."""
-        return [_quality(name, stats) for name, stats in self._final.items()]
+        return [leg_quality(name, stats) for name, stats in self._final.items()]
 
     # Events.
     async def _follow(self) -> None:
@@ -637,8 +686,3 @@ def _offer_outcome(ended: Ended) -> OfferOutcome:
     if ended.status in (408, 480) or ended.cause is Cause.NO_ANSWER:
         return OfferOutcome.NO_ANSWER
     return OfferOutcome.FAILED
-
-
-def _quality(name: str, stats: LegStats) -> LegQuality:
-    loss = 100.0 * stats.lost / stats.expected if stats.expected > 0 else 0.0
-    return LegQuality(name, round(loss, 2), round(stats.jitter_ms, 2), round(stats.mos, 2))

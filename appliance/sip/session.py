@@ -848,7 +848,8 @@ class OutgoingCall(Session):
         self.callee = callee
         self.credentials = credentials
         self.headers = tuple(headers)
-        """More header fields for every INVITE (an INVITE with Replaces, RFC 3891)."""
+        """More header fields for every INVITE (an INVITE with Replaces, RFC 3891;
+        a trunk's P-Asserted-Identity)."""
         self.early_dialogs: set[DialogId] = set()
         """The early dialogs its branches' provisional responses made (RFC 3261 12.1.2)."""
         self.call_id = f"{secrets.token_hex(12)}@{self.local_host}"
@@ -1266,7 +1267,7 @@ class SessionManager:
         no_answer_s: float | None = None,
         headers: Sequence[tuple[str, str]] = (),
     ) -> OutgoingCall:
-        """Place a call: one INVITE with ``offer`` per target, all at once.
+        """Place a call: one INVITE with ``offer`` (and ``headers``) per target, all at once.
 
         Targets without a flow are reached over UDP, or TCP for
         ``transport=tcp``, at the URI's host (an IP address: there are no

@@ -51,6 +51,7 @@ from appliance.events import Listeners
 from appliance.sip.auth import ClientCredentials
 from appliance.sip.identity import CallerId, caller_id, dialled_number
 from appliance.sip.message import (
+    Address,
     Headers,
     Request,
     Response,
@@ -58,7 +59,8 @@ from appliance.sip.message import (
     Uri,
     parse_address,
 )
-from appliance.sip.sdp import DEFAULT_PREFERENCE, SessionDescription, create_offer
+from appliance.sip.sdp import DEFAULT_PREFERENCE, Codec, SessionDescription, create_offer
+from appliance.sip.session import Credentials, Target
 from appliance.sip.transaction import ClientTransaction
 from appliance.sip.transport import Flow, SipTransport
 
@@ -141,6 +143,22 @@ class InboundCall:
     caller: CallerId
     dialled: str
     call_id: str
+
+
+@dataclass(frozen=True)
+class TrunkCall:
+    """What an outgoing call through a trunk needs (``SessionManager.call``'s arguments):
+    where the INVITE goes and on which flow, who calls whom, the headers and credentials
+    the trunk wants, and the codecs to offer in its order."""
+
+    trunk: Trunk
+    target: Target
+    """The dialled number at the trunk, the flow to it and our address toward it."""
+    caller: Address
+    headers: tuple[tuple[str, str], ...]
+    credentials: Credentials | None
+    """The trunk's account for its 401/407, if it has a password."""
+    codecs: tuple[Codec, ...]
 
 
 @dataclass(frozen=True)
@@ -719,20 +737,16 @@ class Trunks:
                 return state.trunk
         raise NoRoute("every trunk is unregistered or down")
 
-    async def outbound_invite(
-        self,
-        dialled: str,
-        media: tuple[str, int],
-        *,
-        trunk: str | None = None,
-        caller: str | None = None,
-    ) -> OutboundInvite:
-        """An INVITE for ``dialled`` through a trunk, offering its codecs at ``media``.
+    async def outbound_call(
+        self, dialled: str, trunk: str, *, caller: str | None = None
+    ) -> TrunkCall:
+        """An outgoing call for ``dialled`` through trunk ``trunk`` (counted as its call out).
 
         The Request-URI is the dialled number at the trunk's domain; From
         and P-Asserted-Identity carry ``caller``, else the trunk's
-        ``caller_id``, else its username. Send it with a client transaction
-        over the returned flow; answer a 401/407 with ``authorize``.
+        ``caller_id``, else its username. Raises ``NoRoute`` for an unknown
+        trunk, ``TrunkError`` for a number that is not digits,
+        ``TrunkUnreachable`` when the trunk cannot be reached.
         """
         for what, value in (("dialled number", dialled), ("caller", caller)):
             if value is not None and not _DIALLABLE.fullmatch(value):
@@ -742,27 +756,55 @@ class Trunks:
         assert self.link is not None
         flow = await self._flow(state)
         number = caller or chosen.caller_id or chosen.username or "callbox"
-        uri = trunk_uri(chosen, dialled)
-        identity = f"<sip:{number}@{chosen.sip_domain}>"
+        identity = Address(Uri("sip", chosen.sip_domain, number))
+        headers = (("P-Asserted-Identity", str(identity)),) if caller or chosen.caller_id else ()
+        state.calls_out += 1
+        local_host = self.link.sent_by(flow)[0]
+        return TrunkCall(
+            chosen,
+            Target(trunk_uri(chosen, dialled), flow, (), local_host),
+            identity,
+            headers,
+            Credentials(chosen.username, chosen.password) if chosen.password else None,
+            trunk_codecs(chosen),
+        )
+
+    async def outbound_invite(
+        self,
+        dialled: str,
+        media: tuple[str, int],
+        *,
+        trunk: str | None = None,
+        caller: str | None = None,
+    ) -> OutboundInvite:
+        """An INVITE for ``dialled`` through a trunk (``trunk``, else the first usable one),
+        offering its codecs at ``media`` (``outbound_call`` names the parties). Send it
+        with a client transaction over the returned flow; answer a 401/407 with
+        ``authorize``.
+        """
+        call = await self.outbound_call(dialled, self.route(trunk).name, caller=caller)
+        chosen, uri = call.trunk, call.target.uri
+        assert call.target.flow is not None
+        flow = call.target.flow
         request = self._request(
             "INVITE",
             uri,
             flow,
-            from_=f"{identity};tag={secrets.token_hex(6)}",
+            from_=f"{call.caller};tag={secrets.token_hex(6)}",
             to=f"<{uri}>",
             call_id=f"{secrets.token_hex(12)}@callbox",
             cseq=1,
         )
-        if caller or chosen.caller_id:
-            request.headers.add("P-Asserted-Identity", identity)
+        for name, value in call.headers:
+            request.headers.add(name, value)
+        assert self.link is not None
         host, our_port = self.link.sent_by(flow)
-        contact = Uri("sip", host, number, port=our_port, params=_uri_params(chosen))
+        contact = Uri("sip", host, call.caller.uri.user, port=our_port, params=_uri_params(chosen))
         request.headers.add("Contact", f"<{contact}>")
         request.headers.add("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS")
-        offer = create_offer(media[0], media[1], trunk_codecs(chosen))
+        offer = create_offer(media[0], media[1], call.codecs)
         request.headers.add("Content-Type", "application/sdp")
         request.body = offer.to_bytes()
-        state.calls_out += 1
         return OutboundInvite(chosen, request, flow, offer)
 
     def authorize(self, trunk: str, request: Request, response: Response) -> Request | None:
@@ -821,7 +863,7 @@ class Trunks:
         return result
 
 
-def trunk_codecs(trunk: Trunk) -> tuple[Any, ...]:
+def trunk_codecs(trunk: Trunk) -> tuple[Codec, ...]:
     """The SDP codecs for the trunk's configured list, in its order."""
     by_name = {c.name.lower(): c for c in DEFAULT_PREFERENCE}
     return tuple(by_name[c.value.lower()] for c in trunk.codecs)

@@ -67,11 +67,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from appliance.calls.interface import HangupCause
+from appliance.calllog.records import CallDirection, CallOutcome, CallRecord, microseconds
+from appliance.calls.interface import Hangup, HangupCause, Side
 from appliance.calls.legs import (
     OFFERED_EVENT_PT,
     CallLegs,
@@ -81,13 +82,21 @@ from appliance.calls.legs import (
     LegFormat,
     allowed_codecs,
     common_codec,
+    leg_quality,
     legs_status,
     new_call_id,
     offered_format,
     pass_dtmf,
 )
 from appliance.calls.live import LiveCall
-from appliance.config.records import Extension
+from appliance.calls.outbound import (
+    OutboundPlan,
+    OutboundRefused,
+    TrunkAttempt,
+    TrunkDialer,
+    fails_over,
+)
+from appliance.config.records import Extension, OutboundRoute
 from appliance.media import MediaEvents
 from appliance.sip.auth import DigestChallenger, Verdict
 from appliance.sip.causes import Cause, Reason, reason_phrase
@@ -112,7 +121,7 @@ from appliance.sip.session import (
 )
 from appliance.sip.trunk import Trunks, trunk_codecs
 from appliance.switch.callcenter import CallCenter, CallEvent, CallEventKind
-from core import Engine, MediaEvent, RtpLeg
+from core import Engine, LegStats, MediaEvent, RtpLeg
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +144,13 @@ class Call(CallLegs):
     longer the caller and the dialled number, and ``status`` names them instead."""
     transfers: dict[Session, tuple[Transfer, Session]] = field(default_factory=dict)
     """Calls placed for a transfer, each with its REFER and its transferee."""
+    plan: OutboundPlan | None = None
+    """An outside number's route (None: a call between extensions)."""
+    attempt: TrunkAttempt | None = None
+    """The trunk the outside call is placed through now."""
+    started_at: float = field(default_factory=time.time)
+    hangup: Hangup | None = None
+    """Which side ended the call first, and why."""
 
     def peer(self, session: Session) -> Session | None:
         """The party ``session`` is connected to, if it is one of the two."""
@@ -158,6 +174,7 @@ class Call(CallLegs):
             "id": self.id,
             "from": self.caller.caller.uri.user or str(self.caller.caller.uri),
             "to": self.number,
+            "trunk": self.attempt.trunk if self.attempt is not None else None,
             **(self._talking() if self.merged else {}),
             "state": self.state.value,
             "seconds": round(time.monotonic() - self.started, 1),
@@ -188,6 +205,7 @@ class CallControl:
         *,
         trunks: Trunks | None = None,
         callcenter: CallCenter | None = None,
+        routes: Callable[[], Sequence[OutboundRoute]] = tuple,
     ) -> None:
         self.sessions = sessions
         self.registrar = registrar
@@ -197,6 +215,7 @@ class CallControl:
         self.trunks = trunks
         self.callcenter = callcenter
         self.media = LegControl(sessions, engine, media_events, self.limits)
+        self.dialer = TrunkDialer(trunks or Trunks(), self.media, routes)
         self.challenger: DigestChallenger = registrar.challenger
         self.calls: dict[str, Call] = {}
         self.live: dict[str, LiveCall] = {}
@@ -277,9 +296,11 @@ class CallControl:
             self._hangup_all(call, Cause.TEMPORARY_FAILURE)
         finally:
             del self.calls[call.id]
-            await self.media.close_legs(call)
+            final = await self.media.close_legs(call)
             call.stop_listening([call.caller, *call.transfers])
             log.info("call %s from %s to %s over", call.id, extension.number, call.number)
+            if call.plan is not None:
+                self._log_outbound(call, extension.number, final)
 
     async def _from_trunk(self, session: IncomingCall) -> None:
         """Route a trunk's INVITE to the IVR (404 for a number not configured)."""
@@ -328,6 +349,7 @@ class CallControl:
             notify=lambda call_id, kind, detail: callcenter.events.emit(
                 CallEvent(call_id, CallEventKind(kind), time.time(), detail)
             ),
+            dialer=self.dialer,
         )
         self.live[call.id] = call
         try:
@@ -374,11 +396,15 @@ class CallControl:
         """Route, set up media and ring the callee; False if the call ended here."""
         caller = call.caller
         called = self.extension(call.number)
+        bindings = self.registrar.contacts(call.number) if called is not None else []
         if called is None:
-            caller.reject(Cause.UNALLOCATED_NUMBER)
-            return False
-        bindings = self.registrar.contacts(call.number)
-        if not bindings:
+            try:
+                call.plan = self.dialer.plan(call.number, calling.number)
+            except OutboundRefused as refused:
+                log.info("call %s: %s: %d", call.id, refused.reason, refused.status)
+                caller.reject(refused.status, [("Warning", f'399 callbox "{refused.reason}"')])
+                return False
+        elif not bindings:
             caller.reject(Cause.SUBSCRIBER_ABSENT)
             return False
         offer = caller.offer
@@ -394,6 +420,10 @@ class CallControl:
             rtcp_mux=offered.rtcp_mux,
             remote=(offer.address_of(offered), offered.port),
         )
+        if called is None:
+            call.parties.append(caller)
+            call.legs[caller] = call.caller_leg
+            return not caller.ended and await self._dial_out(call)
         callee_codecs = allowed_codecs(called)
         call.callee_leg = await self.media.leg(
             call, LegFormat(callee_codecs[0], OFFERED_EVENT_PT), beside=call.caller_leg
@@ -423,6 +453,73 @@ class CallControl:
             return False
         return True
 
+    async def _dial_out(self, call: Call) -> bool:
+        """Place the outside call through the next trunk of its route that takes it; False
+        (the caller refused with the last trunk's failure, else 503) when none is left."""
+        plan, caller, failed = call.plan, call.caller, call.attempt
+        assert plan is not None
+        assert call.caller_leg is not None
+        attempt = await self.dialer.dial(
+            call, plan, beside=call.caller_leg, after=failed.index if failed else -1
+        )
+        if attempt is None:
+            ended = failed.session.end if failed is not None else None
+            status = ended.status if ended is not None else None
+            caller.reject(status if status is not None else Cause.NO_CIRCUIT_AVAILABLE)
+            return False
+        call.attempt = attempt
+        call.callee, call.callee_leg = attempt.session, attempt.leg
+        call.parties.append(attempt.session)
+        call.state = CallState.RINGING
+        if caller.ended:
+            attempt.session.cancel()
+            return False
+        return True
+
+    async def _fail_over(self, call: Call, source: Session, event: Ended) -> bool:
+        """Whether the trunk's failure ``event`` moved the outside call on to another trunk."""
+        attempt = call.attempt
+        if attempt is None or source is not attempt.session or not fails_over(event):
+            return False
+        log.info(
+            "call %s: trunk %s failed (%s): trying the next", call.id, attempt.trunk, event.status
+        )
+        await self.dialer.give_up(call, attempt)
+        if await self._dial_out(call):
+            return True
+        call.state = CallState.ENDED
+        return True
+
+    def _log_outbound(self, call: Call, caller: str, final: dict[RtpLeg, LegStats]) -> None:
+        """Write the outside call's record: route, trunk, number sent, outcome, quality."""
+        callcenter, plan = self.callcenter, call.plan
+        if callcenter is None or plan is None:
+            return
+        ended = time.time()
+        answered = call.answered_at
+        hangup = call.hangup or Hangup(Side.SYSTEM, Cause.NORMAL_CLEARING)
+        sides = (("caller", call.caller_leg), ("callee", call.callee_leg))
+        callee_end = call.callee.end if call.callee is not None else None
+        callcenter.call_log.add(
+            CallRecord(
+                id=call.id,
+                started_us=microseconds(call.started_at),
+                ended_us=microseconds(ended),
+                dialled=call.number,
+                caller=caller,
+                outcome=_outbound_outcome(answered is not None, hangup, callee_end),
+                hangup_side=hangup.side.value,
+                hangup_cause=int(hangup.cause),
+                trunk=call.attempt.trunk if call.attempt is not None else None,
+                answered_us=None if answered is None else microseconds(answered),
+                talk_s=None if answered is None else round(ended - answered, 1),
+                legs=[leg_quality(name, final[leg]) for name, leg in sides if leg in final],
+                direction=CallDirection.OUTBOUND,
+                route=plan.route.name,
+                number_sent=plan.number,
+            )
+        )
+
     async def _follow(self, call: Call) -> None:
         """Pass each party's events to the other until every session has ended."""
         while any(not session.ended for session in call.sessions()):
@@ -446,7 +543,16 @@ class CallControl:
         self, call: Call, source: Session, other: Session, event: SessionEvent
     ) -> None:
         caller = call.caller
-        if isinstance(event, Ended) and self._waiting_transferee(call, other):
+        if isinstance(event, Ended) and call.hangup is None:
+            side = Side.CALLER if source is caller else Side.CALLEE
+            call.hangup = Hangup(side if event.by_peer else Side.SYSTEM, event.cause)
+        if (
+            isinstance(event, Ended)
+            and caller.state is SessionState.RINGING
+            and await self._fail_over(call, source, event)
+        ):
+            call.hangup = None
+        elif isinstance(event, Ended) and self._waiting_transferee(call, other):
             # A blind transferor may hang up at once: the transferee waits for the target.
             call.parties.remove(source)
             call.legs.pop(source, None)
@@ -495,7 +601,7 @@ class CallControl:
             return
         _answer(call, caller, call.caller_leg)
         call.state = CallState.ANSWERED
-        call.answered_at = time.monotonic()
+        call.answered_at = time.time()
 
     async def _reoffered(
         self, call: Call, source: Session, other: Session, event: Reoffered
@@ -784,6 +890,21 @@ def _answer(call: Call, session: IncomingCall, leg: RtpLeg) -> None:
             rtcp_mux=leg.local_rtcp_port == leg.local_port,
         )
     )
+
+
+def _outbound_outcome(answered: bool, hangup: Hangup, callee_end: Ended | None) -> CallOutcome:
+    """How an outside call ended up: answered, cancelled by the caller, or the far end's
+    (or the trunks') failure."""
+    if answered:
+        return CallOutcome.ANSWERED
+    if hangup.side is Side.CALLER:
+        return CallOutcome.CANCELLED
+    status = callee_end.status if callee_end is not None else None
+    if status in (486, 600):
+        return CallOutcome.BUSY
+    if status in (408, 480) or hangup.cause is Cause.NO_ANSWER:
+        return CallOutcome.NO_ANSWER
+    return CallOutcome.FAILED
 
 
 def _identity(session: Session) -> Address:

@@ -17,7 +17,7 @@ from typing import Any
 import core
 from appliance import __version__
 from appliance.calls.legs import CallLimits
-from appliance.config.records import CONFIG_RECORDS, Extension, Trunk
+from appliance.config.records import CONFIG_RECORDS, Extension, OutboundRoute, Trunk
 from appliance.media import MediaEvents
 from appliance.service import StartupError
 from appliance.settings import Settings
@@ -71,7 +71,10 @@ class Switch:
             CallLimits(settings.sip.no_answer_s, settings.rtp.timeout_s),
             trunks=self.trunks,
             callcenter=self.callcenter,
+            routes=lambda: self.routes,
         )
+        self.routes: list[OutboundRoute] = []
+        """The outbound routes, in their order (``load_config``)."""
 
     def extension(self, number: str) -> Extension | None:
         """The configured extension ``number``, read now (an import may have changed it)."""
@@ -87,8 +90,11 @@ class Switch:
         return await self.store.read(lambda txn: tuple(txn.generation(c) for c in CONFIG_RECORDS))
 
     async def load_config(self) -> None:
-        """Apply the configuration in the store: trunks, then numbers, flows, queues and agents."""
+        """Apply the configuration in the store: trunks and outbound routes, then numbers,
+        flows, queues and agents."""
         await self.load_trunks()
+        # Stored keys keep the routes in the order they were imported.
+        self.routes = await self.store.read(lambda txn: list(txn.scan(OutboundRoute)))
         await self.callcenter.load()
 
     def tls_context(self) -> ssl.SSLContext | None:

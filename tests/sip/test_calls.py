@@ -263,7 +263,7 @@ def call_between_baresip_phones(
         wait_for_status(switch, rf"^extension     {CALLEE}: .* from {transport} ")
         caller.start(f"/dial sip:{CALLEE}@127.0.0.1:{port};transport={transport}")
         # Both legs have carried 100 packets (2 s of 20 ms frames) each way at least.
-        line = r"^  \S+ +1001 +1002 +answered +PCMA +[\d.]+ s +- +"
+        line = r"^  \S+ +1001 +1002 +- +answered +PCMA +[\d.]+ s +- +"
         legs = r"caller PCMA port \d+ rx \d{3,} tx \d{3,}, callee PCMA port \d+ rx \d{3,} tx \d{3,}"
         wait_for_status(switch, line + legs)
     finally:
@@ -379,7 +379,7 @@ def test_a_pcma_caller_and_a_pcmu_phone_talk_through_a_transcoder(phones: Phones
     answering = phones.callee("answer_pcmu.xml", "-rtp_echo")
     calling = phones.start_call("call_pcma_rtp.xml")
     try:
-        line = r"^  \S+ +1001 +1002 +answered +PCMA/PCMU +[\d.]+ s +- +"
+        line = r"^  \S+ +1001 +1002 +- +answered +PCMA/PCMU +[\d.]+ s +- +"
         legs = r"caller PCMA port \d+ rx \d{3,} tx \d{3,}, callee PCMU port \d+ rx \d{3,} tx \d{3,}"
         wait_for_status(phones.switch, line + legs)
     finally:

@@ -55,18 +55,22 @@ def running_switch(
     extensions: tuple[str, ...] = ("1001",),
     records: str = "",
     *,
+    trunks: str = "",
     pickup_groups: str = "",
     **settings: str,
 ) -> Iterator[RunningSwitch]:
     """The switch process with ``extensions``, trunk ``gateway`` (127.0.0.3) and ``settings``.
 
     ``settings`` are ``CALLBOX_*`` variables; ``records`` is more of the YAML
-    configuration (queues, agents, ...); ``pickup_groups`` gives extensions
-    a pickup group (``1002=sales 1003=sales``). Each extension's password is
+    configuration (queues, agents, ...), ``trunks`` more entries of its
+    trunks list; ``pickup_groups`` gives extensions a pickup group
+    (``1002=sales 1003=sales``). Each extension's password is
     ``phone-<number>-secret`` (``password_of``).
     """
     running = start_switch(
-        configured_switch(tmp_path, extensions, records, pickup_groups=pickup_groups, **settings)
+        configured_switch(
+            tmp_path, extensions, records, trunks=trunks, pickup_groups=pickup_groups, **settings
+        )
     )
     yield running
     running.process.send_signal(signal.SIGINT)
@@ -79,6 +83,7 @@ def configured_switch(
     extensions: tuple[str, ...] = ("1001",),
     records: str = "",
     *,
+    trunks: str = "",
     pickup_groups: str = "",
     **settings: str,
 ) -> RunningSwitch:
@@ -99,7 +104,8 @@ def configured_switch(
     config.write_text(
         "trunks:\n  - {name: gateway, mode: ip, host: 127.0.0.3, allow: [127.0.0.3/32],"
         " options_interval: 0}\n"
-        "extensions:\n"
+        + trunks
+        + "extensions:\n"
         + "".join(
             f'  - number: "{n}"\n    password: {password_of(n)}\n'
             + (f"    pickup_group: {groups[n]}\n" if n in groups else "")

@@ -1,0 +1,274 @@
+"""Extensions dial outside numbers through outbound routes and trunks: SIPp on every side.
+
+The caller is a SIPp authenticating as extension 1001 (``Phones`` of
+``test_calls.py``); each provider is a SIPp on a loopback address of its
+own (127.0.0.4, 127.0.0.5: never the phones' 127.0.0.1, which would make
+the phones' calls the trunk's). A route sends numbers starting with 0 out
+with the 0 stripped and 86 prepended, presenting 02150001234. Each test
+passes when every SIPp scenario completes, which checks every message
+each side receives.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.sip.net import free_media_ports, free_port
+from tests.sip.test_calls import SCENARIOS, Phones, finish, wait_for_status, write_alaw_tone
+from tests.sip.test_switch import RunningSwitch, running_switch, status_json
+
+pytestmark = pytest.mark.slow
+
+FIRST, SECOND = "127.0.0.4", "127.0.0.5"
+DIALLED = "013812345678"
+SENT = "8613812345678"
+
+
+def route(trunks: str, callers: str = "[all]") -> str:
+    """YAML: the route for numbers starting with 0 through ``trunks``, and one for 9... that
+    only extension 1002 may use."""
+    return (
+        "routes:\n"
+        f'  - {{name: outside, pattern: "0.", strip: 1, prepend: "86", trunks: {trunks},'
+        f' caller_id: "02150001234", callers: {callers}}}\n'
+        '  - {name: operator, pattern: "9XXX", trunks: [first], callers: ["1002"]}\n'
+    )
+
+
+def ip_trunk(name: str, address: str, port: int) -> str:
+    return (
+        f"  - {{name: {name}, mode: ip, host: {address}, port: {port}, allow: [{address}/32],"
+        ' caller_id: "02150009999", options_interval: 0}\n'
+    )
+
+
+def registering_trunk(name: str, address: str, port: int) -> str:
+    return (
+        f"  - {{name: {name}, mode: register, host: {address}, port: {port},"
+        " domain: provider.test, username: trunk-user, password: trunk-secret,"
+        ' caller_id: "02150009999", options_interval: 0}\n'
+    )
+
+
+class Provider:
+    """A SIPp provider at ``address`` running ``scenario`` for ``calls`` calls."""
+
+    def __init__(
+        self, tmp_path: Path, name: str, address: str, scenario: str, *extra: str, calls: int = 1
+    ) -> None:
+        self.address = address
+        self.port = free_port()
+        self.dir = tmp_path / name
+        self.dir.mkdir()
+        self.process = subprocess.Popen(
+            ["sipp", "-sf", str(SCENARIOS / scenario), "-i", address, "-p", str(self.port),
+             "-mp", str(free_media_ports()), "-m", str(calls), "-nostdin", "-timeout", "60",
+             "-timeout_error", "-trace_err", "-trace_msg", *extra],
+            cwd=self.dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+
+    def finish(self) -> str:
+        return finish(self.process, f"provider {self.address}", self.dir)
+
+    def received(self) -> str:
+        return "".join(p.read_text() for p in self.dir.glob("*_messages.log"))
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.communicate()
+
+
+class SilentTrunk:
+    """A UDP socket where a trunk's host is: it answers nothing and keeps what arrives."""
+
+    def __init__(self, address: str) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((address, 0))
+        self.port = int(self.sock.getsockname()[1])
+        self.sock.setblocking(False)
+
+    def datagrams(self) -> list[bytes]:
+        received = []
+        while True:
+            try:
+                received.append(self.sock.recv(65535))
+            except BlockingIOError:
+                return received
+
+
+@pytest.fixture
+def providers() -> Iterator[list[Provider]]:
+    started: list[Provider] = []
+    yield started
+    for provider in started:
+        provider.close()
+
+
+@pytest.fixture
+def silent() -> Iterator[Callable[[str], SilentTrunk]]:
+    """Makes ``SilentTrunk``s, closed after the test."""
+    made: list[SilentTrunk] = []
+
+    def make(address: str) -> SilentTrunk:
+        made.append(SilentTrunk(address))
+        return made[-1]
+
+    yield make
+    for trunk in made:
+        trunk.sock.close()
+
+
+def wait_registered(switch: RunningSwitch, trunk: str) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        state = next(t for t in status_json(switch.env)["trunks"] if t["name"] == trunk)
+        if state["registration"]["state"] == "registered":
+            return
+        assert time.monotonic() < deadline, state
+        time.sleep(0.1)
+
+
+def call_records(switch: RunningSwitch, count: int = 1) -> list[dict[str, Any]]:
+    """``callbox calls --json`` once it lists ``count`` records (the log writes in batches)."""
+    deadline = time.monotonic() + 30
+    while True:
+        listed = subprocess.run(
+            [sys.executable, "-m", "appliance", "calls", "--json"],
+            env=switch.env, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert listed.returncode == 0, listed.stderr
+        records: list[dict[str, Any]] = json.loads(listed.stdout)
+        if len(records) >= count:
+            return records
+        assert time.monotonic() < deadline, records
+        time.sleep(0.2)
+
+
+def test_an_extension_dials_out_through_a_registering_trunk_and_rtp_flows_both_ways(
+    tmp_path: Path, providers: list[Provider]
+) -> None:
+    carrier = Provider(tmp_path, "carrier", FIRST, "provider_call.xml", "-rtp_echo", calls=2)
+    providers.append(carrier)
+    trunks = registering_trunk("carrier", FIRST, carrier.port) + ip_trunk("first", SECOND, 5060)
+    with running_switch(tmp_path, ("1001", "1002"), route("[carrier]"), trunks) as switch:
+        wait_registered(switch, "carrier")
+        phones = Phones(switch, tmp_path)
+        write_alaw_tone(phones.caller_dir / "alaw.raw")
+        calling = phones.start_call("call_pcma_rtp.xml", DIALLED)
+        try:
+            # The caller's A-law goes out to the provider, which echoes it back: a hundred
+            # packets and more each way on both legs.
+            line = rf"^  \S+ +1001 +{DIALLED} +carrier +answered +PCMA +[\d.]+ s +- +"
+            legs = (
+                r"caller PCMA port \d+ rx \d{3,} tx \d{3,}, callee PCMA port \d+ rx \d{3,} "
+                r"tx \d{3,}"
+            )
+            wait_for_status(switch, line + legs)
+        finally:
+            finish(calling, "caller call_pcma_rtp.xml", phones.caller_dir)
+        carrier.finish()
+        (record,) = call_records(switch)
+    assert "SIP/2.0 180 Ringing" in phones.caller_received()
+    assert {k: record.get(k) for k in (
+        "direction", "caller", "dialled", "route", "trunk", "number_sent", "outcome",
+        "hangup_side", "hangup_cause",
+    )} == {
+        "direction": "outbound", "caller": "1001", "dialled": DIALLED, "route": "outside",
+        "trunk": "carrier", "number_sent": SENT, "outcome": "answered", "hangup_side": "caller",
+        "hangup_cause": 16,
+    }  # fmt: skip
+    assert [leg["leg"] for leg in record["legs"]] == ["caller", "callee"]
+
+
+def test_a_503_from_the_first_trunk_sends_the_call_to_the_second(
+    tmp_path: Path, providers: list[Provider]
+) -> None:
+    first = Provider(tmp_path, "first", FIRST, "unavailable.xml")
+    carrier = Provider(tmp_path, "carrier", SECOND, "provider_call.xml", calls=2)
+    providers.extend([first, carrier])
+    trunks = ip_trunk("first", FIRST, first.port) + registering_trunk(
+        "carrier", SECOND, carrier.port
+    )
+    with running_switch(tmp_path, ("1001", "1002"), route("[first, carrier]"), trunks) as switch:
+        wait_registered(switch, "carrier")
+        phones = Phones(switch, tmp_path)
+        phones.call("call_caller_bye.xml", DIALLED)
+        first.finish()
+        carrier.finish()
+        (record,) = call_records(switch)
+    assert (record["trunk"], record["outcome"]) == ("carrier", "answered")
+    assert "503" not in phones.caller_received()
+
+
+def test_busy_from_the_provider_gives_the_caller_486_and_no_other_trunk_is_tried(
+    tmp_path: Path,
+    providers: list[Provider],
+    silent: Callable[[str], SilentTrunk],
+) -> None:
+    busy = Provider(tmp_path, "busy", FIRST, "busy.xml")
+    providers.append(busy)
+    silent_trunk = silent(SECOND)
+    trunks = ip_trunk("first", FIRST, busy.port) + ip_trunk("second", SECOND, silent_trunk.port)
+    with running_switch(tmp_path, ("1001", "1002"), route("[first, second]"), trunks) as switch:
+        phones = Phones(switch, tmp_path)
+        phones.call("call_refused.xml", DIALLED)
+        busy.finish()
+        (record,) = call_records(switch)
+    assert "SIP/2.0 486 Busy Here" in phones.caller_received()
+    assert silent_trunk.datagrams() == []  # the INVITE to it would have come before the 486
+    assert (record["trunk"], record["outcome"], record["hangup_cause"]) == ("first", "busy", 17)
+
+
+@pytest.mark.parametrize(
+    ("routes", "dialled", "status", "reason"),
+    [
+        (route("[first]"), "4999", "404 Not Found", "no outbound route for 4999"),
+        (route("[first]"), "9123", "403 Forbidden", "outbound route operator is not open to 1001"),
+        ("", DIALLED, "404 Not Found", f"no outbound route for {DIALLED}"),
+    ],
+    ids=["no-route-matches", "caller-not-allowed", "no-routes-at-all"],
+)
+def test_a_number_without_a_route_open_to_the_caller_is_refused_and_nothing_goes_out(
+    tmp_path: Path,
+    silent: Callable[[str], SilentTrunk],
+    routes: str,
+    dialled: str,
+    status: str,
+    reason: str,
+) -> None:
+    silent_trunk = silent(FIRST)
+    with running_switch(
+        tmp_path, ("1001", "1002"), routes, ip_trunk("first", FIRST, silent_trunk.port)
+    ) as switch:
+        phones = Phones(switch, tmp_path)
+        phones.call("call_refused.xml", dialled)
+    received = phones.caller_received()
+    assert f"SIP/2.0 {status}" in received
+    assert f'Warning: 399 callbox "{reason}"' in received
+    assert silent_trunk.datagrams() == []
+
+
+def test_the_callers_cancel_reaches_the_ringing_provider(
+    tmp_path: Path, providers: list[Provider]
+) -> None:
+    ringing = Provider(tmp_path, "ringing", FIRST, "ring.xml")
+    providers.append(ringing)
+    with running_switch(
+        tmp_path, ("1001", "1002"), route("[first]"), ip_trunk("first", FIRST, ringing.port)
+    ) as switch:
+        phones = Phones(switch, tmp_path)
+        phones.call("call_cancel.xml", DIALLED)
+        ringing.finish()
+        (record,) = call_records(switch)
+    assert "CANCEL sip:" + SENT in ringing.received()
+    assert (record["outcome"], record["hangup_side"]) == ("cancelled", "caller")
