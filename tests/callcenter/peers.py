@@ -47,12 +47,14 @@ AGENT_TONE_HZ = 1700
 WAIT_S = 30.0
 
 
-def trunk_config(extra: str, extensions: tuple[str, ...] = ("1001",)) -> str:
-    """YAML: trunk ``gateway`` (IP trust for 127.0.0.3), ``extensions``, then ``extra``."""
+def trunk_config(extra: str, extensions: tuple[str, ...] = ("1001",), trunks: str = "") -> str:
+    """YAML: trunk ``gateway`` (IP trust for 127.0.0.3) and ``trunks``, ``extensions``, then
+    ``extra``."""
     return (
         "trunks:\n  - {name: gateway, mode: ip, host: 127.0.0.3, allow: [127.0.0.3/32],"
         " options_interval: 0, codecs: [PCMA, PCMU]}\n"
-        "extensions:\n"
+        + trunks
+        + "extensions:\n"
         + "".join(f'  - number: "{n}"\n    password: {password_of(n)}\n' for n in extensions)
         + extra
     )

@@ -43,13 +43,15 @@ from tests.callcenter.peers import (
     trunk_call_scenario,
     trunk_config,
 )
-from tests.sip.net import free_port
+from tests.sip.net import free_media_ports, free_port
 from tests.sip.test_switch import SCENARIOS as SIP_SCENARIOS
 from tests.sip.test_switch import password_of
 
 pytestmark = pytest.mark.slow
 
 NUMBER = "4008001234"
+PROVIDER = "127.0.0.4"
+"""An outside provider's address (the trunk's caller is at 127.0.0.3)."""
 
 
 MENU = """      menu:
@@ -66,11 +68,16 @@ MENU = """      menu:
 
 
 def center_config(
-    *agents: str, ring_timeout: int = 20, start: str = "menu", nodes: str = MENU, extra: str = ""
+    *agents: str,
+    ring_timeout: int = 20,
+    start: str = "menu",
+    nodes: str = MENU,
+    extra: str = "",
+    trunks: str = "",
 ) -> str:
     """Number ``NUMBER`` on the trunk, its flow ``main`` (``nodes`` from ``start``; by
     default a menu whose 1 is queue ``sales``), the queue served by ``agents`` (each on
-    their own extension), and ``extra`` records."""
+    their own extension), and ``extra`` records; ``trunks`` are more trunks."""
     return trunk_config(
         f"""numbers:
   - {{number: "{NUMBER}", flow: main, trunk: gateway}}
@@ -90,6 +97,7 @@ agents:
         )
         + extra,
         extensions=agents or ("1001",),
+        trunks=trunks,
     )
 
 
@@ -574,6 +582,59 @@ async def test_a_transfer_node_rings_the_extension_and_connects_the_caller(
         ["xfer"],
     )
     assert (record.hangup_side, record.hangup_cause) == ("agent", 16)
+
+
+async def test_a_transfer_node_to_an_outside_number_goes_out_through_the_ivr_route_and_is_bridged(
+    tmp_path: Path, caller: RtpCaller
+) -> None:
+    since = time.time()
+    port = free_port()
+    provider_dir = tmp_path / "provider"
+    provider_dir.mkdir()
+    nodes = '      xfer:\n        type: transfer\n        destination: "013812345678"\n'
+    config = center_config(
+        "1001",
+        start="xfer",
+        nodes=nodes,
+        trunks=f"  - {{name: provider, mode: ip, host: {PROVIDER}, port: {port},"
+        f" allow: [{PROVIDER}/32], options_interval: 0}}\n",
+        extra='routes:\n  - {name: ivr-out, pattern: "0.", strip: 1, prepend: "86",'
+        " trunks: [provider], callers: [ivr]}\n",
+    )
+    async with callbox(tmp_path, config) as switch:
+        # The provider answers and sends the caller's audio back (-rtp_echo).
+        provider = await start_sipp(
+            switch, SIP_SCENARIOS / "answer.xml", "provider", provider_dir, "-rtp_echo",
+            "-mp", str(free_media_ports()), "-p", str(port), local=PROVIDER, server=True,
+        )  # fmt: skip
+        scenario = trunk_call_scenario(tmp_path / "call.xml", caller)
+        sipp = await start_sipp(switch, scenario, NUMBER, tmp_path)
+        await eventually(
+            lambda: any(c.state is CallState.TALKING for c in switch.calls.live.values()),
+            "the provider's answer bridged",
+        )
+        (call_id,) = switch.calls.live
+        (status,) = await switch.calls.status()
+        assert status["trunk"] == "gateway > provider"
+        # Nobody sends first (the provider only echoes): the caller sends where the switch's
+        # answer said, as a gateway would, and must hear its own tone come back.
+        caller.remote = ("127.0.0.1", status["legs"]["caller"]["port"])
+        caller.start_tone()
+        await eventually(
+            lambda: has_tone(caller.heard_since(0), CALLER_TONE_HZ, 2.0),
+            "the caller's tone back from the provider",
+        )
+        assert switch.calls.hang_up(call_id, HangupCause.NORMAL_CLEARING)
+        await finish(sipp, tmp_path)
+        await finish(provider, provider_dir)
+        await eventually(lambda: not switch.calls.live, "the call to end")
+        (record,) = await records(switch, since)
+    assert "INVITE sip:8613812345678@" in messages(provider_dir)
+    assert (record.outcome.value, record.transferred_to, record.trunk) == (
+        "transferred",
+        "013812345678",
+        "gateway",
+    )
 
 
 @pytest.mark.parametrize("first_phone", ["busy", "unregistered"])
