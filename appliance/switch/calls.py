@@ -9,10 +9,17 @@ to a configured inbound number goes to the IVR the same way. An offer that
 does not parse (``session.py``) or has no codec in common gets 488.
 
 Otherwise the dialled number
-(the Request-URI's user, else the To user) must be a configured extension (404 otherwise) with
+(the Request-URI's user, else the To user) must be a configured extension with
 at least one registered phone (480 otherwise); every phone of that
 extension rings at once (``SessionManager.call`` forks along each
-registration's flow).
+registration's flow). A number that is no extension is an outside number:
+it goes out through the first outbound route (``calls/outbound.py``) it
+matches that is open to the calling extension (404 when none matches, 403
+when none is open to it), through the route's trunks in order: a trunk's
+5xx or 408 moves the call on to the next trunk with a new leg, any other
+failure goes back to the caller with its Q.850 cause. Such a call is like
+a call between extensions from then on, and its call record is written
+when it ends.
 
 Media is anchored in the engine: one RTP leg faces the caller and one the
 callee, on one worker, and they are bridged when the callee answers (a
@@ -464,8 +471,11 @@ class CallControl:
         )
         if attempt is None:
             ended = failed.session.end if failed is not None else None
-            status = ended.status if ended is not None else None
-            caller.reject(status if status is not None else Cause.NO_CIRCUIT_AVAILABLE)
+            if ended is not None:
+                _pass_failure(caller, ended)
+            else:
+                log.info("call %s: no trunk of route %s is up", call.id, plan.route.name)
+                caller.reject(Cause.NO_CIRCUIT_AVAILABLE)
             return False
         call.attempt = attempt
         call.callee, call.callee_leg = attempt.session, attempt.leg
@@ -486,8 +496,9 @@ class CallControl:
         )
         await self.dialer.give_up(call, attempt)
         if await self._dial_out(call):
-            return True
-        call.state = CallState.ENDED
+            call.hangup = None  # the call goes on through another trunk
+        else:
+            call.state = CallState.ENDED
         return True
 
     def _log_outbound(self, call: Call, caller: str, final: dict[RtpLeg, LegStats]) -> None:
@@ -543,26 +554,19 @@ class CallControl:
         self, call: Call, source: Session, other: Session, event: SessionEvent
     ) -> None:
         caller = call.caller
-        if isinstance(event, Ended) and call.hangup is None:
-            side = Side.CALLER if source is caller else Side.CALLEE
-            call.hangup = Hangup(side if event.by_peer else Side.SYSTEM, event.cause)
-        if (
-            isinstance(event, Ended)
-            and caller.state is SessionState.RINGING
-            and await self._fail_over(call, source, event)
-        ):
-            call.hangup = None
-        elif isinstance(event, Ended) and self._waiting_transferee(call, other):
+        if isinstance(event, Ended):
+            if call.hangup is None:
+                side = Side.CALLER if source is caller else Side.CALLEE
+                call.hangup = Hangup(side if event.by_peer else Side.SYSTEM, event.cause)
+            if caller.state is SessionState.RINGING and await self._fail_over(call, source, event):
+                return
+        if isinstance(event, Ended) and self._waiting_transferee(call, other):
             # A blind transferor may hang up at once: the transferee waits for the target.
             call.parties.remove(source)
             call.legs.pop(source, None)
         elif isinstance(event, Ended):
             if other is caller and caller.state is SessionState.RINGING:
-                # The callee side failed before any answer: its status goes back,
-                # except a challenge, which was for us and not for the caller.
-                status = event.status
-                passed = status is not None and status not in (401, 407)
-                caller.reject(status if passed and status is not None else event.cause)
+                _pass_failure(caller, event)
             else:
                 other.hangup(event.cause)
             self._alone(call, source, event)
@@ -890,6 +894,16 @@ def _answer(call: Call, session: IncomingCall, leg: RtpLeg) -> None:
             rtcp_mux=leg.local_rtcp_port == leg.local_port,
         )
     )
+
+
+def _pass_failure(caller: IncomingCall, ended: Ended) -> None:
+    """Refuse the caller with the callee side's failure: its status and Q.850 cause (a
+    Reason header, RFC 3326); a challenge was for us, not the caller: its cause's status."""
+    status = ended.status
+    if status is None or status in (401, 407):
+        caller.reject(ended.cause)
+    else:
+        caller.reject(status, [("Reason", str(Reason.q850(ended.cause)))])
 
 
 def _outbound_outcome(answered: bool, hangup: Hangup, callee_end: Ended | None) -> CallOutcome:

@@ -312,7 +312,9 @@ def test_a_store_from_before_routes_and_call_directions_opens_with_both(tmp_path
     env = lmdb.open(str(tmp_path / "db"), max_dbs=32, subdir=True)
     calls, meta = env.open_db(b"calls"), env.open_db(b"meta")
     with env.begin(write=True) as txn:
-        txn.put(time_key(1, old["id"].encode()), msgpack.packb({"v": 1, "d": old}), db=calls)
+        txn.put(
+            time_key(1, b"20261206181728-5e79a3cb"), msgpack.packb({"v": 1, "d": old}), db=calls
+        )
         txn.put(b"schema:calls", msgpack.packb(1), db=meta)
     env.close()
 

@@ -190,16 +190,22 @@ def test_an_extension_dials_out_through_a_registering_trunk_and_rtp_flows_both_w
     assert [leg["leg"] for leg in record["legs"]] == ["caller", "callee"]
 
 
-def test_a_503_from_the_first_trunk_sends_the_call_to_the_second(
-    tmp_path: Path, providers: list[Provider]
+def test_a_trunk_down_is_skipped_and_a_503_sends_the_call_to_the_next_trunk(
+    tmp_path: Path, providers: list[Provider], silent: Callable[[str], SilentTrunk]
 ) -> None:
+    # "dead" registers to a peer that never answers: not registered, so never tried.
+    dead = silent("127.0.0.6")
     first = Provider(tmp_path, "first", FIRST, "unavailable.xml")
     carrier = Provider(tmp_path, "carrier", SECOND, "provider_call.xml", calls=2)
     providers.extend([first, carrier])
-    trunks = ip_trunk("first", FIRST, first.port) + registering_trunk(
-        "carrier", SECOND, carrier.port
+    trunks = (
+        registering_trunk("dead", "127.0.0.6", dead.port)
+        + ip_trunk("first", FIRST, first.port)
+        + registering_trunk("carrier", SECOND, carrier.port)
     )
-    with running_switch(tmp_path, ("1001", "1002"), route("[first, carrier]"), trunks) as switch:
+    with running_switch(
+        tmp_path, ("1001", "1002"), route("[dead, first, carrier]"), trunks
+    ) as switch:
         wait_registered(switch, "carrier")
         phones = Phones(switch, tmp_path)
         phones.call("call_caller_bye.xml", DIALLED)
@@ -208,6 +214,27 @@ def test_a_503_from_the_first_trunk_sends_the_call_to_the_second(
         (record,) = call_records(switch)
     assert (record["trunk"], record["outcome"]) == ("carrier", "answered")
     assert "503" not in phones.caller_received()
+    sent_to_dead = dead.datagrams()
+    assert sent_to_dead
+    assert all(datagram.startswith(b"REGISTER ") for datagram in sent_to_dead)
+
+
+def test_when_every_trunk_fails_the_caller_gets_the_last_failure_with_its_q850_cause(
+    tmp_path: Path, providers: list[Provider]
+) -> None:
+    first = Provider(tmp_path, "first", FIRST, "unavailable.xml")
+    providers.append(first)
+    with running_switch(
+        tmp_path, ("1001", "1002"), route("[first]"), ip_trunk("first", FIRST, first.port)
+    ) as switch:
+        phones = Phones(switch, tmp_path)
+        phones.call("call_refused.xml", DIALLED)
+        first.finish()
+        (record,) = call_records(switch)
+    received = phones.caller_received()
+    assert "SIP/2.0 503 Service Unavailable" in received
+    assert 'Reason: Q.850;cause=41;text="temporary failure"' in received
+    assert (record["trunk"], record["outcome"], record["hangup_cause"]) == ("first", "failed", 41)
 
 
 def test_busy_from_the_provider_gives_the_caller_486_and_no_other_trunk_is_tried(
@@ -224,7 +251,9 @@ def test_busy_from_the_provider_gives_the_caller_486_and_no_other_trunk_is_tried
         phones.call("call_refused.xml", DIALLED)
         busy.finish()
         (record,) = call_records(switch)
-    assert "SIP/2.0 486 Busy Here" in phones.caller_received()
+    received = phones.caller_received()
+    assert "SIP/2.0 486 Busy Here" in received
+    assert 'Reason: Q.850;cause=17;text="user busy"' in received
     assert silent_trunk.datagrams() == []  # the INVITE to it would have come before the 486
     assert (record["trunk"], record["outcome"], record["hangup_cause"]) == ("first", "busy", 17)
 
@@ -272,3 +301,15 @@ def test_the_callers_cancel_reaches_the_ringing_provider(
         (record,) = call_records(switch)
     assert "CANCEL sip:" + SENT in ringing.received()
     assert (record["outcome"], record["hangup_side"]) == ("cancelled", "caller")
+
+
+def test_hold_and_resume_pass_through_to_the_provider(
+    tmp_path: Path, providers: list[Provider]
+) -> None:
+    holding = Provider(tmp_path, "holding", FIRST, "answer_hold.xml")
+    providers.append(holding)
+    with running_switch(
+        tmp_path, ("1001", "1002"), route("[first]"), ip_trunk("first", FIRST, holding.port)
+    ) as switch:
+        Phones(switch, tmp_path).call("call_hold.xml", DIALLED)
+        holding.finish()
