@@ -154,6 +154,23 @@ def call_records(switch: RunningSwitch, count: int = 1) -> list[dict[str, Any]]:
         time.sleep(0.2)
 
 
+def call_one_trunk(
+    tmp_path: Path, providers: list[Provider], provider_scenario: str, caller_scenario: str
+) -> tuple[Phones, Provider, dict[str, Any]]:
+    """1001 dials ``DIALLED`` through IP trunk ``first``, a SIPp provider playing
+    ``provider_scenario``; the caller's phones, the provider and the call record."""
+    provider = Provider(tmp_path, "provider", FIRST, provider_scenario)
+    providers.append(provider)
+    with running_switch(
+        tmp_path, ("1001", "1002"), route("[first]"), ip_trunk("first", FIRST, provider.port)
+    ) as switch:
+        phones = Phones(switch, tmp_path)
+        phones.call(caller_scenario, DIALLED)
+        provider.finish()
+        (record,) = call_records(switch)
+    return phones, provider, record
+
+
 def test_an_extension_dials_out_through_a_registering_trunk_and_rtp_flows_both_ways(
     tmp_path: Path, providers: list[Provider]
 ) -> None:
@@ -222,15 +239,7 @@ def test_a_trunk_down_is_skipped_and_a_503_sends_the_call_to_the_next_trunk(
 def test_when_every_trunk_fails_the_caller_gets_the_last_failure_with_its_q850_cause(
     tmp_path: Path, providers: list[Provider]
 ) -> None:
-    first = Provider(tmp_path, "first", FIRST, "unavailable.xml")
-    providers.append(first)
-    with running_switch(
-        tmp_path, ("1001", "1002"), route("[first]"), ip_trunk("first", FIRST, first.port)
-    ) as switch:
-        phones = Phones(switch, tmp_path)
-        phones.call("call_refused.xml", DIALLED)
-        first.finish()
-        (record,) = call_records(switch)
+    phones, _, record = call_one_trunk(tmp_path, providers, "unavailable.xml", "call_refused.xml")
     received = phones.caller_received()
     assert "SIP/2.0 503 Service Unavailable" in received
     assert 'Reason: Q.850;cause=41;text="temporary failure"' in received
@@ -290,15 +299,7 @@ def test_a_number_without_a_route_open_to_the_caller_is_refused_and_nothing_goes
 def test_the_callers_cancel_reaches_the_ringing_provider(
     tmp_path: Path, providers: list[Provider]
 ) -> None:
-    ringing = Provider(tmp_path, "ringing", FIRST, "ring.xml")
-    providers.append(ringing)
-    with running_switch(
-        tmp_path, ("1001", "1002"), route("[first]"), ip_trunk("first", FIRST, ringing.port)
-    ) as switch:
-        phones = Phones(switch, tmp_path)
-        phones.call("call_cancel.xml", DIALLED)
-        ringing.finish()
-        (record,) = call_records(switch)
+    _, ringing, record = call_one_trunk(tmp_path, providers, "ring.xml", "call_cancel.xml")
     assert "CANCEL sip:" + SENT in ringing.received()
     assert (record["outcome"], record["hangup_side"]) == ("cancelled", "caller")
 
@@ -306,10 +307,5 @@ def test_the_callers_cancel_reaches_the_ringing_provider(
 def test_hold_and_resume_pass_through_to_the_provider(
     tmp_path: Path, providers: list[Provider]
 ) -> None:
-    holding = Provider(tmp_path, "holding", FIRST, "answer_hold.xml")
-    providers.append(holding)
-    with running_switch(
-        tmp_path, ("1001", "1002"), route("[first]"), ip_trunk("first", FIRST, holding.port)
-    ) as switch:
-        Phones(switch, tmp_path).call("call_hold.xml", DIALLED)
-        holding.finish()
+    _, _, record = call_one_trunk(tmp_path, providers, "answer_hold.xml", "call_hold.xml")
+    assert (record["outcome"], record["hangup_side"]) == ("answered", "caller")
