@@ -309,3 +309,25 @@ def test_hold_and_resume_pass_through_to_the_provider(
 ) -> None:
     _, _, record = call_one_trunk(tmp_path, providers, "answer_hold.xml", "call_hold.xml")
     assert (record["outcome"], record["hangup_side"]) == ("answered", "caller")
+
+
+def test_a_pcma_caller_talks_to_a_provider_answering_pcmu_through_a_transcoder(
+    tmp_path: Path, providers: list[Provider]
+) -> None:
+    # The trunk offers PCMA then PCMU; the provider answers PCMU only, is moved by re-INVITE
+    # to a PCMU leg and echoes the caller's A-law, transcoded both ways.
+    provider = Provider(tmp_path, "provider", FIRST, "answer_pcmu.xml", "-rtp_echo")
+    providers.append(provider)
+    with running_switch(
+        tmp_path, ("1001", "1002"), route("[first]"), ip_trunk("first", FIRST, provider.port)
+    ) as switch:
+        phones = Phones(switch, tmp_path)
+        write_alaw_tone(phones.caller_dir / "alaw.raw")
+        calling = phones.start_call("call_pcma_rtp.xml", DIALLED)
+        try:
+            line = rf"^  \S+ +1001 +{DIALLED} +first +answered +PCMA/PCMU +[\d.]+ s +- +"
+            legs = r"caller PCMA port \d+ rx \d{3,} tx \d{3,}, callee PCMU port \d+ rx \d{3,}"
+            wait_for_status(switch, line + legs + r" tx \d{3,}")
+        finally:
+            finish(calling, "caller call_pcma_rtp.xml", phones.caller_dir)
+        provider.finish()
