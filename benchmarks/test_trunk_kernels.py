@@ -1,4 +1,5 @@
-"""Trunk kernels on each inbound INVITE: which trunk sent it, who calls, what was dialled.
+"""Trunk kernels: on each inbound INVITE which trunk sent it, who calls, what was dialled;
+on each outside call the route its number takes.
 
 ``make bench`` times them; ``make test`` runs each once with timing off.
 """
@@ -8,7 +9,8 @@ from __future__ import annotations
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from appliance.config.records import Trunk, TrunkMode
+from appliance.calls.outbound import plan_outbound
+from appliance.config.records import OutboundRoute, Trunk, TrunkMode
 from appliance.numbers import normalise_number
 from appliance.sip.message import Request, parse_message
 from appliance.sip.trunk import Trunks
@@ -51,3 +53,13 @@ def test_inbound_call_among_50_trunks(benchmark: BenchmarkFixture, fifty_trunks:
 @pytest.mark.parametrize("number", ["013812345678", "4008001234", "8001"])
 def test_normalise_number(benchmark: BenchmarkFixture, number: str) -> None:
     assert benchmark(normalise_number, number)
+
+
+def test_outbound_route_among_100_routes(benchmark: BenchmarkFixture) -> None:
+    # The worst case: the number matches only the last of 100 routes (each a pattern test).
+    routes = [
+        OutboundRoute(f"r{i}", f"9{i:02d}XXXXXXXX", ["gw"], callers=["all"]) for i in range(99)
+    ]
+    routes.append(OutboundRoute("mobile", "01[3-9]XXXXXXXXX", ["gw"], strip=1, callers=["all"]))
+    plan = benchmark(plan_outbound, routes, "013812345678", "1001")
+    assert (plan.route.name, plan.number) == ("mobile", "13812345678")
