@@ -399,11 +399,12 @@ def format_calls(records: Sequence[Any]) -> str:
                 mos,
                 loss,
                 record.recording or "-",
+                record.direction.value,
             ]
         )
     headings = (
         "started", "id", "caller", "dialled", "trunk", "outcome", "queue", "wait", "agent",
-        "talk", "hung up by (cause)", "MOS", "loss %", "recording",
+        "talk", "hung up by (cause)", "MOS", "loss %", "recording", "direction",
     )  # fmt: skip
     if not rows:
         return "no calls in that time"

@@ -70,6 +70,7 @@ def test_calls_lists_the_latest_records_oldest_first_and_as_json(tmp_path: Path)
     # A day back by default: the two-day-old call is not listed.
     assert [row[2] for row in rows] == ["a", "b", "c"]
     assert rows[0][3:10] == ["13800138000", "4008001234", "gateway", "answered", "sales", "12", "s"]
+    assert rows[0][-1] == "inbound"
     assert "4.3/4.4" in table[1]
     assert "0.5/0.0" in table[1]
 
