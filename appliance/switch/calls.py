@@ -471,11 +471,14 @@ class CallControl:
         )
         if attempt is None:
             ended = failed.session.end if failed is not None else None
+            if caller.ended:
+                return False  # it gave up while the trunks were tried
             if ended is not None:
                 _pass_failure(caller, ended)
             else:
-                log.info("call %s: no trunk of route %s is up", call.id, plan.route.name)
-                caller.reject(Cause.NO_CIRCUIT_AVAILABLE)
+                why = f"no trunk of route {plan.route.name} is up"
+                log.info("call %s: %s", call.id, why)
+                caller.reject(Cause.NO_CIRCUIT_AVAILABLE, [("Warning", f'399 callbox "{why}"')])
             return False
         call.attempt = attempt
         call.callee, call.callee_leg = attempt.session, attempt.leg

@@ -236,6 +236,24 @@ def test_a_trunk_down_is_skipped_and_a_503_sends_the_call_to_the_next_trunk(
     assert all(datagram.startswith(b"REGISTER ") for datagram in sent_to_dead)
 
 
+def test_when_no_trunk_of_the_route_is_up_the_caller_gets_503_with_cause_34(
+    tmp_path: Path, silent: Callable[[str], SilentTrunk]
+) -> None:
+    dead = silent(FIRST)  # registering to it never succeeds
+    with running_switch(
+        tmp_path, ("1001", "1002"), route("[first]"), registering_trunk("first", FIRST, dead.port)
+    ) as switch:
+        phones = Phones(switch, tmp_path)
+        phones.call("call_refused.xml", DIALLED)
+        (record,) = call_records(switch)
+    received = phones.caller_received()
+    assert "SIP/2.0 503 Service Unavailable" in received
+    assert 'Reason: Q.850;cause=34;text="no circuit available"' in received
+    assert 'Warning: 399 callbox "no trunk of route outside is up"' in received
+    assert all(datagram.startswith(b"REGISTER ") for datagram in dead.datagrams())
+    assert (record.get("trunk"), record["outcome"]) == (None, "failed")
+
+
 def test_when_every_trunk_fails_the_caller_gets_the_last_failure_with_its_q850_cause(
     tmp_path: Path, providers: list[Provider]
 ) -> None:
