@@ -124,6 +124,12 @@ def allowed_codecs(extension: Extension) -> tuple[Codec, ...]:
     return tuple(ours[str(name)] for name in extension.codecs if str(name) in ours)
 
 
+def answered_format(media: Negotiated) -> LegFormat:
+    """The format a leg needs to carry what an answer (or early answer) negotiated."""
+    event = media.telephone_event
+    return LegFormat(media.codec, event.payload_type if event else None)
+
+
 def common_codec(
     offer: SessionDescription, preference: tuple[Codec, ...] = DEFAULT_PREFERENCE
 ) -> tuple[Media, Codec] | None:
@@ -412,8 +418,7 @@ class LegControl:
         leg = call.legs[session]
         if not any(media.codec.same_format(ours) for ours in DEFAULT_PREFERENCE):
             return None
-        event = media.telephone_event
-        answered = LegFormat(media.codec, event.payload_type if event else None)
+        answered = answered_format(media)
         if call.formats[leg].fits(answered):
             return leg
         log.info(
@@ -474,13 +479,22 @@ class LegControl:
             call.unsubscribe.append(media_events.subscribe(_forward(call.events, leg), leg))
         return leg
 
-    async def connect(self, kept: RtpLeg, answered: RtpLeg, media: Negotiated) -> None:
-        """Send ``answered`` to the answer's address, bridge it to ``kept``, start timeouts."""
+    async def connect(
+        self, kept: RtpLeg, answered: RtpLeg, media: Negotiated, *, early: bool = False
+    ) -> None:
+        """Send ``answered`` to the answer's address, bridge it to ``kept``, start timeouts.
+
+        ``early`` (early media, before the answer) keeps both legs held: a caller's
+        phone may send nothing while it rings, which is no reason to hang up.
+        """
         engine = self._running_engine()
 
         def commands() -> None:
             answered.set_remote(media.remote_address, media.remote_port)
-            _bridge_off_hold(engine, kept, answered)
+            if early:
+                engine.bridge(kept, answered)
+            else:
+                _bridge_off_hold(engine, kept, answered)
 
         await self.run(commands)
 

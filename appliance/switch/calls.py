@@ -88,6 +88,7 @@ from appliance.calls.legs import (
     LegControl,
     LegFormat,
     allowed_codecs,
+    answered_format,
     common_codec,
     leg_quality,
     legs_status,
@@ -110,7 +111,14 @@ from appliance.sip.causes import Cause, Reason, reason_phrase
 from appliance.sip.message import Address
 from appliance.sip.refer import Transfer
 from appliance.sip.registrar import Registrar
-from appliance.sip.sdp import DEFAULT_PREFERENCE, Codec, create_answer
+from appliance.sip.sdp import (
+    DEFAULT_PREFERENCE,
+    Codec,
+    SdpError,
+    SessionDescription,
+    create_answer,
+    negotiate,
+)
 from appliance.sip.session import (
     Answered,
     DtmfReceived,
@@ -146,6 +154,8 @@ class Call(CallLegs):
     answered_at: float | None = None
     state: CallState = CallState.ROUTING
     rang: bool = False
+    early_media: bool = False
+    """The callee's early media is bridged to the caller (a 183 with SDP went to the caller)."""
     merged: bool = False
     """An attended transfer merged another call into this one: its parties are no
     longer the caller and the dialled number, and ``status`` names them instead."""
@@ -498,6 +508,7 @@ class CallControl:
             "call %s: trunk %s failed (%s): trying the next", call.id, attempt.trunk, event.status
         )
         await self.dialer.give_up(call, attempt)
+        call.early_media = False  # the next trunk's early media replaces this one's
         if await self._dial_out(call):
             call.hangup = None  # the call goes on through another trunk
         else:
@@ -575,6 +586,8 @@ class CallControl:
             self._alone(call, source, event)
             call.state = CallState.ENDED
         elif isinstance(event, Progress) and caller.state is SessionState.RINGING:
+            if event.sdp is not None and source is call.callee and not call.early_media:
+                await self._early_media(call, event.sdp)
             if event.status in (180, 183) and not call.rang:
                 call.rang = True
                 caller.ringing()
@@ -609,6 +622,31 @@ class CallControl:
         _answer(call, caller, call.caller_leg)
         call.state = CallState.ANSWERED
         call.answered_at = time.time()
+
+    async def _early_media(self, call: Call, sdp: SessionDescription) -> None:
+        """Pass the callee's early media (a 183 with SDP: a provider's ringback or
+        announcement) on: its leg is pointed at the SDP's address and bridged (both legs
+        still without RTP timeout), and the caller gets a 183 with our answer.
+
+        An early SDP in another format than the callee's leg is left out (the leg can only
+        move by re-INVITE after the answer): the caller hears its own ringing.
+        """
+        callee, leg = call.callee, call.callee_leg
+        assert callee is not None
+        assert call.caller_leg is not None
+        offer = callee.local_sdp
+        try:
+            media = negotiate(offer, sdp) if offer is not None else None
+        except SdpError as error:
+            log.info("call %s: early media not taken: %s", call.id, error)
+            return
+        if media is None or leg is None or not call.formats[leg].fits(answered_format(media)):
+            return
+        await self.media.connect(call.caller_leg, leg, media, early=True)
+        if call.caller.state is SessionState.RINGING:
+            # Also after a 180: the 183's SDP tells the phone to play what comes in.
+            call.early_media = call.rang = True
+            call.caller.ringing(_answer_sdp(call, call.caller, call.caller_leg))
 
     async def _reoffered(
         self, call: Call, source: Session, other: Session, event: Reoffered
@@ -887,15 +925,18 @@ class CallControl:
 
 def _answer(call: Call, session: IncomingCall, leg: RtpLeg) -> None:
     """Answer ``session``'s offer with ``leg`` (its address and codec)."""
+    session.answer(_answer_sdp(call, session, leg))
+
+
+def _answer_sdp(call: Call, session: IncomingCall, leg: RtpLeg) -> SessionDescription:
+    """Our SDP answer to ``session``'s offer: ``leg``, in the codec it was made for."""
     assert session.offer is not None
-    session.answer(
-        create_answer(
-            session.offer,
-            session.local_host,
-            leg.local_port,
-            (call.formats[leg].codec,),
-            rtcp_mux=leg.local_rtcp_port == leg.local_port,
-        )
+    return create_answer(
+        session.offer,
+        session.local_host,
+        leg.local_port,
+        (call.formats[leg].codec,),
+        rtcp_mux=leg.local_rtcp_port == leg.local_port,
     )
 
 

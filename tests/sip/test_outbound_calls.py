@@ -60,7 +60,8 @@ def registering_trunk(name: str, address: str, port: int) -> str:
 
 
 class Provider:
-    """A SIPp provider at ``address`` running ``scenario`` for ``calls`` calls."""
+    """A SIPp provider at ``address`` running ``scenario`` for ``calls`` calls (with an A-law
+    tone in ``alaw.raw`` for a scenario that streams one)."""
 
     def __init__(
         self, tmp_path: Path, name: str, address: str, scenario: str, *extra: str, calls: int = 1
@@ -69,6 +70,7 @@ class Provider:
         self.port = free_port()
         self.dir = tmp_path / name
         self.dir.mkdir()
+        write_alaw_tone(self.dir / "alaw.raw")  # SIPp reads it as it starts
         self.process = subprocess.Popen(
             ["sipp", "-sf", str(SCENARIOS / scenario), "-i", address, "-p", str(self.port),
              "-mp", str(free_media_ports()), "-m", str(calls), "-nostdin", "-timeout", "60",
@@ -230,7 +232,7 @@ def test_a_trunk_down_is_skipped_and_a_503_sends_the_call_to_the_next_trunk(
         carrier.finish()
         (record,) = call_records(switch)
     assert (record["trunk"], record["outcome"]) == ("carrier", "answered")
-    assert "503" not in phones.caller_received()
+    assert "SIP/2.0 503" not in phones.caller_received()
     sent_to_dead = dead.datagrams()
     assert sent_to_dead
     assert all(datagram.startswith(b"REGISTER ") for datagram in sent_to_dead)
@@ -349,3 +351,26 @@ def test_a_pcma_caller_talks_to_a_provider_answering_pcmu_through_a_transcoder(
         finally:
             finish(calling, "caller call_pcma_rtp.xml", phones.caller_dir)
         provider.finish()
+
+
+def test_a_providers_early_media_reaches_the_caller_while_it_rings(
+    tmp_path: Path, providers: list[Provider]
+) -> None:
+    provider = Provider(tmp_path, "provider", FIRST, "provider_early.xml")
+    providers.append(provider)
+    with running_switch(
+        tmp_path, ("1001", "1002"), route("[first]"), ip_trunk("first", FIRST, provider.port)
+    ) as switch:
+        phones = Phones(switch, tmp_path)
+        calling = phones.start_call("call_caller_bye.xml", DIALLED)
+        try:
+            # Still ringing, a hundred packets and more of the announcement went to the caller.
+            line = rf"^  \S+ +1001 +{DIALLED} +first +ringing +PCMA +[\d.]+ s +- +"
+            legs = r"caller PCMA port \d+ rx \d+ tx \d{3,}, callee PCMA port \d+ rx \d{3,}"
+            wait_for_status(switch, line + legs)
+        finally:
+            finish(calling, "caller call_caller_bye.xml", phones.caller_dir)
+        provider.finish()
+    received = phones.caller_received()
+    assert "SIP/2.0 183 Session Progress" in received
+    assert received.index("SIP/2.0 180 Ringing") < received.index("SIP/2.0 183 Session Progress")
