@@ -364,7 +364,8 @@ def test_a_providers_early_media_reaches_the_caller_while_it_rings(
         phones = Phones(switch, tmp_path)
         calling = phones.start_call("call_caller_bye.xml", DIALLED)
         try:
-            # Still ringing, a hundred packets and more of the announcement went to the caller.
+            # Still ringing (for 15 s), a hundred packets and more of the announcement (2 s)
+            # went to the caller.
             line = rf"^  \S+ +1001 +{DIALLED} +first +ringing +PCMA +[\d.]+ s +- +"
             legs = r"caller PCMA port \d+ rx \d+ tx \d{3,}, callee PCMA port \d+ rx \d{3,}"
             wait_for_status(switch, line + legs)
