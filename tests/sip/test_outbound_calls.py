@@ -44,10 +44,10 @@ def route(trunks: str, callers: str = "[all]") -> str:
     )
 
 
-def ip_trunk(name: str, address: str, port: int) -> str:
+def ip_trunk(name: str, address: str, port: int, transport: str = "udp") -> str:
     return (
         f"  - {{name: {name}, mode: ip, host: {address}, port: {port}, allow: [{address}/32],"
-        ' caller_id: "02150009999", options_interval: 0}\n'
+        f' transport: {transport}, caller_id: "02150009999", options_interval: 0}}\n'
     )
 
 
@@ -157,15 +157,19 @@ def call_records(switch: RunningSwitch, count: int = 1) -> list[dict[str, Any]]:
 
 
 def call_one_trunk(
-    tmp_path: Path, providers: list[Provider], provider_scenario: str, caller_scenario: str
+    tmp_path: Path,
+    providers: list[Provider],
+    provider_scenario: str,
+    caller_scenario: str,
+    transport: str = "udp",
 ) -> tuple[Phones, Provider, dict[str, Any]]:
-    """1001 dials ``DIALLED`` through IP trunk ``first``, a SIPp provider playing
-    ``provider_scenario``; the caller's phones, the provider and the call record."""
-    provider = Provider(tmp_path, "provider", FIRST, provider_scenario)
+    """1001 dials ``DIALLED`` through IP trunk ``first`` over ``transport``, a SIPp provider
+    playing ``provider_scenario``; the caller's phones, the provider and the call record."""
+    sipp_transport = {"udp": "u1", "tcp": "t1"}[transport]
+    provider = Provider(tmp_path, "provider", FIRST, provider_scenario, "-t", sipp_transport)
     providers.append(provider)
-    with running_switch(
-        tmp_path, ("1001", "1002"), route("[first]"), ip_trunk("first", FIRST, provider.port)
-    ) as switch:
+    trunk = ip_trunk("first", FIRST, provider.port, transport)
+    with running_switch(tmp_path, ("1001", "1002"), route("[first]"), trunk) as switch:
         phones = Phones(switch, tmp_path)
         phones.call(caller_scenario, DIALLED)
         provider.finish()
@@ -375,3 +379,14 @@ def test_a_providers_early_media_reaches_the_caller_while_it_rings(
     received = phones.caller_received()
     assert "SIP/2.0 183 Session Progress" in received
     assert received.index("SIP/2.0 180 Ringing") < received.index("SIP/2.0 183 Session Progress")
+
+
+def test_a_call_goes_out_over_a_tcp_trunk_and_is_hung_up_by_the_provider(
+    tmp_path: Path, providers: list[Provider]
+) -> None:
+    _, provider, record = call_one_trunk(
+        tmp_path, providers, "answer_then_bye.xml", "call_callee_bye.xml", "tcp"
+    )
+    assert "INVITE sip:" + SENT + "@127.0.0.4:" in provider.received()
+    assert ";transport=tcp" in provider.received()
+    assert (record["outcome"], record["hangup_side"]) == ("answered", "callee")
