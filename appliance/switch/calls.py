@@ -161,6 +161,8 @@ class Call(CallLegs):
     longer the caller and the dialled number, and ``status`` names them instead."""
     transfers: dict[Session, tuple[Transfer, Session]] = field(default_factory=dict)
     """Calls placed for a transfer, each with its REFER and its transferee."""
+    transfers_out: dict[Session, tuple[OutboundPlan, TrunkAttempt]] = field(default_factory=dict)
+    """Those of them that go to an outside number: the route and the trunk tried now."""
     plan: OutboundPlan | None = None
     """An outside number's route (None: a call between extensions)."""
     attempt: TrunkAttempt | None = None
@@ -678,7 +680,7 @@ class CallControl:
             return
         extension = self.extension(number)
         if extension is None:
-            transfer.notify(404, "Not Found")
+            await self._transfer_out(call, transferor, transferee, transfer, number)
             return
         bindings = self.registrar.contacts(number)
         if not bindings:
@@ -699,13 +701,64 @@ class CallControl:
         call.legs[target] = leg
         log.info("call %s: transferring to %s", call.id, number)
 
+    async def _transfer_out(
+        self,
+        call: Call,
+        transferor: Session,
+        transferee: Session,
+        transfer: Transfer,
+        number: str,
+    ) -> None:
+        """Call the outside ``number`` of a blind transfer for the transferee, through the
+        outbound route open to the transferor's extension (404/403 by NOTIFY if none).
+
+        Only an extension's phone may send a call out: a trunk's REFER (the far end of an
+        outside call) is refused with 403, or anyone reaching us over a trunk could dial
+        out at our cost.
+        """
+        phone = _phone(transferor)
+        trunk_side = call.attempt is not None and transferor is call.attempt.session
+        if phone is None or trunk_side or self.extension(phone) is None:
+            log.info("call %s: transfer to %s refused: not from an extension", call.id, number)
+            transfer.notify(403, reason_phrase(403))
+            return
+        try:
+            plan = self.dialer.plan(number, phone)
+        except OutboundRefused as refused:
+            log.info("call %s: no transfer to %s: %s", call.id, number, refused.reason)
+            transfer.notify(refused.status, reason_phrase(refused.status))
+            return
+        if not await self._transfer_through(call, transferee, transfer, plan, after=-1):
+            transfer.notify(503, reason_phrase(503))
+
+    async def _transfer_through(
+        self, call: Call, transferee: Session, transfer: Transfer, plan: OutboundPlan, after: int
+    ) -> bool:
+        """Place a transfer's call through the next trunk of ``plan``; False if none is left."""
+        attempt = await self.dialer.dial(call, plan, beside=call.legs[transferee], after=after)
+        if attempt is None:
+            return False
+        call.transfers[attempt.session] = (transfer, transferee)
+        call.transfers_out[attempt.session] = (plan, attempt)
+        log.info("call %s: transferring to %s", call.id, plan.dialled)
+        return True
+
     async def _transfer_event(self, call: Call, target: Session, event: SessionEvent) -> None:
         transfer, transferee = call.transfers[target]
+        out = call.transfers_out.pop(target, None) if isinstance(event, Ended | Answered) else None
         if isinstance(event, Progress) and event.status in (180, 183):
             transfer.notify(180, "Ringing")
         elif isinstance(event, Ended):
             del call.transfers[target]
             call.legs.pop(target, None)
+            if out is not None:
+                plan, attempt = out
+                await self.dialer.give_up(call, attempt)
+                again = fails_over(event) and not transferee.ended
+                if again and await self._transfer_through(
+                    call, transferee, transfer, plan, attempt.index
+                ):
+                    return  # the next trunk of the route rings
             status = event.status or 500
             transfer.notify(status, reason_phrase(status))
             if call.peer(transferee) is None:
@@ -723,6 +776,8 @@ class CallControl:
             transferor = call.peer(transferee)
             await self.media.connect(call.legs[transferee], leg, event.media)
             transfer.notify(200, "OK")
+            if out is not None:
+                call.attempt = out[1]  # status names the trunk the call now goes through
             if transferor is None:
                 call.parties.append(target)
                 return

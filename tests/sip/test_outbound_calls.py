@@ -11,6 +11,7 @@ each side receives.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import subprocess
@@ -156,6 +157,25 @@ def call_records(switch: RunningSwitch, count: int = 1) -> list[dict[str, Any]]:
         time.sleep(0.2)
 
 
+@contextlib.contextmanager
+def one_trunk(
+    tmp_path: Path, providers: list[Provider], scenario: str, *extra: str, transport: str = "udp"
+) -> Iterator[tuple[RunningSwitch, Phones, Provider]]:
+    """The switch whose route has one IP trunk, ``first`` over ``transport``, to a SIPp
+    provider playing ``scenario`` (with ``extra`` options); the caller's phones (an A-law
+    tone ready to stream) and the provider, whose scenario must pass before the switch
+    stops."""
+    sipp_transport = {"udp": "u1", "tcp": "t1"}[transport]
+    provider = Provider(tmp_path, "provider", FIRST, scenario, *extra, "-t", sipp_transport)
+    providers.append(provider)
+    trunk = ip_trunk("first", FIRST, provider.port, transport)
+    with running_switch(tmp_path, ("1001", "1002"), route("[first]"), trunk) as switch:
+        phones = Phones(switch, tmp_path)
+        write_alaw_tone(phones.caller_dir / "alaw.raw")
+        yield switch, phones, provider
+        provider.finish()
+
+
 def call_one_trunk(
     tmp_path: Path,
     providers: list[Provider],
@@ -163,18 +183,25 @@ def call_one_trunk(
     caller_scenario: str,
     transport: str = "udp",
 ) -> tuple[Phones, Provider, dict[str, Any]]:
-    """1001 dials ``DIALLED`` through IP trunk ``first`` over ``transport``, a SIPp provider
-    playing ``provider_scenario``; the caller's phones, the provider and the call record."""
-    sipp_transport = {"udp": "u1", "tcp": "t1"}[transport]
-    provider = Provider(tmp_path, "provider", FIRST, provider_scenario, "-t", sipp_transport)
-    providers.append(provider)
-    trunk = ip_trunk("first", FIRST, provider.port, transport)
-    with running_switch(tmp_path, ("1001", "1002"), route("[first]"), trunk) as switch:
-        phones = Phones(switch, tmp_path)
+    """1001 dials ``DIALLED`` through ``one_trunk``; the caller's phones, the provider and
+    the call record."""
+    trunk = one_trunk(tmp_path, providers, provider_scenario, transport=transport)
+    with trunk as (switch, phones, provider):
         phones.call(caller_scenario, DIALLED)
-        provider.finish()
         (record,) = call_records(switch)
     return phones, provider, record
+
+
+def call_seen_in_status(
+    switch: RunningSwitch, phones: Phones, caller_scenario: str, status: str
+) -> None:
+    """1001 dials ``DIALLED``; ``callbox status`` must show a line matching ``status``
+    before the caller's scenario ends."""
+    calling = phones.start_call(caller_scenario, DIALLED)
+    try:
+        wait_for_status(switch, status)
+    finally:
+        finish(calling, f"caller {caller_scenario}", phones.caller_dir)
 
 
 def test_an_extension_dials_out_through_a_registering_trunk_and_rtp_flows_both_ways(
@@ -187,18 +214,11 @@ def test_an_extension_dials_out_through_a_registering_trunk_and_rtp_flows_both_w
         wait_registered(switch, "carrier")
         phones = Phones(switch, tmp_path)
         write_alaw_tone(phones.caller_dir / "alaw.raw")
-        calling = phones.start_call("call_pcma_rtp.xml", DIALLED)
-        try:
-            # The caller's A-law goes out to the provider, which echoes it back: a hundred
-            # packets and more each way on both legs.
-            line = rf"^  \S+ +1001 +{DIALLED} +carrier +answered +PCMA +[\d.]+ s +- +"
-            legs = (
-                r"caller PCMA port \d+ rx \d{3,} tx \d{3,}, callee PCMA port \d+ rx \d{3,} "
-                r"tx \d{3,}"
-            )
-            wait_for_status(switch, line + legs)
-        finally:
-            finish(calling, "caller call_pcma_rtp.xml", phones.caller_dir)
+        # The caller's A-law goes out to the provider, which echoes it back: a hundred
+        # packets and more each way on both legs.
+        line = rf"^  \S+ +1001 +{DIALLED} +carrier +answered +PCMA +[\d.]+ s +- +"
+        legs = r"caller PCMA port \d+ rx \d{3,} tx \d{3,}, callee PCMA port \d+ rx \d{3,}"
+        call_seen_in_status(switch, phones, "call_pcma_rtp.xml", line + legs + r" tx \d{3,}")
         carrier.finish()
         (record,) = call_records(switch)
     assert "SIP/2.0 180 Ringing" in phones.caller_received()
@@ -340,42 +360,21 @@ def test_a_pcma_caller_talks_to_a_provider_answering_pcmu_through_a_transcoder(
 ) -> None:
     # The trunk offers PCMA then PCMU; the provider answers PCMU only, is moved by re-INVITE
     # to a PCMU leg and echoes the caller's A-law, transcoded both ways.
-    provider = Provider(tmp_path, "provider", FIRST, "answer_pcmu.xml", "-rtp_echo")
-    providers.append(provider)
-    with running_switch(
-        tmp_path, ("1001", "1002"), route("[first]"), ip_trunk("first", FIRST, provider.port)
-    ) as switch:
-        phones = Phones(switch, tmp_path)
-        write_alaw_tone(phones.caller_dir / "alaw.raw")
-        calling = phones.start_call("call_pcma_rtp.xml", DIALLED)
-        try:
-            line = rf"^  \S+ +1001 +{DIALLED} +first +answered +PCMA/PCMU +[\d.]+ s +- +"
-            legs = r"caller PCMA port \d+ rx \d{3,} tx \d{3,}, callee PCMU port \d+ rx \d{3,}"
-            wait_for_status(switch, line + legs + r" tx \d{3,}")
-        finally:
-            finish(calling, "caller call_pcma_rtp.xml", phones.caller_dir)
-        provider.finish()
+    with one_trunk(tmp_path, providers, "answer_pcmu.xml", "-rtp_echo") as (switch, phones, _):
+        line = rf"^  \S+ +1001 +{DIALLED} +first +answered +PCMA/PCMU +[\d.]+ s +- +"
+        legs = r"caller PCMA port \d+ rx \d{3,} tx \d{3,}, callee PCMU port \d+ rx \d{3,}"
+        call_seen_in_status(switch, phones, "call_pcma_rtp.xml", line + legs + r" tx \d{3,}")
 
 
 def test_a_providers_early_media_reaches_the_caller_while_it_rings(
     tmp_path: Path, providers: list[Provider]
 ) -> None:
-    provider = Provider(tmp_path, "provider", FIRST, "provider_early.xml")
-    providers.append(provider)
-    with running_switch(
-        tmp_path, ("1001", "1002"), route("[first]"), ip_trunk("first", FIRST, provider.port)
-    ) as switch:
-        phones = Phones(switch, tmp_path)
-        calling = phones.start_call("call_caller_bye.xml", DIALLED)
-        try:
-            # Still ringing (for 15 s), a hundred packets and more of the announcement (2 s)
-            # went to the caller.
-            line = rf"^  \S+ +1001 +{DIALLED} +first +ringing +PCMA +[\d.]+ s +- +"
-            legs = r"caller PCMA port \d+ rx \d+ tx \d{3,}, callee PCMA port \d+ rx \d{3,}"
-            wait_for_status(switch, line + legs)
-        finally:
-            finish(calling, "caller call_caller_bye.xml", phones.caller_dir)
-        provider.finish()
+    with one_trunk(tmp_path, providers, "provider_early.xml") as (switch, phones, _):
+        # Still ringing (for 15 s), a hundred packets and more of the announcement (2 s)
+        # went to the caller.
+        line = rf"^  \S+ +1001 +{DIALLED} +first +ringing +PCMA +[\d.]+ s +- +"
+        legs = r"caller PCMA port \d+ rx \d+ tx \d{3,}, callee PCMA port \d+ rx \d{3,}"
+        call_seen_in_status(switch, phones, "call_caller_bye.xml", line + legs)
     received = phones.caller_received()
     assert "SIP/2.0 183 Session Progress" in received
     assert received.index("SIP/2.0 180 Ringing") < received.index("SIP/2.0 183 Session Progress")
@@ -390,3 +389,26 @@ def test_a_call_goes_out_over_a_tcp_trunk_and_is_hung_up_by_the_provider(
     assert "INVITE sip:" + SENT + "@127.0.0.4:" in provider.received()
     assert ";transport=tcp" in provider.received()
     assert (record["outcome"], record["hangup_side"]) == ("answered", "callee")
+
+
+def test_a_blind_transfer_to_an_outside_number_connects_the_transferee_to_the_provider(
+    tmp_path: Path, providers: list[Provider]
+) -> None:
+    # 1001 calls 1002 and REFERs it to the outside number: 1002 talks to the provider
+    # until the provider hangs up.
+    with one_trunk(tmp_path, providers, "answer_then_bye.xml") as (_, phones, provider):
+        phones.register_callee()
+        transferee = phones.callee("answer.xml")
+        phones.call("call_transfer.xml", "1002", "-key", "transfer_to", DIALLED)
+        finish(transferee, "transferee answer.xml", phones.callee_dir)
+    assert f"INVITE sip:{SENT}@127.0.0.4:" in provider.received()
+
+
+def test_a_refer_from_the_provider_cannot_send_the_call_out_again(
+    tmp_path: Path, providers: list[Provider]
+) -> None:
+    # The far end of an outside call REFERs it to another outside number: refused by
+    # NOTIFY 403 (the scenario checks it), and no second INVITE goes out.
+    with one_trunk(tmp_path, providers, "provider_refer.xml") as (_, phones, provider):
+        phones.call("call_pcma_rtp.xml", DIALLED)
+    assert provider.received().count("INVITE sip:") == 1
