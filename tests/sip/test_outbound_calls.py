@@ -169,7 +169,7 @@ def one_trunk(
     provider = Provider(tmp_path, "provider", FIRST, scenario, *extra, "-t", sipp_transport)
     providers.append(provider)
     trunk = ip_trunk("first", FIRST, provider.port, transport)
-    with running_switch(tmp_path, ("1001", "1002"), route("[first]"), trunk) as switch:
+    with running_switch(tmp_path, ("1001", "1002"), route("[first]"), trunks=trunk) as switch:
         phones = Phones(switch, tmp_path)
         write_alaw_tone(phones.caller_dir / "alaw.raw")
         yield switch, phones, provider
@@ -210,7 +210,7 @@ def test_an_extension_dials_out_through_a_registering_trunk_and_rtp_flows_both_w
     carrier = Provider(tmp_path, "carrier", FIRST, "provider_call.xml", "-rtp_echo", calls=2)
     providers.append(carrier)
     trunks = registering_trunk("carrier", FIRST, carrier.port) + ip_trunk("first", SECOND, 5060)
-    with running_switch(tmp_path, ("1001", "1002"), route("[carrier]"), trunks) as switch:
+    with running_switch(tmp_path, ("1001", "1002"), route("[carrier]"), trunks=trunks) as switch:
         wait_registered(switch, "carrier")
         phones = Phones(switch, tmp_path)
         write_alaw_tone(phones.caller_dir / "alaw.raw")
@@ -247,7 +247,7 @@ def test_a_trunk_down_is_skipped_and_a_503_sends_the_call_to_the_next_trunk(
         + registering_trunk("carrier", SECOND, carrier.port)
     )
     with running_switch(
-        tmp_path, ("1001", "1002"), route("[dead, first, carrier]"), trunks
+        tmp_path, ("1001", "1002"), route("[dead, first, carrier]"), trunks=trunks
     ) as switch:
         wait_registered(switch, "carrier")
         phones = Phones(switch, tmp_path)
@@ -267,7 +267,10 @@ def test_when_no_trunk_of_the_route_is_up_the_caller_gets_503_with_cause_34(
 ) -> None:
     dead = silent(FIRST)  # registering to it never succeeds
     with running_switch(
-        tmp_path, ("1001", "1002"), route("[first]"), registering_trunk("first", FIRST, dead.port)
+        tmp_path,
+        ("1001", "1002"),
+        route("[first]"),
+        trunks=registering_trunk("first", FIRST, dead.port),
     ) as switch:
         phones = Phones(switch, tmp_path)
         phones.call("call_refused.xml", DIALLED)
@@ -299,7 +302,9 @@ def test_busy_from_the_provider_gives_the_caller_486_and_no_other_trunk_is_tried
     providers.append(busy)
     silent_trunk = silent(SECOND)
     trunks = ip_trunk("first", FIRST, busy.port) + ip_trunk("second", SECOND, silent_trunk.port)
-    with running_switch(tmp_path, ("1001", "1002"), route("[first, second]"), trunks) as switch:
+    with running_switch(
+        tmp_path, ("1001", "1002"), route("[first, second]"), trunks=trunks
+    ) as switch:
         phones = Phones(switch, tmp_path)
         phones.call("call_refused.xml", DIALLED)
         busy.finish()
@@ -330,7 +335,7 @@ def test_a_number_without_a_route_open_to_the_caller_is_refused_and_nothing_goes
 ) -> None:
     silent_trunk = silent(FIRST)
     with running_switch(
-        tmp_path, ("1001", "1002"), routes, ip_trunk("first", FIRST, silent_trunk.port)
+        tmp_path, ("1001", "1002"), routes, trunks=ip_trunk("first", FIRST, silent_trunk.port)
     ) as switch:
         phones = Phones(switch, tmp_path)
         phones.call("call_refused.xml", dialled)
