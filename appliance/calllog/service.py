@@ -22,7 +22,6 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from appliance.calllog.journal import CallJournal
 from appliance.calllog.records import (
     CallRecord,
     OpenCall,
@@ -30,10 +29,13 @@ from appliance.calllog.records import (
     SwitchAlive,
     microseconds,
 )
-from appliance.calls.interface import Call
 from appliance.store import Store, Txn, time_key
 
 CallLogRecord = CallRecord | QueueEvent
+Progress = Callable[[], tuple[object, ...]]
+"""What has happened to a call so far: it is written down again when this changes."""
+Snapshot = Callable[[float], OpenCall]
+"""A call written down as it stands at a time, as if the switch died then."""
 
 SNAPSHOT_S = 2.0
 """How often calls in progress are written down: what a crash can lose of a call's story."""
@@ -50,13 +52,15 @@ class CallLog:
         self._snapshot_s = snapshot_s
         self._pending: list[CallLogRecord] = []
         self._flushing: asyncio.Task[None] | None = None
-        # Calls in progress: the call, its journal, and its progress when last written.
-        self._open: dict[str, tuple[Call, CallJournal, tuple[object, ...] | None]] = {}
+        # Calls in progress by id: how to tell its progress and write it down, and its
+        # progress when last written.
+        self._open: dict[str, tuple[Progress, Snapshot, tuple[object, ...] | None]] = {}
         self._snapshots: asyncio.Task[None] | None = None
 
-    def opened(self, call: Call, journal: CallJournal) -> None:
-        """Keep writing ``call`` down while it runs, until its final record is ``add``ed."""
-        self._open[call.id] = (call, journal, None)
+    def opened(self, call_id: str, progress: Progress, snapshot: Snapshot) -> None:
+        """Keep writing call ``call_id`` down while it runs, until its final record is
+        ``add``ed: ``snapshot(now)`` whenever ``progress()`` changed since the last one."""
+        self._open[call_id] = (progress, snapshot, None)
         if self._snapshots is None or self._snapshots.done():
             self._snapshots = asyncio.get_running_loop().create_task(self._write_open_calls())
 
@@ -97,11 +101,11 @@ class CallLog:
         while self._open:
             now = self._clock()
             moved = []
-            for call_id, (call, journal, written) in self._open.items():
-                progress = journal.progress()
-                if progress != written:
-                    moved.append(journal.snapshot(call, now))
-                    self._open[call_id] = (call, journal, progress)
+            for call_id, (progress, snapshot, written) in self._open.items():
+                now_progress = progress()
+                if now_progress != written:
+                    moved.append(snapshot(now))
+                    self._open[call_id] = (progress, snapshot, now_progress)
 
             def put_all(txn: Txn, moved: list[OpenCall] = moved, now: float = now) -> None:
                 for open_call in moved:

@@ -58,7 +58,9 @@ class IvrService:
         """Run the dialled number's flow for ``call`` to its end; returns (and logs) its record."""
         journal = CallJournal(call.id)
         if self._call_log is not None:
-            self._call_log.opened(call, journal)
+            self._call_log.opened(
+                call.id, journal.progress, lambda now: journal.snapshot(call, now)
+            )
         try:
             flow = self.flow_for(call.dialled)
         except UnknownNumber:

@@ -78,7 +78,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from appliance.calllog.records import CallDirection, CallOutcome, CallRecord, microseconds
+from appliance.calllog.journal import INTERRUPTED
+from appliance.calllog.records import (
+    CallDirection,
+    CallOutcome,
+    CallRecord,
+    OpenCall,
+    microseconds,
+)
 from appliance.calls.interface import Hangup, HangupCause, Side
 from appliance.calls.legs import (
     OFFERED_EVENT_PT,
@@ -423,6 +430,7 @@ class CallControl:
                 log.info("call %s: %s: %d", call.id, refused.reason, refused.status)
                 caller.reject(refused.status, [("Warning", f'399 callbox "{refused.reason}"')])
                 return False
+            self._write_down_outbound(call, calling.number)
         elif not bindings:
             caller.reject(Cause.SUBSCRIBER_ABSENT)
             return False
@@ -519,33 +527,29 @@ class CallControl:
 
     def _log_outbound(self, call: Call, caller: str, final: dict[RtpLeg, LegStats]) -> None:
         """Write the outside call's record: route, trunk, number sent, outcome, quality."""
-        callcenter, plan = self.callcenter, call.plan
-        if callcenter is None or plan is None:
+        if self.callcenter is None:
             return
-        ended = time.time()
-        answered = call.answered_at
+        answered = call.answered_at is not None
         hangup = call.hangup or Hangup(Side.SYSTEM, Cause.NORMAL_CLEARING)
-        sides = (("caller", call.caller_leg), ("callee", call.callee_leg))
         callee_end = call.callee.end if call.callee is not None else None
-        callcenter.call_log.add(
-            CallRecord(
-                id=call.id,
-                started_us=microseconds(call.started_at),
-                ended_us=microseconds(ended),
-                dialled=call.number,
-                caller=caller,
-                outcome=_outbound_outcome(answered is not None, hangup, callee_end),
-                hangup_side=hangup.side.value,
-                hangup_cause=int(hangup.cause),
-                trunk=call.attempt.trunk if call.attempt is not None else None,
-                answered_us=None if answered is None else microseconds(answered),
-                talk_s=None if answered is None else round(ended - answered, 1),
-                legs=[leg_quality(name, final[leg]) for name, leg in sides if leg in final],
-                direction=CallDirection.OUTBOUND,
-                route=plan.route.name,
-                number_sent=plan.number,
-            )
-        )
+        outcome = _outbound_outcome(answered, hangup, callee_end)
+        record = _outbound_record(call, caller, time.time(), hangup, outcome, final)
+        self.callcenter.call_log.add(record)
+
+    def _write_down_outbound(self, call: Call, caller: str) -> None:
+        """Keep the outside call written down while it runs (a crash leaves its record)."""
+        if self.callcenter is None:
+            return
+
+        def progress() -> tuple[object, ...]:
+            return call.state, call.answered_at, call.attempt
+
+        def snapshot(now: float) -> OpenCall:
+            record = _outbound_record(call, caller, now, INTERRUPTED, CallOutcome.INTERRUPTED, {})
+            answered = call.answered_at
+            return OpenCall(record, None if answered is None else microseconds(answered))
+
+        self.callcenter.call_log.opened(call.id, progress, snapshot)
 
     async def _follow(self, call: Call) -> None:
         """Pass each party's events to the other until every session has ended."""
@@ -1003,6 +1007,37 @@ def _pass_failure(caller: IncomingCall, ended: Ended) -> None:
         caller.reject(ended.cause)
     else:
         caller.reject(status, [("Reason", str(Reason.q850(ended.cause)))])
+
+
+def _outbound_record(
+    call: Call,
+    caller: str,
+    ended: float,
+    hangup: Hangup,
+    outcome: CallOutcome,
+    final: dict[RtpLeg, LegStats],
+) -> CallRecord:
+    """The outside call's record, as if it ended at ``ended`` with ``hangup``."""
+    plan, answered = call.plan, call.answered_at
+    assert plan is not None
+    sides = (("caller", call.caller_leg), ("callee", call.callee_leg))
+    return CallRecord(
+        id=call.id,
+        started_us=microseconds(call.started_at),
+        ended_us=microseconds(ended),
+        dialled=call.number,
+        caller=caller,
+        outcome=outcome,
+        hangup_side=hangup.side.value,
+        hangup_cause=int(hangup.cause),
+        trunk=call.attempt.trunk if call.attempt is not None else None,
+        answered_us=None if answered is None else microseconds(answered),
+        talk_s=None if answered is None else round(ended - answered, 1),
+        legs=[leg_quality(name, final[leg]) for name, leg in sides if leg in final],
+        direction=CallDirection.OUTBOUND,
+        route=plan.route.name,
+        number_sent=plan.number,
+    )
 
 
 def _outbound_outcome(answered: bool, hangup: Hangup, callee_end: Ended | None) -> CallOutcome:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import socket
 import subprocess
 import sys
@@ -23,9 +24,19 @@ from typing import Any
 
 import pytest
 
+from appliance.calllog import CALL_LOG_RECORDS
+from appliance.calllog.records import OpenCall
+from appliance.config import CONFIG_RECORDS
+from appliance.store import Store
 from tests.sip.net import free_media_ports, free_port
 from tests.sip.test_calls import SCENARIOS, Phones, finish, wait_for_status, write_alaw_tone
-from tests.sip.test_switch import RunningSwitch, running_switch, status_json
+from tests.sip.test_switch import (
+    RunningSwitch,
+    configured_switch,
+    running_switch,
+    start_switch,
+    status_json,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -417,3 +428,48 @@ def test_a_refer_from_the_provider_cannot_send_the_call_out_again(
     with one_trunk(tmp_path, providers, "provider_refer.xml") as (_, phones, provider):
         phones.call("call_pcma_rtp.xml", DIALLED)
     assert provider.received().count("INVITE sip:") == 1
+
+
+def written_down(switch: RunningSwitch) -> list[OpenCall]:
+    """The calls in progress the switch has written down so far (read beside it)."""
+    store = Store.open(switch.workdir / "var" / "db", (*CONFIG_RECORDS, *CALL_LOG_RECORDS))
+    try:
+        return store.read_sync(lambda txn: list(txn.scan(OpenCall)))
+    finally:
+        store.close()
+
+
+def test_an_outside_call_cut_off_by_a_killed_switch_keeps_its_record(
+    tmp_path: Path, providers: list[Provider]
+) -> None:
+    provider = Provider(tmp_path, "provider", FIRST, "answer.xml")  # up until a BYE
+    providers.append(provider)
+    trunk = ip_trunk("first", FIRST, provider.port)
+    switch = start_switch(
+        configured_switch(tmp_path, ("1001", "1002"), route("[first]"), trunks=trunk)
+    )
+    phones = Phones(switch, tmp_path)
+    try:
+        phones.start_call("call_callee_bye.xml", DIALLED)  # up until the switch hangs up
+        wait_for_status(switch, "answered")
+        deadline = time.monotonic() + 30
+        while not any(c.record.answered_us for c in written_down(switch)):
+            assert time.monotonic() < deadline, "the answered call was never written down"
+            time.sleep(0.2)
+        switch.process.kill()
+        switch.process.communicate(timeout=30)
+        killed_at = time.time()
+    finally:
+        phones.close()
+    restarted = start_switch(switch)
+    try:
+        (record,) = call_records(restarted)
+    finally:
+        restarted.process.send_signal(signal.SIGINT)
+        out, _ = restarted.process.communicate(timeout=30)
+    assert restarted.process.returncode == 0, out
+    assert (record["direction"], record["outcome"]) == ("outbound", "interrupted")
+    assert (record["route"], record["trunk"], record["number_sent"]) == ("outside", "first", SENT)
+    assert (record["hangup_side"], record["hangup_cause"]) == ("system", 41)
+    assert record["started_us"] < record["answered_us"] < record["ended_us"] <= killed_at * 1e6
+    assert record["talk_s"] == (record["ended_us"] - record["answered_us"]) / 1e6
