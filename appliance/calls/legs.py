@@ -503,6 +503,11 @@ class LegControl:
         engine = self._running_engine()
         await self.run(_bridge_off_hold, engine, kept, answered)
 
+    async def unbridge(self, leg: RtpLeg) -> None:
+        """Take ``leg`` out of its bridge: the two far ends no longer hear each other."""
+        engine = self._running_engine()
+        await self.run(engine.unbridge, leg)
+
     def _running_engine(self) -> Engine:
         engine = self.engine()
         if engine is None:

@@ -147,6 +147,10 @@ from core import Engine, LegStats, MediaEvent, RtpLeg
 
 log = logging.getLogger(__name__)
 
+RINGBACK_PLAN = "cn"
+"""The tone plan (``core.tone_plans()``) of the ringback a transferee hears while the
+target of a semi-attended transfer rings."""
+
 
 @dataclass(eq=False)
 class Call(CallLegs):
@@ -177,6 +181,9 @@ class Call(CallLegs):
     started_at: float = field(default_factory=time.time)
     hangup: Hangup | None = None
     """Which side ended the call first, and why."""
+    ringing_back: set[Session] = field(default_factory=set)
+    """Transferees of a semi-attended transfer: they hear ringback while the target rings,
+    and its failure hangs them up."""
 
     def peer(self, session: Session) -> Session | None:
         """The party ``session`` is connected to, if it is one of the two."""
@@ -603,6 +610,10 @@ class CallControl:
             await self._reoffered(call, source, other, event)
         elif isinstance(event, DtmfReceived):
             pass_dtmf(event, other)
+        elif isinstance(event, TransferRequested) and source.state is not SessionState.CONFIRMED:
+            # A REFER inside an early dialog (the phone's call still ringing): phones transfer
+            # from the call that is up, naming the ringing one with Replaces.
+            event.transfer.notify(603, reason_phrase(603))
         elif isinstance(event, TransferRequested) and event.transfer.replaces is not None:
             await self._attended_transfer(call, source, other, event.transfer)
         elif isinstance(event, TransferRequested):
@@ -765,7 +776,15 @@ class CallControl:
                     return  # the next trunk of the route rings
             status = event.status or 500
             transfer.notify(status, reason_phrase(status))
-            if call.peer(transferee) is None:
+            transferor = call.peer(transferee)
+            if transferee in call.ringing_back:
+                # Semi-attended: the transferee left its transferor's call to hear the
+                # target ring; the failure ends the transfer for both.
+                call.ringing_back.discard(transferee)
+                transferee.hangup(event.cause)
+                if transferor is not None:
+                    transferor.hangup(Cause.NORMAL_CLEARING)
+            elif transferor is None:
                 transferee.hangup(event.cause)  # its transferor has gone already
         elif isinstance(event, Answered):
             del call.transfers[target]
@@ -778,7 +797,11 @@ class CallControl:
                 transfer.notify(488, reason_phrase(488))
                 return
             transferor = call.peer(transferee)
-            await self.media.connect(call.legs[transferee], leg, event.media)
+            kept = call.legs[transferee]
+            if transferee in call.ringing_back:
+                call.ringing_back.discard(transferee)
+                await self.media.run(kept.stop_playback)
+            await self.media.connect(kept, leg, event.media)
             transfer.notify(200, "OK")
             if out is not None:
                 call.attempt = out[1]  # status names the trunk the call now goes through
@@ -795,27 +818,30 @@ class CallControl:
         self, call: Call, transferor: Session, transfer: Transfer
     ) -> tuple[Call, Session, Session] | int:
         """The call whose dialog the REFER's Replaces names, that dialog's session and its
-        peer; else the status the transfer fails with."""
+        peer; else the status the transfer fails with.
+
+        The dialog is confirmed (attended transfer) or the early dialog of the same
+        phone's call still ringing at its callee (semi-attended: the peer is the switch's
+        outgoing call, still ringing).
+        """
         replaces = transfer.replaces
         assert replaces is not None
         replaced = self.sessions.sessions.get(replaces.dialog_id)
-        # RFC 3891 3: 481 for no such dialog, or an early one this side did not start
-        # (only confirmed dialogs are replaced here); only the transferor's own dialogs count.
-        if (
-            replaced is None
-            or replaced is transferor
-            or replaced.state is not SessionState.CONFIRMED
-            or _phone(replaced) != _phone(transferor)
-        ):
+        # RFC 3891 3: 481 for no such dialog; only the transferor's own dialogs count.
+        if replaced is None or replaced is transferor or _phone(replaced) != _phone(transferor):
             return 481
-        if replaces.early_only:
+        early = isinstance(replaced, IncomingCall) and replaced.state is SessionState.RINGING
+        if not early and replaced.state is not SessionState.CONFIRMED:
+            return 481
+        if replaces.early_only and not early:
             return 486  # RFC 3891 3: the dialog is confirmed already
         other = next((c for c in self.calls.values() if replaced in c.parties), None)
         if other is None or other is call or other.transfers or call.transfers:
             return 603  # a queue call the IVR runs, or one with a transfer of its own going
         target = other.peer(replaced)
-        if target is None or target.state is not SessionState.CONFIRMED:
-            return 603
+        up = SessionState.CALLING if early else SessionState.CONFIRMED
+        if target is None or target.state is not up:
+            return 603  # the ringing call is not placed yet, or the other is ending
         return other, replaced, target
 
     async def _attended_transfer(
@@ -838,6 +864,9 @@ class CallControl:
             transfer.notify(found, reason_phrase(found))
             return
         other, replaced, target = found
+        if target.state is SessionState.CALLING:
+            await self._semi_attended_transfer(call, transferee, transfer, other, replaced, target)
+            return
         # Every change of who owns what happens before the first await, so neither
         # call's task sees a session or leg half moved.
         leg = self.media.adopt(other, call, target)
@@ -864,6 +893,51 @@ class CallControl:
             # The transferor leaves both calls; the other call ends with its last session.
             for session in (transferor, replaced):
                 session.hangup(Cause.NORMAL_CLEARING)
+
+    async def _semi_attended_transfer(
+        self,
+        call: Call,
+        transferee: Session,
+        transfer: Transfer,
+        other: Call,
+        replaced: Session,
+        target: Session,
+    ) -> None:
+        """Give the transferee the call still ringing at the target (semi-attended).
+
+        The ringing outgoing call and its leg join ``call`` as a transfer's target
+        (its answer, failure or the transferee's hang-up then go as for a blind
+        transfer), the transferor's early dialog it replaces ends at once (487: a
+        UAS cannot BYE it), and the transferee is taken off hold and hears ringback
+        on a leg beside the target's (moved there by re-INVITE from another worker).
+        """
+        assert isinstance(replaced, IncomingCall)
+        # Every change of who owns what happens before the first await (as above).
+        ringing = self.media.adopt(other, call, target)
+        other.callee, other.callee_leg = None, None
+        call.transfers[target] = (transfer, transferee)
+        call.ringing_back.add(transferee)
+        call.merged = True
+        replaced.reject(487)
+        log.info(
+            "call %s: semi-attended transfer: %s rings for it (from call %s)",
+            call.id, target.id, other.id,
+        )  # fmt: skip
+        if other.rang:
+            transfer.notify(180, "Ringing")
+        kept = call.legs[transferee]
+        if await self.media.run(lambda: ringing.worker != kept.worker):
+            moved = await self.media.move(call, transferee, call.formats[kept], beside=ringing)
+            remote = _remote_address(transferee)
+            if moved is None or remote is None:
+                return  # the transferee hung up meanwhile: its Ended cancels the target
+            await self.media.run(moved.set_remote, *remote)
+            kept = moved
+        else:
+            await self.media.unbridge(kept)
+        if transferee.held_locally:
+            transferee.resume()
+        await self.media.run(kept.play_tone, "ringback", plan=RINGBACK_PLAN, barge_in=False)
 
     async def _carry_hold(self, call: Call) -> None:
         """After a transfer each party is held exactly when its new peer holds it: a

@@ -17,7 +17,6 @@ from __future__ import annotations
 import array
 import asyncio
 import contextlib
-import json
 import math
 import os
 import socket
@@ -476,26 +475,13 @@ class BaresipPhone(Baresip):
             home,
             tone_hz,
             "udp",
+            answers=answers,
+            controlled=True,
         )
-        if not answers:
-            accounts = home / "accounts"
-            text = accounts.read_text().replace("answermode=auto", "answermode=manual")
-            accounts.write_text(text)
-        self.control_port = free_port()
         self.recordings = home / "heard"
         self.recordings.mkdir()
         with (home / "config").open("a") as config:
-            config.write(
-                f"module\tsndfile.so\nsnd_path\t{self.recordings}\n"
-                f"module_app\tctrl_tcp.so\nctrl_tcp_listen\t127.0.0.1:{self.control_port}\n"
-            )
-
-    def command(self, command: str) -> None:
-        """Send a command over ctrl_tcp (a JSON netstring)."""
-        body = json.dumps({"command": command, "token": "t"}).encode()
-        with socket.create_connection(("127.0.0.1", self.control_port), timeout=5) as sock:
-            sock.sendall(str(len(body)).encode() + b":" + body + b",")
-            sock.recv(4096)
+            config.write(f"module\tsndfile.so\nsnd_path\t{self.recordings}\n")
 
     def heard(self) -> array.array[int]:
         """What the phone heard on its calls (sndfile's decoded audio), at 8 kHz."""

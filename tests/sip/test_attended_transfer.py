@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import array
 import asyncio
+import contextlib
 import json
 import re
 import subprocess
@@ -84,7 +85,16 @@ class PhoneA:
 
     async def call(self, number: str) -> OutgoingCall:
         """Call ``number`` through the switch (answering its 407) until it answers."""
-        call = await self.sessions.call(
+        call = await self.dial(number)
+        event = await self.next_event(call)
+        while isinstance(event, Progress):
+            event = await self.next_event(call)
+        assert isinstance(event, Answered), event
+        return call
+
+    async def dial(self, number: str) -> OutgoingCall:
+        """Call ``number`` through the switch (answering its 407); returns at once."""
+        return await self.sessions.call(
             [Target(parse_uri(f"sip:{number}@127.0.0.1:{self.switch_port}"))],
             caller=parse_address(f"<sip:{A}@127.0.0.1>"),
             callee=parse_address(f"<sip:{number}@127.0.0.1>"),
@@ -93,11 +103,6 @@ class PhoneA:
             credentials=Credentials(A, password_of(A)),
             no_answer_s=WAIT,
         )
-        event = await self.next_event(call)
-        while isinstance(event, Progress):
-            event = await self.next_event(call)
-        assert isinstance(event, Answered), event
-        return call
 
     async def next_event(self, session: Session) -> SessionEvent:
         """The next event of ``session`` (others' events in between are dropped)."""
@@ -192,9 +197,17 @@ def switch(tmp_path: Path, workers: int) -> Iterator[RunningSwitch]:
         yield running
 
 
-def registered_baresip(switch: RunningSwitch, number: str, hz: int, tmp_path: Path) -> Baresip:
+def registered_baresip(
+    switch: RunningSwitch,
+    number: str,
+    hz: int,
+    tmp_path: Path,
+    *,
+    answers: bool = True,
+    controlled: bool = False,
+) -> Baresip:
     """A baresip phone registered as ``number``, sending a tone of ``hz`` and recording
-    what it hears (sndfile, in ``heard/``).
+    what it hears (sndfile, in ``heard/``); ``answers`` and ``controlled`` as ``Baresip``'s.
 
     Its SIP port is picked free just before baresip binds it; when another
     test on the machine takes it meanwhile, baresip exits and is started
@@ -202,7 +215,7 @@ def registered_baresip(switch: RunningSwitch, number: str, hz: int, tmp_path: Pa
     """
     for attempt in range(3):
         home = tmp_path / f"{number}-{attempt}"
-        phone = Baresip(switch, number, home, hz, "udp")
+        phone = Baresip(switch, number, home, hz, "udp", answers=answers, controlled=controlled)
         (home / "heard").mkdir()
         with (home / "config").open("a") as config:
             config.write(f"module\tsndfile.so\nsnd_path\t{home / 'heard'}\n")
@@ -245,8 +258,9 @@ def phones_bc(switch: RunningSwitch, tmp_path: Path) -> Iterator[dict[str, Bares
                 phone.stop()
 
 
-@pytest.fixture
-async def phone_a(switch: RunningSwitch, phones_bc: dict[str, Baresip]) -> AsyncIterator[PhoneA]:
+@contextlib.asynccontextmanager
+async def phone_a_of(switch: RunningSwitch) -> AsyncIterator[PhoneA]:
+    """Phone A on the project's stack (an ephemeral port), calling through ``switch``."""
     sessions = PhoneSessions()
     stack = SipStack(sessions=sessions)
     await stack.start("127.0.0.1", 0)
@@ -254,6 +268,12 @@ async def phone_a(switch: RunningSwitch, phones_bc: dict[str, Baresip]) -> Async
         yield PhoneA(stack, sessions, switch.port, asyncio.Queue())
     finally:
         await stack.close()
+
+
+@pytest.fixture
+async def phone_a(switch: RunningSwitch, phones_bc: dict[str, Baresip]) -> AsyncIterator[PhoneA]:
+    async with phone_a_of(switch) as phone:
+        yield phone
 
 
 def legs_sent(call: dict[str, Any]) -> int:

@@ -10,8 +10,10 @@ checks every message each side receives.
 from __future__ import annotations
 
 import array
+import json
 import math
 import re
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -192,7 +194,9 @@ def test_status_lists_no_call_once_both_hung_up(phones: Phones) -> None:
 
 
 class Baresip:
-    """A baresip phone registered as an extension, answering calls by itself."""
+    """A baresip phone registered as an extension, answering calls by itself unless
+    ``answers`` is false (then it rings until told to ``accept``); ``controlled`` (or not
+    ``answers``) takes commands over ctrl_tcp (``command``)."""
 
     def __init__(
         self,
@@ -204,6 +208,8 @@ class Baresip:
         *,
         ca_file: Path | None = None,
         port: int | None = None,
+        answers: bool = True,
+        controlled: bool = False,
     ) -> None:
         home.mkdir()
         (home / "config").write_text(
@@ -218,10 +224,25 @@ class Baresip:
         )
         (home / "accounts").write_text(
             f"<sip:{number}@127.0.0.1:{port or switch.port};transport={transport}>"
-            f";auth_pass={password_of(number)};regint=600;answermode=auto\n"
+            f";auth_pass={password_of(number)};regint=600;"
+            f"answermode={'auto' if answers else 'manual'}\n"
         )
+        self.control_port = free_port() if controlled or not answers else None
+        if self.control_port is not None:
+            with (home / "config").open("a") as config:
+                config.write(
+                    f"module_app\tctrl_tcp.so\nctrl_tcp_listen\t127.0.0.1:{self.control_port}\n"
+                )
         self.home = home
         self.process: subprocess.Popen[str] | None = None
+
+    def command(self, command: str) -> None:
+        """Send a command (``accept``, ``hangup``) over ctrl_tcp (a JSON netstring)."""
+        assert self.control_port is not None, "made without ctrl_tcp"
+        body = json.dumps({"command": command, "token": "t"}).encode()
+        with socket.create_connection(("127.0.0.1", self.control_port), timeout=5) as sock:
+            sock.sendall(str(len(body)).encode() + b":" + body + b",")
+            sock.recv(4096)
 
     def start(self, *commands: str) -> None:
         args = ["baresip", "-f", str(self.home)]
