@@ -56,6 +56,14 @@ other's (``LegControl.move``). Hold is carried over (a party is held exactly
 when its new peer holds it), the transferor hears NOTIFY 200 and gets a BYE
 on both dialogs, and the merged call goes on like any two-party call.
 
+A semi-attended transfer is the same REFER naming the transferor's early
+dialog of a call still ringing at its callee: that ringing call becomes a
+transfer target of the REFER's call (as in a blind transfer), the early
+dialog ends with 487, and the transferee is taken off hold and hears
+ringback until the target answers (then bridged, NOTIFY 200, the transferor
+hung up) or fails (NOTIFY with its status; transferee and transferor hung
+up); the transferee's hang-up CANCELs the target.
+
 A phone's INVITE with Replaces (RFC 3891) takes over one of the switch's
 dialogs in a call between extensions: a confirmed one of the same extension
 (a call moved from a desk phone to a softphone) or, for call pickup, the

@@ -71,35 +71,55 @@ async def ringing(a: PhoneA, number: str) -> OutgoingCall:
 
 
 async def transfer_while_c_rings(
-    a: PhoneA, switch: RunningSwitch, *, hold_b: bool
+    a: PhoneA, switch: RunningSwitch, *, hold_b: bool, early_only: bool = False
 ) -> tuple[OutgoingCall, OutgoingCall]:
     """A calls B (holding it if ``hold_b``), calls C and, while C rings, REFERs B to C with
-    Replaces naming its early dialog: 202, and A's early dialog ends with 487."""
+    Replaces naming its early dialog (with ``early-only``, which RFC 3891 3 allows for an
+    early one): 202, and A's early dialog ends with 487."""
     to_b = await a.call(B)
     if hold_b:
         to_b.hold()
         await wait_for_calls(switch, lambda calls: any(c["held"] for c in calls), "B held")
     to_c = await ringing(a, C)
-    assert await a.refer(to_b, C, early_replaces_of(to_c)) == 202
+    replaces = early_replaces_of(to_c) + (";early-only" if early_only else "")
+    assert await a.refer(to_b, C, replaces) == 202
     ended = await end_of(to_c)
     assert ended.status == 487, ended
     return to_b, to_c
 
 
 @pytest.mark.parametrize(
-    ("workers", "hold_b"),
-    [(1, True), (2, True), (2, False)],
-    ids=["one-worker-b-held", "two-workers-b-held", "two-workers"],
+    ("workers", "hold_b", "early_only", "a_leaves"),
+    [
+        (1, True, True, False),
+        (2, True, False, False),
+        (2, False, False, False),
+        (1, False, False, True),
+    ],
+    ids=[
+        "one-worker-b-held-early-only",
+        "two-workers-b-held",
+        "two-workers",
+        "one-worker-a-hangs-up-at-once",
+    ],
 )
 async def test_semi_attended_transfer_rings_c_for_b_and_connects_them_when_c_answers(
-    tmp_path: Path, workers: int, hold_b: bool
+    tmp_path: Path, workers: int, hold_b: bool, early_only: bool, a_leaves: bool
 ) -> None:
     with running_switch(tmp_path, (A, B, C), CALLBOX_MEDIA_WORKERS=str(workers)) as switch:
         phone_b = registered_baresip(switch, B, TONES[B], tmp_path)
         phone_c = registered_baresip(switch, C, TONES[C], tmp_path, answers=False)
         try:
             async with phone_a_of(switch) as a:
-                await semi_attended_transfer_answered(a, switch, phone_b, phone_c, hold_b)
+                await semi_attended_transfer_answered(
+                    a,
+                    switch,
+                    phone_b,
+                    phone_c,
+                    hold_b=hold_b,
+                    early_only=early_only,
+                    a_leaves=a_leaves,
+                )
         finally:
             for phone in (phone_b, phone_c):
                 if phone.process is not None and phone.process.poll() is None:
@@ -107,19 +127,31 @@ async def test_semi_attended_transfer_rings_c_for_b_and_connects_them_when_c_ans
 
 
 async def semi_attended_transfer_answered(
-    a: PhoneA, switch: RunningSwitch, phone_b: Baresip, phone_c: Baresip, hold_b: bool
+    a: PhoneA,
+    switch: RunningSwitch,
+    phone_b: Baresip,
+    phone_c: Baresip,
+    *,
+    hold_b: bool,
+    early_only: bool,
+    a_leaves: bool,
 ) -> None:
-    to_b, _ = await transfer_while_c_rings(a, switch, hold_b=hold_b)
+    """A transfers B to the ringing C (and hangs up at once if ``a_leaves``, as some
+    phones do after the 202); C answers after ``RINGING_S``; B and C hear each other."""
+    to_b, _ = await transfer_while_c_rings(a, switch, hold_b=hold_b, early_only=early_only)
     # C was ringing when A transferred: A hears that it still rings.
     notify = await next_notify(a, to_b)
     assert notify == "SIP/2.0 180 Ringing"
-    # B's call rings on at C, with A's dialog to B still up until C answers.
+    if a_leaves:
+        to_b.hangup()
+    # B's call rings on at C, with A's dialog to B up until C answers (unless A left).
     await asyncio.sleep(RINGING_S)
-    assert not to_b.ended
+    assert to_b.ended == a_leaves
     phone_c.command("accept")
-    assert await a.final_notify(to_b) == "SIP/2.0 200 OK"
-    ended = await end_of(to_b)
-    assert ended.by_peer, ended
+    if not a_leaves:
+        assert await a.final_notify(to_b) == "SIP/2.0 200 OK"
+        ended = await end_of(to_b)
+        assert ended.by_peer, ended
     # One call, between B and C, both legs sending: C's only since it answered.
     call = await one_call_sending(switch, 0, "RTP both ways between B and C")
     assert {call["from"], call["to"]} == {B, C}
