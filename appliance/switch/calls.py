@@ -784,25 +784,21 @@ class CallControl:
                     return  # the next trunk of the route rings
             status = event.status or 500
             transfer.notify(status, reason_phrase(status))
-            transferor = call.peer(transferee)
-            if transferee in call.ringing_back:
-                # Semi-attended: the transferee left its transferor's call to hear the
-                # target ring; the failure ends the transfer for both.
-                call.ringing_back.discard(transferee)
-                transferee.hangup(event.cause)
-                if transferor is not None:
-                    transferor.hangup(Cause.NORMAL_CLEARING)
-            elif transferor is None:
+            ringing_back = self._ringing_back_failed(call, transferee, event.cause)
+            if not ringing_back and call.peer(transferee) is None:
                 transferee.hangup(event.cause)  # its transferor has gone already
         elif isinstance(event, Answered):
             del call.transfers[target]
             if event.media is None or transferee.ended:
                 target.hangup(Cause.NORMAL_CLEARING)
+                self._ringing_back_failed(call, transferee, Cause.NORMAL_CLEARING)
                 return
             leg = await self.media.fit(call, target, event.media)
             if leg is None:
-                target.hangup(Cause.BEARER_CAPABILITY_NOT_IMPLEMENTED)
+                cause = Cause.BEARER_CAPABILITY_NOT_IMPLEMENTED
+                target.hangup(cause)
                 transfer.notify(488, reason_phrase(488))
+                self._ringing_back_failed(call, transferee, cause)
                 return
             transferor = call.peer(transferee)
             kept = call.legs[transferee]
@@ -819,6 +815,20 @@ class CallControl:
             call.parties[call.parties.index(transferor)] = target
             call.legs.pop(transferor, None)
             transferor.hangup(Cause.NORMAL_CLEARING)
+
+    @staticmethod
+    def _ringing_back_failed(call: Call, transferee: Session, cause: Cause) -> bool:
+        """A semi-attended transfer's target failed: its transferee, which left the
+        transferor's call to hear the target ring, is hung up with ``cause``, and so is
+        the transferor. False for a blind transfer (its transferee stays)."""
+        if transferee not in call.ringing_back:
+            return False
+        call.ringing_back.discard(transferee)
+        transferor = call.peer(transferee)
+        transferee.hangup(cause)
+        if transferor is not None:
+            transferor.hangup(Cause.NORMAL_CLEARING)
+        return True
 
     # Attended transfer (REFER with Replaces)
 
