@@ -9,18 +9,26 @@ from pathlib import Path
 
 
 def free_port() -> int:
-    """A 127.0.0.1 port that is free for both UDP and TCP right now."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind(("127.0.0.1", 0))
-            port = int(udp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no port free for both UDP and TCP")
+    """A 127.0.0.1 port that is free for both UDP and TCP right now, from 10000-19999.
+
+    Not from the kernel's ephemeral range (32768-60999): a port found free there
+    can be handed to any other socket's connect or bind before our peer binds it
+    (seen as "Address already in use" while benchmarks ran beside the tests).
+    Below the switch's RTP range (20000-29999) and the tests' engines' ranges.
+    """
+    for _ in range(200):
+        port = random.randrange(10000, 20000)
+        with (
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp,
+            socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp,
+        ):
+            try:
+                udp.bind(("127.0.0.1", port))
+                tcp.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no port in 10000-19999 free for both UDP and TCP")
 
 
 def free_media_ports(count: int = 4) -> int:
