@@ -2,7 +2,11 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <sys/stat.h>
 #include <unistd.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include <algorithm>
 #include <cerrno>
@@ -46,8 +50,12 @@ Recording::Recording(RecordingSettings settings)
     fd_ = ::open(settings_.path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
     if (fd_ < 0) throw RecordError(errno_text("cannot open the recording", settings_.path));
     // One slot stays free so that head == tail means empty without a shared counter.
-    ring_ = std::make_unique<std::int16_t[]>((capacity_ + 1) * slot_samples_);
+    const std::size_t samples = (capacity_ + 1) * slot_samples_;
+    ring_.reset(new (std::align_val_t{64}) std::int16_t[samples]);
     try {
+        struct stat file{};
+        if (::fstat(fd_, &file) != 0) throw RecordError(errno_text("cannot stat the recording", settings_.path));
+        device_ = file.st_dev;
         write_header();
     } catch (...) {
         ::close(fd_);
@@ -58,6 +66,33 @@ Recording::Recording(RecordingSettings settings)
 Recording::~Recording() {
     if (fd_ >= 0) ::close(fd_);
 }
+
+namespace {
+
+// Stereo frames into the ring, interleaved as the file holds them. The ring
+// is seconds long, so the slot written now was last touched seconds ago:
+// streaming stores write it without first reading it into the cache, and
+// without pushing the worker's legs out of it (a thousand recordings write
+// 32 MB a second). The writer reads the slot once, for pwrite.
+void interleave(const std::int16_t* left, const std::int16_t* right, std::size_t samples, std::int16_t* out) {
+    std::size_t i = 0;
+#if defined(__SSE2__)
+    for (; i + 8 <= samples; i += 8) {
+        const __m128i l = _mm_loadu_si128(reinterpret_cast<const __m128i*>(left + i));
+        const __m128i r = _mm_loadu_si128(reinterpret_cast<const __m128i*>(right + i));
+        _mm_stream_si128(reinterpret_cast<__m128i*>(out + 2 * i), _mm_unpacklo_epi16(l, r));
+        _mm_stream_si128(reinterpret_cast<__m128i*>(out + 2 * i + 8), _mm_unpackhi_epi16(l, r));
+    }
+    // Streaming stores are not ordered with the release that publishes the slot.
+    _mm_sfence();
+#endif
+    for (; i < samples; ++i) {
+        out[2 * i] = left[i];
+        out[2 * i + 1] = right[i];
+    }
+}
+
+}  // namespace
 
 bool Recording::push(const std::int16_t* left, const std::int16_t* right) {
     const std::size_t head = head_.load(std::memory_order_relaxed);
@@ -72,10 +107,7 @@ bool Recording::push(const std::int16_t* left, const std::int16_t* right) {
         std::fill_n(out, slot_samples_, std::int16_t{0});
         frames_paused_.fetch_add(1, std::memory_order_relaxed);
     } else if (channels_ == 2) {
-        for (std::size_t i = 0; i < frame_samples_; ++i) {
-            out[2 * i] = left[i];
-            out[2 * i + 1] = right[i];
-        }
+        interleave(left, right, frame_samples_, out);
     } else {
         for (std::size_t i = 0; i < frame_samples_; ++i) {
             out[i] = static_cast<std::int16_t>(std::clamp(left[i] + right[i], -32768, 32767));
@@ -106,10 +138,6 @@ void Recording::drain(std::chrono::steady_clock::time_point now) {
     if (frames_written_ != frames_in_header_ && now - last_header_ >= kHeaderInterval) {
         write_header();
         last_header_ = now;
-    }
-    if (now - last_sync_ >= kSyncInterval) {
-        ::fdatasync(fd_);
-        last_sync_ = now;
     }
 }
 
@@ -230,11 +258,22 @@ std::size_t RecorderService::active() const {
     return recordings_.size();
 }
 
+void RecorderService::sync(const std::vector<std::shared_ptr<Recording>>& recordings) {
+    std::vector<dev_t> synced;
+    for (const auto& recording : recordings) {
+        if (std::find(synced.begin(), synced.end(), recording->device()) != synced.end()) continue;
+        synced.push_back(recording->device());
+        // A failure here is the disk's, and shows at the next write or at finish()'s fsync.
+        ::syncfs(recording->fd());
+    }
+}
+
 void RecorderService::run() {
     // Named so top -H and the benchmarks can tell the writer apart.
     pthread_setname_np(pthread_self(), "callbox-rec");
     std::vector<std::shared_ptr<Recording>> recordings;
     std::vector<Closing> closing;
+    auto last_sync = std::chrono::steady_clock::now();
     for (;;) {
         {
             std::unique_lock lock(mutex_);
@@ -250,6 +289,10 @@ void RecorderService::run() {
             } catch (const RecordError&) {
                 recording->fail(std::current_exception());
             }
+        }
+        if (now - last_sync >= kSyncInterval) {
+            sync(recordings);
+            last_sync = now;
         }
         for (auto& c : closing) {
             try {

@@ -7,6 +7,8 @@
 // so a killed process leaves a file that plays up to that point.
 #pragma once
 
+#include <sys/types.h>
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -16,6 +18,7 @@
 #include <future>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -34,7 +37,8 @@ enum class Layout { stereo, mono };
 constexpr int kFrameMs = 20;
 // The header's sizes are rewritten this often while data arrives (bound on what a kill loses).
 constexpr std::chrono::milliseconds kHeaderInterval{500};
-// fdatasync this often: bounds what a power loss (not a process kill) loses.
+// The writer syncs its recordings' filesystems this often: bounds what a
+// power loss (not a process kill) loses.
 constexpr std::chrono::seconds kSyncInterval{5};
 
 struct RecordingSettings {
@@ -74,6 +78,9 @@ public:
 
     // Writer side: drain the ring into the file; patch the header when due.
     void drain(std::chrono::steady_clock::time_point now);
+    // Writer side: the filesystem the file is on, and a descriptor on it (for syncfs).
+    dev_t device() const { return device_; }
+    int fd() const { return fd_; }
     // Writer side: drain, write exact sizes, sync and close the file.
     RecordingInfo finish();
     // Writer side: the file could not be written; stop, and let finish() rethrow.
@@ -91,7 +98,13 @@ private:
     int channels_;
     std::size_t slot_samples_;  // one frame in the file's layout: frame_samples_ * channels_
     int fd_ = -1;
-    std::unique_ptr<std::int16_t[]> ring_;
+    dev_t device_ = 0;
+    // Aligned to a cache line, so each slot (640 or 1280 bytes) is whole lines
+    // for push()'s streaming stores.
+    struct FreeAligned {
+        void operator()(std::int16_t* p) const { ::operator delete[](p, std::align_val_t{64}); }
+    };
+    std::unique_ptr<std::int16_t[], FreeAligned> ring_;
     std::size_t capacity_;
     // head_ is written by the producer, tail_ by the writer; each on its own cache line.
     alignas(64) std::atomic<std::size_t> head_{0};
@@ -104,7 +117,6 @@ private:
     std::uint64_t frames_written_ = 0;
     std::uint64_t frames_in_header_ = 0;
     std::chrono::steady_clock::time_point last_header_{};
-    std::chrono::steady_clock::time_point last_sync_{};
     std::exception_ptr failure_;
 };
 
@@ -129,6 +141,10 @@ private:
         std::promise<RecordingInfo> done;
     };
     void run();
+    // One syncfs per filesystem that holds open recordings, instead of an
+    // fdatasync per file: each of those flushed the disk's cache, hundreds
+    // of times a second with a thousand calls recorded.
+    static void sync(const std::vector<std::shared_ptr<Recording>>& recordings);
 
     std::chrono::milliseconds drain_interval_;
     mutable std::mutex mutex_;
