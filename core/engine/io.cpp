@@ -75,12 +75,12 @@ bool kernel_has_what_rings_use() {
     return major > 6 || (major == 6 && minor >= 1);
 }
 
-// CALLBOX_IO_URING=on: rings. Opt-in for now: under ASan the transcoding
-// tone tests of tests/core fail now and then with rings and never without
-// them, and why is not known yet (docs/media.md, "Packets").
+// Rings wherever the kernel has what they use, unless CALLBOX_IO_URING=off
+// (a kernel or container that then refuses io_uring_setup still gets epoll:
+// each ring's constructor falls back when setting it up fails).
 bool use_io_uring() {
     const char* setting = std::getenv("CALLBOX_IO_URING");
-    if (setting == nullptr || std::string_view(setting) != "on") return false;
+    if (setting != nullptr && std::string_view(setting) == "off") return false;
     return kernel_has_what_rings_use();
 }
 

@@ -1,11 +1,11 @@
 // Batched UDP I/O for a worker. Each leg has a socket of its own, and most
 // hold a single datagram when epoll reports them, so recvmmsg/sendmmsg batch
 // little: what they cost is one system call per socket. Where the kernel has
-// io_uring and CALLBOX_IO_URING=on, a worker instead receives from all its
+// io_uring (Linux 6.1 or later), a worker instead receives from all its
 // sockets through one ring (ReceiveRing) and sends everything queued, to any
-// sockets, in one io_uring_enter; otherwise (the default for now, a kernel
-// before 6.1 or a container that refuses io_uring) it uses epoll, recvmmsg
-// and sendmmsg per socket.
+// sockets, in one io_uring_enter; otherwise (CALLBOX_IO_URING=off, an older
+// kernel, or a container that refuses io_uring) it uses epoll, recvmmsg and
+// sendmmsg per socket.
 #pragma once
 
 #include <netinet/in.h>
@@ -79,7 +79,7 @@ public:
     ReceiveRing(const ReceiveRing&) = delete;
     ReceiveRing& operator=(const ReceiveRing&) = delete;
 
-    // False unless CALLBOX_IO_URING=on and the kernel agreed: the worker uses epoll and Inbox.
+    // False with CALLBOX_IO_URING=off or a kernel without what rings use: the worker uses epoll and Inbox.
     bool available() const { return ring_ != nullptr; }
     // Receives every datagram of `fd` until cancel(tag); completions carry `tag`.
     void receive(int fd, void* tag);

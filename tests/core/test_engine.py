@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import functools
 import itertools
+import os
+import platform
 import random
+import re
 import select
 import socket
 import struct
@@ -38,10 +41,47 @@ pytestmark = pytest.mark.skipif(
 def any_io_engine(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Engine]:
-    """An engine batching its sockets' I/O through io_uring (CALLBOX_IO_URING=on), or not."""
-    monkeypatch.setenv("CALLBOX_IO_URING", "on" if request.param == "io_uring" else "off")
+    """An engine batching its sockets' I/O through io_uring (the default), or not.
+
+    CALLBOX_IO_URING=off turns the rings off.
+    """
+    if request.param == "io_uring":
+        monkeypatch.delenv("CALLBOX_IO_URING", raising=False)
+    else:
+        monkeypatch.setenv("CALLBOX_IO_URING", "off")
     with Engine(workers=2, port_min=31000, port_max=31999, host=LOOPBACK) as e:
         yield e
+
+
+def io_urings_open() -> int:
+    """How many io_uring instances this process holds (its descriptors, as /proc shows them)."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            count += "io_uring" in os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:  # the listing's own descriptor, closed by now
+            continue
+    return count
+
+
+def kernel_version() -> tuple[int, int]:
+    """The running kernel's major and minor version."""
+    found = re.match(r"(\d+)\.(\d+)", platform.release())
+    return (int(found[1]), int(found[2])) if found else (0, 0)
+
+
+@pytest.mark.skipif(
+    kernel_version() < (6, 1),
+    reason="rings need Linux 6.1 (multishot recvmsg, sends with an address)",
+)
+def test_a_worker_uses_io_uring_unless_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    before = io_urings_open()
+    monkeypatch.delenv("CALLBOX_IO_URING", raising=False)
+    with Engine(workers=1, port_min=31000, port_max=31999, host=LOOPBACK):
+        assert io_urings_open() - before == 2  # one to receive, one to send
+    monkeypatch.setenv("CALLBOX_IO_URING", "off")
+    with Engine(workers=1, port_min=31000, port_max=31999, host=LOOPBACK):
+        assert io_urings_open() == before
 
 
 def test_a_leg_binds_an_even_rtp_port_and_the_next_one_for_rtcp(engine: Engine) -> None:

@@ -40,6 +40,9 @@ TONE_LEVEL = -10.0  # dBm0
 TALK_FRAMES = 60  # 1.2 s of audio per side
 SETTLE_S = 0.4  # what arrives first (buffering, filter delays) is not measured
 MEASURE_S = 0.5
+# A far end listens this long after its last packet: the engine's jitter buffer
+# may still hold audio, more of it on a busy machine.
+LISTEN_AFTER_S = 1.0
 
 
 @pytest.fixture
@@ -71,35 +74,54 @@ class Talker:
         self.other_frequency: dict[int, float] = {}
         """Frames that carry another tone."""
 
-    def run(self, frames: int = TALK_FRAMES, start: float | None = None) -> None:
-        """Send ``frames`` packets on a grid of the packet interval, receiving in between.
+    def encoded(self, frames: int = TALK_FRAMES) -> list[bytes | None]:
+        """Frame n's payload at [n] (None: not sent), encoded ahead of the paced sending.
 
-        The grid starts at ``start`` (``time.monotonic()``; now by default):
-        far ends given the same start send their frame n side by side.
+        A real phone's encoder keeps pace; a test's, sharing a starved CPU
+        (sanitizers, a loaded machine) and the GIL with the other far ends,
+        need not, and a far end that sends late is heard as concealment.
         """
         info = self.encoder
+        payloads: list[bytes | None] = []
+        for n in range(frames):
+            if self.silent:
+                payloads.append(None)
+                continue
+            pcm = tone_pcm(
+                self.other_frequency.get(n, self.frequency), TONE_LEVEL,
+                info.sample_rate, info.frame_samples, start=n * info.frame_samples,
+            )  # fmt: skip
+            # A lost frame is encoded all the same: the next one's FEC (Opus) carries it.
+            payload = self.encoder.encode(pcm)
+            payloads.append(None if n in self.lost else payload)
+        return payloads
+
+    def run(self, payloads: list[bytes | None], start: float | None = None) -> None:
+        """Send ``payloads`` (from ``encoded()``) paced at the packet interval, receiving between.
+
+        The grid starts at ``start`` (``time.monotonic()``; now by default):
+        far ends given the same start send their frame n side by side. It
+        listens for LISTEN_AFTER_S more, for what the engine still buffers.
+        """
         interval = self.frame_ms / 1000
+        step = self.encoder.rtp_clock_rate * self.frame_ms // 1000
         held: list[tuple[int, bytes]] = []
         start = time.monotonic() if start is None else start
         self.receive_until(start)
-        for n in range(frames + 15):
+        for n in range(len(payloads) + 1):
             ready, held = held, []
-            if n < frames and not self.silent:
-                pcm = tone_pcm(
-                    self.other_frequency.get(n, self.frequency), TONE_LEVEL,
-                    info.sample_rate, info.frame_samples, start=n * info.frame_samples,
-                )  # fmt: skip
-                payload = self.encoder.encode(pcm)
+            payload = payloads[n] if n < len(payloads) else None
+            if payload is not None:
                 if n in self.late:
                     held.append((n, payload))
-                elif n not in self.lost:
+                else:
                     ready.insert(0, (n, payload))
-            for seq, payload in ready:
-                step = info.rtp_clock_rate * self.frame_ms // 1000
+            for seq, data in ready:
                 self.peer.send_rtp(
-                    self.port, PAYLOAD_TYPES[self.codec], seq, seq * step, payload, marker=seq == 0
+                    self.port, PAYLOAD_TYPES[self.codec], seq, seq * step, data, marker=seq == 0
                 )
             self.receive_until(start + (n + 1) * interval)
+        self.receive_until(time.monotonic() + LISTEN_AFTER_S)
         self.peer.sock.settimeout(PATIENCE)
 
     def receive_until(self, deadline: float) -> None:
@@ -161,8 +183,12 @@ class Call:
 
 def talk_together(talkers: list[Talker]) -> None:
     """Every far end sends its tone (if any) and listens, on one shared 20 ms grid."""
+    payloads = [t.encoded() for t in talkers]
     start = time.monotonic() + 0.1  # once every thread is running
-    threads = [threading.Thread(target=t.run, kwargs={"start": start}) for t in talkers]
+    threads = [
+        threading.Thread(target=t.run, args=(p,), kwargs={"start": start})
+        for t, p in zip(talkers, payloads, strict=True)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -985,7 +1011,8 @@ def test_a_killed_process_leaves_a_recording_that_wave_and_sox_open(
     try:
         assert child.stdout is not None
         port = int(child.stdout.readline())
-        Talker(peers(), port, "PCMU", 1000).run(frames=100)
+        talker = Talker(peers(), port, "PCMU", 1000)
+        talker.run(talker.encoded(frames=100))
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait()
