@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #if defined(__SSE2__)
@@ -271,6 +272,14 @@ void RecorderService::sync(const std::vector<std::shared_ptr<Recording>>& record
 void RecorderService::run() {
     // Named so top -H and the benchmarks can tell the writer apart.
     pthread_setname_np(pthread_self(), "callbox-rec");
+    // Below the media workers: a drain pass over a thousand recordings takes
+    // milliseconds, which a worker must not wait out (under SCHED_FIFO, as
+    // the capacity benchmark runs the box, a thread of equal priority is
+    // never preempted, and each pass delayed every packet behind it). A
+    // batch thread is preempted by any waking worker and never preempts
+    // one; 5 s of ring absorbs the writer's waits.
+    const sched_param batch{};
+    pthread_setschedparam(pthread_self(), SCHED_BATCH, &batch);
     std::vector<std::shared_ptr<Recording>> recordings;
     std::vector<Closing> closing;
     auto last_sync = std::chrono::steady_clock::now();

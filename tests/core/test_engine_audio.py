@@ -124,6 +124,17 @@ class Talker:
         self.receive_until(time.monotonic() + LISTEN_AFTER_S)
         self.peer.sock.settimeout(PATIENCE)
 
+    def skip_arrived(self) -> None:
+        """Drop what has arrived and not been read yet."""
+        self.peer.sock.setblocking(False)
+        try:
+            while True:
+                self.peer.sock.recvfrom(4096)
+        except BlockingIOError:
+            pass
+        finally:
+            self.peer.sock.settimeout(PATIENCE)
+
     def receive_until(self, deadline: float) -> None:
         while (left := deadline - time.monotonic()) > 0:
             self.peer.sock.settimeout(max(left, 0.001))
@@ -184,6 +195,8 @@ class Call:
 def talk_together(talkers: list[Talker]) -> None:
     """Every far end sends its tone (if any) and listens, on one shared 20 ms grid."""
     payloads = [t.encoded() for t in talkers]
+    for talker in talkers:
+        talker.skip_arrived()  # while encoding: the talk starts now, as if encoding took no time
     start = time.monotonic() + 0.1  # once every thread is running
     threads = [
         threading.Thread(target=t.run, args=(p,), kwargs={"start": start})
