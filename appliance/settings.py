@@ -31,7 +31,8 @@ from appliance.schema import ConfigError, Pattern, Range, dump, parse_record
 DEFAULT_CONFIG_FILE = Path("/etc/callbox/callbox.toml")
 
 # CALLBOX_* variables that are not settings: switches read elsewhere.
-NOT_SETTINGS = frozenset({"CALLBOX_CONFIG", "CALLBOX_CORE", "CALLBOX_SANITIZE"})
+# CALLBOX_IO_URING=off is the media engine's own (its workers' I/O), read by the core.
+NOT_SETTINGS = frozenset({"CALLBOX_CONFIG", "CALLBOX_CORE", "CALLBOX_SANITIZE", "CALLBOX_IO_URING"})
 
 Port = Annotated[int, Range(1, 65535)]
 Host = Annotated[str, Pattern(r"[0-9A-Za-z.:_-]+", "an IP address or host name")]

@@ -67,8 +67,8 @@ def test_unknown_or_bad_environment_variable_is_named() -> None:
         load_settings(None, environ={"CALLBOX_COLOUR": "blue"})
 
 
-def test_build_switches_are_not_mistaken_for_settings() -> None:
-    environ = {"CALLBOX_CORE": "python", "CALLBOX_SANITIZE": "1"}
+def test_build_and_engine_switches_are_not_mistaken_for_settings() -> None:
+    environ = {"CALLBOX_CORE": "python", "CALLBOX_SANITIZE": "1", "CALLBOX_IO_URING": "off"}
     assert load_settings(None, environ=environ) == Settings()
 
 
