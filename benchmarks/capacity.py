@@ -184,10 +184,11 @@ def profiled(settings: Settings, kind: str, calls: int, pid: int) -> Iterator[No
         return
     settings.perf_dir.mkdir(parents=True, exist_ok=True)
     output = settings.perf_dir / f"engine-{calls}.data"
-    # DWARF unwinding: the core is built without frame pointers.
+    # DWARF unwinding: the core is built without frame pointers. cpu-clock:
+    # a VM without hardware counters recorded no samples of the default event.
     perf = subprocess.Popen(
-        ["perf", "record", "-q", "-F", "997", "--call-graph", "dwarf,16384", "-p", str(pid),
-         "-o", str(output)],
+        ["perf", "record", "-q", "-e", "cpu-clock", "-F", "997", "--call-graph", "dwarf,16384",
+         "-p", str(pid), "-o", str(output)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
