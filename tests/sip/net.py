@@ -16,19 +16,7 @@ def free_port() -> int:
     (seen as "Address already in use" while benchmarks ran beside the tests).
     Below the switch's RTP range (20000-29999) and the tests' engines' ranges.
     """
-    for _ in range(200):
-        port = random.randrange(10000, 20000)
-        with (
-            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp,
-            socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp,
-        ):
-            try:
-                udp.bind(("127.0.0.1", port))
-                tcp.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no port in 10000-19999 free for both UDP and TCP")
+    return _free(range(10000, 20000), count=1, tcp=True)
 
 
 def free_media_ports(count: int = 4) -> int:
@@ -38,21 +26,28 @@ def free_media_ports(count: int = 4) -> int:
     enough. Ports come from 30000-32767: above the switch's RTP range (20000-29999) and
     below the kernel's ephemeral range, where other sockets would come and go.
     """
+    return _free(range(30000, 32768 - count, 2), count=count, tcp=False)
+
+
+def _free(firsts: range, *, count: int, tcp: bool) -> int:
+    """A random start of ``firsts`` whose ``count`` ports (UDP, and TCP too with ``tcp``)
+    could all be bound just now."""
+    kinds = (socket.SOCK_DGRAM, socket.SOCK_STREAM) if tcp else (socket.SOCK_DGRAM,)
     for _ in range(200):
-        first = random.randrange(30000, 32768 - count, 2)
+        first = random.choice(firsts)
         sockets: list[socket.socket] = []
         try:
             for port in range(first, first + count):
-                udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                sockets.append(udp)
-                udp.bind(("127.0.0.1", port))
+                for kind in kinds:
+                    sockets.append(socket.socket(socket.AF_INET, kind))
+                    sockets[-1].bind(("127.0.0.1", port))
         except OSError:
             continue
         finally:
-            for udp in sockets:
-                udp.close()
+            for sock in sockets:
+                sock.close()
         return first
-    raise RuntimeError(f"no {count} consecutive UDP ports free in 30000-32767")
+    raise RuntimeError(f"no {count} free port(s) in {firsts.start}-{firsts.stop - 1}")
 
 
 @dataclass
