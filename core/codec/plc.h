@@ -31,6 +31,9 @@ public:
     /// ``samples`` of synthetic audio continuing the history.
     Pcm fill(std::size_t samples);
 
+    /// How much recent audio a loss is concealed from.
+    std::size_t history_samples() const { return recent_.size(); }
+
 private:
     void take_history();
     std::size_t find_pitch() const;

@@ -144,8 +144,8 @@ void BatchRing::complete(std::span<int> results) {
 
 struct ReceiveRing::Ring {
     static constexpr unsigned kEntries = 1024;     // submissions between two waits (arming legs)
-    static constexpr unsigned kCompletions = 8192;  // datagrams that may wait for the worker
-    static constexpr unsigned kBuffers = 2048;      // a power of two
+    static constexpr unsigned kCompletions = 16384;  // datagrams that may wait for the worker
+    static constexpr unsigned kBuffers = 8192;       // a power of two
     static constexpr int kGroup = 0;
     // What the kernel writes to a buffer: a header, the source address, the payload.
     static constexpr std::size_t kBufferSize = sizeof(io_uring_recvmsg_out) + sizeof(sockaddr_in) + kMaxDatagram;

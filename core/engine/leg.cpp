@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "engine/record_in.h"
+
 namespace callbox::engine {
 
 namespace {
@@ -27,6 +29,8 @@ Leg::Leg(LegId id, CodecSpec codec, AudioOptions audio)
       local_stream_((id << 32) | 0xFFFFFFFFu),
       audio_stream_((id << 32) | 0xFFFFFFFEu) {
     if (audio_.telephone_event >= 0) digits_in_ = std::make_unique<TelephoneEventTracker>(codec_.clock_rate);
+    const std::string name = lower_case(codec_.name);
+    g711_ = (name == "pcma" || name == "pcmu") && codec_.clock_rate == 8000;
 }
 
 Leg::~Leg() = default;
@@ -46,6 +50,25 @@ bool Leg::wants_audio() const {
     return audio_users_ > 0 || (bridged_ != nullptr && !relay_) || (audio_.inband_dtmf && !digits_in_);
 }
 
+bool Leg::only_recorded() const {
+    return g711_ && recorders_ > 0 && recorders_ == audio_users_ && (bridged_ == nullptr || relay_) &&
+           (!audio_.inband_dtmf || digits_in_);
+}
+
+AudioIn& Leg::receive_path() {
+    const bool recorded = only_recorded();
+    if (!receive_ || receive_->in_conversation() == recorded) {
+        // Who listens changed (a conference joined, a transcoding bridge): the
+        // audio starts afresh in the path that suits them.
+        if (recorded) {
+            receive_ = std::make_unique<RecordedG711In>(lower_case(codec_.name) == "pcma");
+        } else {
+            receive_ = std::make_unique<ReceivePath>(codec_.name, codec::parse_fmtp(codec_.fmtp), codec_.clock_rate);
+        }
+    }
+    return *receive_;
+}
+
 bool Leg::speaking_locally() const {
     return source_ != nullptr || !digits_out_.empty() || (event_sender_ && event_sender_->busy()) ||
            (tone_digit_ && tone_digit_->busy());
@@ -62,10 +85,7 @@ void Leg::deliver(const Frame& frame, Clock::time_point now) {
         bridged_->send_frame(relayed, now);
     }
     if (frame.payload_type != codec_.payload_type || !wants_audio()) return;
-    if (!receive_) {
-        receive_ = std::make_unique<ReceivePath>(codec_.name, codec::parse_fmtp(codec_.fmtp), codec_.clock_rate);
-    }
-    receive_->put(frame.payload, frame.timestamp, frame.sequence, static_cast<std::uint32_t>(frame.stream), to_ms(now));
+    receive_path().put(frame.payload, frame.timestamp, frame.sequence, static_cast<std::uint32_t>(frame.stream), to_ms(now));
 }
 
 void Leg::on_telephone_event(const Frame& frame, Clock::time_point now) {
@@ -107,7 +127,7 @@ void Leg::pull_audio(Clock::time_point now, std::uint64_t frame) {
         return;
     }
     if (!receive_) return;
-    received_ = receive_->pull(to_ms(now));
+    received_ = receive_path().pull(to_ms(now));
     if (!audio_.inband_dtmf || digits_in_ || received_.empty()) return;
     if (!detector_) {
         detector_ = std::make_unique<codec::DtmfDetector>();
@@ -133,6 +153,11 @@ void Leg::send_local_audio(std::span<const std::int16_t> pcm, int sample_rate, C
 }
 
 bool Leg::send_queued_dtmf(Clock::time_point now) {
+    // Most ticks of most legs: no digit queued or under way (checked without
+    // touching the senders, which exist only once a digit was sent).
+    if (digits_out_.empty() && !(event_sender_ && event_sender_->busy()) && !(tone_digit_ && tone_digit_->busy())) {
+        return false;
+    }
     if (audio_.telephone_event >= 0) {
         if (!event_sender_) event_sender_ = std::make_unique<codec::TelephoneEventSender>(codec_.clock_rate, kFrameMs);
         if (!event_sender_->busy() && !digits_out_.empty()) {

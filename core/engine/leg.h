@@ -147,9 +147,21 @@ public:
     // This tick's received audio (empty while none: no PCM path, or buffering).
     std::span<const std::int16_t> received_audio() const { return received_; }
     int received_rate() const;
-    // Consumers of the received audio besides a bridge (recordings, conferences).
+    // Consumers of the received audio besides a bridge: conferences, and
+    // recordings (which need no low delay: docs/media.md, "Recording a relay").
     void add_audio_user() { ++audio_users_; }
     void remove_audio_user() { --audio_users_; }
+    void add_recorder() {
+        ++audio_users_;
+        ++recorders_;
+    }
+    void remove_recorder() {
+        --audio_users_;
+        --recorders_;
+    }
+    // Whether the far end hears this leg's received audio through the worker's
+    // buffer (not so for a relay, recorded or not): its delay is the call's.
+    bool conversation_buffered() const { return receive_ && receive_->in_conversation(); }
 
     // What a conference gives the leg to send this tick (when nothing with
     // priority plays): a mix to encode, or a payload already encoded for the
@@ -176,6 +188,10 @@ protected:
 
 private:
     bool wants_audio() const;
+    // Only recordings take the received audio, of a G.711 leg that relays or is not bridged.
+    bool only_recorded() const;
+    // receive_, made for who takes the audio now.
+    AudioIn& receive_path();
     bool speaking_locally() const;
     void on_telephone_event(const Frame& frame, Clock::time_point now);
     void on_digit_started(char digit);
@@ -197,7 +213,9 @@ private:
 
     // Received audio, decoded on the worker while someone consumes it.
     int audio_users_ = 0;
-    std::unique_ptr<ReceivePath> receive_;
+    int recorders_ = 0;
+    bool g711_ = false;
+    std::unique_ptr<AudioIn> receive_;
     std::span<const std::int16_t> received_;
     std::uint64_t pulled_frame_ = 0;
     std::unique_ptr<codec::DtmfDetector> detector_;

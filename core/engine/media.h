@@ -42,21 +42,35 @@ private:
     codec::Pcm out_;
 };
 
+// A leg's received audio, turned into 20 ms of PCM per tick.
+class AudioIn {
+public:
+    virtual ~AudioIn() = default;
+    virtual int sample_rate() const = 0;
+    // A received frame; `source` changes when the sender's stream does.
+    virtual void put(std::span<const std::uint8_t> payload, std::uint32_t timestamp, std::uint16_t sequence,
+                     std::uint32_t source, std::int64_t arrival_ms) = 0;
+    // This tick's 20 ms at sample_rate(): decoded, concealed, or, while the
+    // buffer fills, nothing (an empty span). Valid until the next pull().
+    virtual std::span<const std::int16_t> pull(std::int64_t now_ms) = 0;
+    virtual jitter::Stats stats() const = 0;
+    // Whether the conversation hears this audio (its buffer delay is the call's).
+    virtual bool in_conversation() const = 0;
+};
+
 // A leg's received audio: a jitter buffer fed with each frame's arrival time,
 // drained once per tick into a decoder that conceals what is missing.
-class ReceivePath {
+class ReceivePath final : public AudioIn {
 public:
     // codec::CodecError for a codec the factory does not know.
     ReceivePath(const std::string& codec, const codec::FmtpParams& fmtp, std::uint32_t clock_rate);
 
-    int sample_rate() const { return decoder_->info().sample_rate; }
-    // A received frame; `source` changes when the sender's stream does.
+    int sample_rate() const override { return decoder_->info().sample_rate; }
     void put(std::span<const std::uint8_t> payload, std::uint32_t timestamp, std::uint16_t sequence,
-             std::uint32_t source, std::int64_t arrival_ms);
-    // This tick's 20 ms at sample_rate(): decoded, concealed, or, while the
-    // buffer fills, nothing (an empty span). Valid until the next pull().
-    std::span<const std::int16_t> pull(std::int64_t now_ms);
-    jitter::Stats stats() const { return buffer_.stats(); }
+             std::uint32_t source, std::int64_t arrival_ms) override;
+    std::span<const std::int16_t> pull(std::int64_t now_ms) override;
+    jitter::Stats stats() const override { return buffer_.stats(); }
+    bool in_conversation() const override { return true; }
 
 private:
     // Timestamp units a payload covers (the jitter buffer's frame duration).

@@ -315,10 +315,11 @@ LegStats RtpLeg::stats() const {
     s.remote_jitter_ms = remote_jitter_ * 1000.0 / rate;
     const double loss_percent = s.expected > 0 && s.lost > 0 ? 100.0 * s.lost / s.expected : 0.0;
     s.jitter_buffer = jitter_stats();
-    // The jitter buffer's measured delay when the leg has one (mean waiting
-    // time of played frames, else its target), else the guess.
+    // The jitter buffer's measured delay when the far end hears through it
+    // (mean waiting time of played frames, else its target), else the guess:
+    // a relay's audio, recorded or not, does not wait in ours.
     double buffer_ms = 2 * s.jitter_ms + kMinimalBufferMs;
-    if (const auto& jb = s.jitter_buffer) {
+    if (const auto& jb = s.jitter_buffer; jb && conversation_buffered()) {
         const std::int64_t played = jb->normal + jb->merged + jb->accelerated;
         buffer_ms = played > 0 ? static_cast<double>(jb->waiting_ms_total) / static_cast<double>(played)
                                : static_cast<double>(jb->target_delay_ms);

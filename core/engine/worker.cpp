@@ -125,8 +125,8 @@ void Worker::add_tap(std::uint64_t id, RecordingTap tap) {
     const int rate = static_cast<int>(tap.recording->frame_samples()) * 1000 / record::kFrameMs;
     Leg& left = leg(tap.left);  // both looked up before either is touched
     Leg& right = leg(tap.right);
-    left.add_audio_user();
-    right.add_audio_user();
+    left.add_recorder();
+    right.add_recorder();
     const std::size_t samples = tap.recording->frame_samples();
     taps_.push_back(ActiveTap{id, std::move(tap.recording), &left, &right, RateConverter(rate), RateConverter(rate),
                               std::vector<std::int16_t>(samples, 0)});
@@ -136,7 +136,7 @@ void Worker::remove_tap(std::uint64_t id) {
     const auto it = std::find_if(taps_.begin(), taps_.end(), [id](const ActiveTap& t) { return t.id == id; });
     if (it == taps_.end()) return;
     for (Leg* side : {it->left, it->right}) {
-        if (side != nullptr) side->remove_audio_user();
+        if (side != nullptr) side->remove_recorder();
     }
     taps_.erase(it);
 }

@@ -947,6 +947,54 @@ def test_a_lost_packet_is_concealed_in_the_recording_not_left_as_a_gap(
     assert silent_frames(left, rate, tone_frames) <= silent_frames(right, rate, tone_frames)
 
 
+def test_a_recorded_frame_that_comes_after_its_successor_is_recorded_in_its_place(
+    engine: Engine, peers: Callable[[], Peer], tmp_path: Path
+) -> None:
+    c = Call(engine, peers, "PCMA", "PCMA")
+    quiet_then_tone(c)
+    c.a.late = {QUIET_FRAMES + 15, QUIET_FRAMES + 30}
+    recording = engine.record(tmp_path / "call.wav", left=c.leg_a, right=c.leg_b)
+    c.talk()
+    leg = c.leg_a.stats()
+    stats = leg.jitter_buffer
+    recording.stop()
+    left, right, rate = channels(tmp_path / "call.wav")
+    assert stats is not None
+    # Nothing concealed for them, nothing thrown away as late.
+    assert (stats.lost, stats.late) == (0, 0)
+    # The far end hears the relay, not the recording's buffer: the quality
+    # estimate guesses the phone's buffer from the jitter (no RTCP here, so
+    # no round trip; 20 ms of packetization and 20 ms the least buffer).
+    assert leg.rtt_ms is None
+    assert leg.r_factor == pytest.approx(core.e_model(2 * leg.jitter_ms + 40, 0.0, "PCMA").r_factor)
+    tone_frames = TALK_FRAMES - QUIET_FRAMES - 4
+    assert silent_frames(left, rate, tone_frames) <= silent_frames(right, rate, tone_frames)
+    start = int(onset_s(left, rate) * rate) * 2
+    assert_tone(left[start:], rate, c.a.frequency, LEVEL_TOLERANCE["PCMA"])
+
+
+def test_a_recorded_side_that_pauses_sending_stays_time_aligned_with_the_other(
+    engine: Engine, peers: Callable[[], Peer], tmp_path: Path
+) -> None:
+    c = Call(engine, peers, "PCMU", "PCMU")
+    # Both quiet for half a second, the caller sending nothing for 300 ms of
+    # it (silence suppression), then both tones from the same frame.
+    quiet = 25
+    for talker in (c.a, c.b):
+        talker.other_frequency = dict.fromkeys(range(quiet), 0.0)
+    c.a.lost = set(range(3, 18))
+    recording = engine.record(tmp_path / "call.wav", left=c.leg_a, right=c.leg_b)
+    c.talk()
+    recording.stop()
+    left, right, rate = channels(tmp_path / "call.wav")
+    # The pause does not push the caller's side later in the file.
+    assert abs(onset_s(left, rate) - onset_s(right, rate)) <= 0.04
+    # The tones last 0.7 s: measured from 0.1 s after the onset.
+    start = (int(onset_s(left, rate) * rate) - int((SETTLE_S - 0.1) * rate)) * 2
+    assert_tone(left[start:], rate, c.a.frequency, LEVEL_TOLERANCE["PCMU"])
+    assert_tone(right[start:], rate, c.b.frequency, LEVEL_TOLERANCE["PCMU"])
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
