@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <liburing.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -65,15 +66,17 @@ int open_udp(const std::string& host, std::uint16_t port) {
 
 namespace {
 
-// Multishot recvmsg came in Linux 6.0 and sends with an address in 6.1: an
-// older kernel could set a ring up and then refuse every operation.
-bool kernel_has_what_rings_use() {
+bool kernel_at_least(int wanted_major, int wanted_minor) {
     utsname name{};
     int major = 0;
     int minor = 0;
     if (uname(&name) != 0 || std::sscanf(name.release, "%d.%d", &major, &minor) != 2) return false;
-    return major > 6 || (major == 6 && minor >= 1);
+    return major > wanted_major || (major == wanted_major && minor >= wanted_minor);
 }
+
+// Multishot recvmsg came in Linux 6.0 and sends with an address in 6.1: an
+// older kernel could set a ring up and then refuse every operation.
+bool kernel_has_what_rings_use() { return kernel_at_least(6, 1); }
 
 // Rings wherever the kernel has what they use, unless CALLBOX_IO_URING=off
 // (a kernel or container that then refuses io_uring_setup still gets epoll:
@@ -84,10 +87,78 @@ bool use_io_uring() {
     return kernel_has_what_rings_use();
 }
 
+// A ring's registered (fixed) files. An operation on a plain fd makes the
+// kernel look the fd up and take a reference to its file (fget/fput), every
+// time; a socket given a slot in the ring's table once is named by its slot
+// (IOSQE_FIXED_FILE) and costs neither. Slots come from a free list, not
+// from the fd numbers: the table then holds only this ring's sockets.
+class FixedFiles {
+public:
+    // A sparse table: 16,384 slots (8,192 legs with RTCP, several times what
+    // a worker carries at full load), fewer if RLIMIT_NOFILE is lower (the
+    // kernel refuses a table larger than it, and the process could not open
+    // more sockets anyway). Cannot grow: a table is replaced only once no
+    // operation uses it, and armed receives always do. A socket for which no
+    // slot is left, or a kernel that refuses the table, keeps its plain fd.
+    // Only from Linux 6.13: before, a file taken out of the table was let go
+    // only once every operation that started on the table before it had
+    // ended (and on 6.1-6.3 a second later still), so one long call's armed
+    // receive would keep every closed leg's socket, and its port, open.
+    void open(io_uring& ring) {
+        static constexpr rlim_t kSlots = 16384;
+        if (!kernel_at_least(6, 13)) return;
+        rlimit limit{};
+        const rlim_t slots = getrlimit(RLIMIT_NOFILE, &limit) == 0 ? std::min(limit.rlim_cur, kSlots) : 0;
+        if (slots == 0 || io_uring_register_files_sparse(&ring, static_cast<unsigned>(slots)) < 0) return;
+        free_.resize(slots);
+        // Taken from the back: slot 0 first.
+        for (std::size_t i = 0; i < slots; ++i) free_[i] = static_cast<unsigned>(slots - 1 - i);
+    }
+
+    // Gives `fd` a slot unless it has one.
+    void add(io_uring& ring, int fd) {
+        if (slot(fd) >= 0 || free_.empty()) return;
+        const unsigned taken = free_.back();
+        if (io_uring_register_files_update(&ring, taken, &fd, 1) != 1) return;  // plain fd it is
+        free_.pop_back();
+        if (static_cast<std::size_t>(fd) >= slot_of_.size()) slot_of_.resize(static_cast<std::size_t>(fd) + 1, -1);
+        slot_of_[static_cast<std::size_t>(fd)] = static_cast<int>(taken);
+    }
+
+    // Empties `fd`'s slot before the socket closes: the table holds a
+    // reference to the socket (close() alone would leave it bound), and the
+    // fd number, once reused, must not find the old socket's slot.
+    void remove(io_uring& ring, int fd) {
+        const int taken = slot(fd);
+        if (taken < 0) return;
+        int empty = -1;
+        io_uring_register_files_update(&ring, static_cast<unsigned>(taken), &empty, 1);
+        slot_of_[static_cast<std::size_t>(fd)] = -1;
+        free_.push_back(static_cast<unsigned>(taken));
+    }
+
+    // Turns an operation prepared on `fd` into one on its slot, if it has one.
+    void aim(io_uring_sqe* sqe, int fd) const {
+        const int taken = slot(fd);
+        if (taken < 0) return;
+        sqe->fd = taken;
+        sqe->flags |= IOSQE_FIXED_FILE;
+    }
+
+private:
+    int slot(int fd) const {
+        return static_cast<std::size_t>(fd) < slot_of_.size() ? slot_of_[static_cast<std::size_t>(fd)] : -1;
+    }
+
+    std::vector<int> slot_of_;  // by fd number; -1: no slot
+    std::vector<unsigned> free_;
+};
+
 }  // namespace
 
 struct BatchRing::Ring {
     io_uring ring{};
+    FixedFiles files;
 };
 
 BatchRing::BatchRing(unsigned entries) : ring_(std::make_unique<Ring>()) {
@@ -97,7 +168,11 @@ BatchRing::BatchRing(unsigned entries) : ring_(std::make_unique<Ring>()) {
     }
     // SUBMIT_ALL: one operation failing at submission (a socket closed under
     // it) must not leave the rest of the batch unsubmitted.
-    if (io_uring_queue_init(entries, &ring_->ring, IORING_SETUP_SUBMIT_ALL) < 0) ring_.reset();
+    if (io_uring_queue_init(entries, &ring_->ring, IORING_SETUP_SUBMIT_ALL) < 0) {
+        ring_.reset();
+        return;
+    }
+    ring_->files.open(ring_->ring);
 }
 
 BatchRing::~BatchRing() {
@@ -110,8 +185,17 @@ void BatchRing::prepare_send(int fd, std::span<const std::uint8_t> datagram, con
     // A send with an address (sendto): no msghdr or iovec for the kernel to copy in.
     io_uring_prep_send(sqe, fd, datagram.data(), datagram.size(), MSG_DONTWAIT);
     io_uring_prep_send_set_addr(sqe, reinterpret_cast<const sockaddr*>(&to), sizeof to);
+    ring_->files.aim(sqe, fd);
     io_uring_sqe_set_data64(sqe, slot);
     ++queued_;
+}
+
+void BatchRing::add_socket(int fd) {
+    if (ring_) ring_->files.add(ring_->ring, fd);
+}
+
+void BatchRing::remove_socket(int fd) {
+    if (ring_) ring_->files.remove(ring_->ring, fd);
 }
 
 void BatchRing::complete(std::span<int> results) {
@@ -151,6 +235,7 @@ struct ReceiveRing::Ring {
     static constexpr std::size_t kBufferSize = sizeof(io_uring_recvmsg_out) + sizeof(sockaddr_in) + kMaxDatagram;
 
     io_uring ring{};
+    FixedFiles files;
     io_uring_buf_ring* buffers = nullptr;
     std::unique_ptr<std::uint8_t[]> memory;  // kBuffers of kBufferSize
     msghdr shape{};  // what every multishot recvmsg fills: a source address, no control data
@@ -200,6 +285,7 @@ ReceiveRing::ReceiveRing() {
                               mask, static_cast<int>(id));
     }
     io_uring_buf_ring_advance(ring->buffers, Ring::kBuffers);
+    ring->files.open(ring->ring);
     ring->shape.msg_namelen = sizeof(sockaddr_in);
     ring->completions.reserve(Ring::kCompletions);
     ring->lent.reserve(Ring::kCompletions);
@@ -213,21 +299,25 @@ ReceiveRing::~ReceiveRing() {
 }
 
 void ReceiveRing::receive(int fd, void* tag) {
+    ring_->files.add(ring_->ring, fd);
     io_uring_sqe* sqe = ring_->sqe();
     // MSG_TRUNC: a datagram longer than a buffer is reported as such, not cut silently.
     io_uring_prep_recvmsg_multishot(sqe, fd, &ring_->shape, MSG_TRUNC);
+    ring_->files.aim(sqe, fd);
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = Ring::kGroup;
     io_uring_sqe_set_data(sqe, tag);
 }
 
 void ReceiveRing::poll(int fd, void* tag) {
+    ring_->files.add(ring_->ring, fd);
     io_uring_sqe* sqe = ring_->sqe();
     io_uring_prep_poll_multishot(sqe, fd, POLLIN);
+    ring_->files.aim(sqe, fd);
     io_uring_sqe_set_data(sqe, tag);
 }
 
-void ReceiveRing::cancel(void* tag) {
+void ReceiveRing::cancel(int fd, void* tag) {
     io_uring_sqe* sqe = ring_->sqe();
     io_uring_prep_cancel(sqe, tag, 0);
     // The cancel's own completion is not wanted: only the cancelled operation's last one.
@@ -236,6 +326,9 @@ void ReceiveRing::cancel(void* tag) {
     // Now, not at the next wait: the armed receive holds the socket open,
     // and a closed leg's port must be free when close() answers.
     io_uring_submit(&ring_->ring);
+    // So does the socket's slot; the cancelled receive keeps what it needs
+    // of the table until its last completion.
+    ring_->files.remove(ring_->ring, fd);
 }
 
 std::span<const ReceiveRing::Completion> ReceiveRing::wait() {
@@ -329,6 +422,15 @@ void Outbox::commit(int fd, const sockaddr_in& to, std::size_t size) {
     to_[count_] = to;
     point_header(headers_[count_], iov_[count_], to_[count_], buffers_[count_].data(), size);
     ++count_;
+}
+
+void Outbox::add_socket(int fd) { ring_.add_socket(fd); }
+
+void Outbox::remove_socket(int fd) {
+    // What is queued may name the socket: it leaves before the socket closes
+    // (and before its fd number can come back as another leg's).
+    flush();
+    ring_.remove_socket(fd);
 }
 
 void Outbox::flush() {

@@ -45,6 +45,10 @@ public:
     // Queues one datagram to send; `slot` indexes its result in complete():
     // the slots of one batch are 0, 1, 2... in order, at most `entries` of them.
     void prepare_send(int fd, std::span<const std::uint8_t> datagram, const sockaddr_in& to, std::size_t slot);
+    // Registers a socket with the ring (a fixed file: no file reference
+    // taken per send); remove_socket() before it closes. No-ops without a ring.
+    void add_socket(int fd);
+    void remove_socket(int fd);
     // Submits what is queued, waits for all of it, and stores each
     // operation's result (bytes, or -errno) at results[slot].
     // Never throws: a ring that fails is closed and available() turns false.
@@ -81,13 +85,17 @@ public:
 
     // False with CALLBOX_IO_URING=off or a kernel without what rings use: the worker uses epoll and Inbox.
     bool available() const { return ring_ != nullptr; }
-    // Receives every datagram of `fd` until cancel(tag); completions carry `tag`.
+    // Receives every datagram of `fd` until cancel(fd, tag); completions
+    // carry `tag`. The first call registers `fd` with the ring (a fixed
+    // file, so that no operation on it takes a file reference).
     void receive(int fd, void* tag);
-    // Reports `fd` readable (for a timerfd or eventfd the worker then reads).
+    // Reports `fd` readable (for a timerfd or eventfd the worker then reads);
+    // `fd` stays registered for the ring's life.
     void poll(int fd, void* tag);
-    // Ends what receive(fd, tag) started, at once (its socket can then close):
-    // its last completion, at a later wait(), has more == false.
-    void cancel(void* tag);
+    // Ends what receive(fd, tag) started and unregisters `fd`, at once (its
+    // socket can then close): its last completion, at a later wait(), has
+    // more == false.
+    void cancel(int fd, void* tag);
     // Submits what is queued, sleeps until something completes, and returns
     // what did (nothing after an interrupted wait); valid until the next
     // wait(), which hands their buffers back.
@@ -136,6 +144,10 @@ public:
     // A buffer for the next datagram; commit() queues it. Flushes first if full.
     std::span<std::uint8_t> reserve();
     void commit(int fd, const sockaddr_in& to, std::size_t size);
+    // A socket that datagrams will be committed to: registered with the ring.
+    void add_socket(int fd);
+    // Before the socket closes: sends what is queued, then unregisters it.
+    void remove_socket(int fd);
     // Sends everything queued: in one io_uring_enter, or one sendmmsg per run
     // of datagrams on the same socket.
     void flush();

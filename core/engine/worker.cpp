@@ -99,6 +99,7 @@ void Worker::add_leg(std::unique_ptr<Leg> leg) {
     leg->attach(*this);
     for (int fd : leg->fds()) {
         Watch* entry = (by_fd_[fd] = std::make_unique<Watch>(Watch{leg.get(), fd})).get();
+        outbox_->add_socket(fd);
         if (receiving_.available()) {
             receiving_.receive(fd, entry);
         } else {
@@ -187,10 +188,11 @@ void Worker::remove_leg(LegId id) {
     }
     for (int fd : gone.fds()) {
         auto entry = by_fd_.extract(fd);
+        outbox_->remove_socket(fd);
         if (receiving_.available()) {
             // The ring may still hold datagrams for it: they find no leg.
             entry.mapped()->leg = nullptr;
-            receiving_.cancel(entry.mapped().get());
+            receiving_.cancel(fd, entry.mapped().get());
             retired_.push_back(std::move(entry.mapped()));
         } else {
             epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);

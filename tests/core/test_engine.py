@@ -12,11 +12,13 @@ import os
 import platform
 import random
 import re
+import resource
 import select
 import socket
 import struct
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -53,15 +55,20 @@ def any_io_engine(
         yield e
 
 
-def io_urings_open() -> int:
-    """How many io_uring instances this process holds (its descriptors, as /proc shows them)."""
-    count = 0
+def open_descriptors() -> dict[int, str]:
+    """This process's descriptors and what each is, as /proc/self/fd shows them."""
+    found = {}
     for fd in os.listdir("/proc/self/fd"):
         try:
-            count += "io_uring" in os.readlink(f"/proc/self/fd/{fd}")
+            found[int(fd)] = os.readlink(f"/proc/self/fd/{fd}")
         except OSError:  # the listing's own descriptor, closed by now
             continue
-    return count
+    return found
+
+
+def io_urings_open() -> int:
+    """How many io_uring instances this process holds."""
+    return sum("io_uring" in what for what in open_descriptors().values())
 
 
 def kernel_version() -> tuple[int, int]:
@@ -355,6 +362,112 @@ def test_closed_legs_free_their_ports_at_once_while_their_far_ends_keep_sending(
     survivor = connected_leg(any_io_engine, far_end)
     far_end.send(survivor, 1)
     eventually(lambda: survivor.stats().packets_received == 1, "a new leg still receives")
+
+
+def socket_fds() -> set[int]:
+    """This process's descriptors that are sockets."""
+    return {fd for fd, what in open_descriptors().items() if what.startswith("socket:")}
+
+
+@contextmanager
+def descriptor_limit_while(spare: int) -> Iterator[int]:
+    """RLIMIT_NOFILE lowered to ``spare`` above the highest open descriptor, then restored.
+
+    Yields the lowered limit: rings made meanwhile get a file table that small.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    lowered = max(open_descriptors()) + 1 + spare
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowered, hard))
+    try:
+        yield lowered
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@pytest.mark.parametrize("io", ["io_uring", "system_calls"])
+def test_legs_opened_and_closed_more_often_than_the_rings_file_table_holds_keep_relaying(
+    io: str, monkeypatch: pytest.MonkeyPatch, peers: Callable[[], Peer]
+) -> None:
+    # Each round opens more sockets than the rings' tables of registered files
+    # have slots (the rest go on plain descriptors), relays both ways on every
+    # call, and closes them all: slots and descriptor numbers come back for
+    # the next round, which must reach its own sockets, not the closed ones.
+    if io == "io_uring":
+        monkeypatch.delenv("CALLBOX_IO_URING", raising=False)
+    else:
+        monkeypatch.setenv("CALLBOX_IO_URING", "off")
+    with descriptor_limit_while(spare=16) as table_slots:
+        engine = Engine(workers=1, port_min=31000, port_max=31999, host=LOOPBACK)
+    phones = [(peers(), peers()) for _ in range(table_slots // 4 + 4)]  # 4 sockets a call
+    engine_fds_before = socket_fds()
+    rounds: list[set[int]] = []
+    with engine:
+        for round_ in range(3):
+            calls = []
+            for caller, agent in phones:
+                a = connected_leg(engine, caller)
+                b = connected_leg(engine, agent, beside=a)
+                engine.bridge(a, b)
+                calls.append((a, b))
+            rounds.append(socket_fds() - engine_fds_before)
+            assert len(rounds[-1]) > table_slots
+            for (caller, agent), (a, b) in zip(phones, calls, strict=True):
+                caller.send(a, round_, payload=b"\x11" * 160)
+                agent.send(b, round_, payload=b"\x22" * 160)
+                assert agent.receive_rtp().payload == b"\x11" * 160
+                assert caller.receive_rtp().payload == b"\x22" * 160
+            for a, b in calls:
+                a.close()
+                b.close()
+                for port in (a.local_port, a.local_rtcp_port, b.local_port, b.local_rtcp_port):
+                    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                        s.bind((LOOPBACK, port))  # raises if a slot still held the socket
+    assert rounds[0] & rounds[1]  # descriptor numbers came back
+    assert rounds[1] & rounds[2]
+
+
+def udp_inode(port: int) -> int:
+    """The inode of the loopback UDP socket bound to ``port``, as /proc/net/udp lists it."""
+    local = f"0100007F:{port:04X}"
+    with open("/proc/net/udp") as table:
+        for line in table.readlines()[1:]:
+            fields = line.split()
+            if fields[1] == local:
+                return int(fields[9])
+    raise LookupError(f"no UDP socket on {LOOPBACK}:{port}")
+
+
+def registered_sockets() -> dict[int, set[int]]:
+    """For each io_uring of this process (by descriptor), the inodes of its registered sockets."""
+    rings = {}
+    for fd, what in open_descriptors().items():
+        if "io_uring" in what:
+            with open(f"/proc/self/fdinfo/{fd}") as info:
+                listed = re.findall(r"^\s*\d+: socket:\[(\d+)\]$", info.read(), re.MULTILINE)
+            rings[fd] = {int(inode) for inode in listed}
+    return rings
+
+
+@pytest.mark.skipif(
+    kernel_version() < (6, 13),
+    reason="rings register sockets from Linux 6.13 (before, closed ones were let go late)",
+)
+def test_a_legs_sockets_are_registered_with_both_rings_until_it_closes(
+    monkeypatch: pytest.MonkeyPatch, peers: Callable[[], Peer]
+) -> None:
+    monkeypatch.delenv("CALLBOX_IO_URING", raising=False)
+    before = registered_sockets()
+    with Engine(workers=1, port_min=31000, port_max=31999, host=LOOPBACK) as engine:
+        far_end = peers()
+        leg = connected_leg(engine, far_end)
+        far_end.send(leg, 1)
+        eventually(lambda: leg.stats().packets_received == 1, "a packet through the ring")
+        sockets = {udp_inode(leg.local_port), udp_inode(leg.local_rtcp_port)}
+        rings = {fd: files for fd, files in registered_sockets().items() if fd not in before}
+        assert len(rings) == 2  # one to receive, one to send
+        assert all(sockets <= files for files in rings.values())
+        leg.close()
+        assert all(not sockets & registered_sockets()[fd] for fd in rings)
 
 
 def test_a_new_ssrc_starts_a_new_source_and_a_new_outgoing_stream(
