@@ -380,7 +380,7 @@ record::RecordingInfo Engine::stop_recording(std::uint64_t recording) {
         recordings_.erase(recording);
     }
     try {
-        on_worker(active.worker, [=](Worker& w, Clock::time_point) { w.remove_tap(recording); });
+        on_worker(active.worker, [=](Worker& w, Clock::time_point now) { w.remove_tap(recording, now); });
     } catch (const std::runtime_error&) {
         // The engine closed: its workers feed nothing any more.
     }

@@ -139,6 +139,11 @@ void Leg::pull_audio(Clock::time_point now, std::uint64_t frame) {
     }
 }
 
+std::span<const std::int16_t> Leg::drain_held(Clock::time_point now) {
+    if (!receive_ || receive_->held_frames() == 0) return {};
+    return receive_->pull(to_ms(now));
+}
+
 void Leg::send_local_frame(std::span<const std::uint8_t> payload, std::uint8_t payload_type,
                            std::uint32_t timestamp, bool marker, Clock::time_point now) {
     send_frame({payload, payload_type, timestamp, audio_sequence_++, marker, audio_stream_}, now);

@@ -159,6 +159,11 @@ public:
         --audio_users_;
         --recorders_;
     }
+    int recorders() const { return recorders_; }
+    // A recording stops: the next frame its leg's buffer still holds, or
+    // nothing once it holds none (the call's last ~100 ms, when a recorded
+    // relay plays behind the network).
+    std::span<const std::int16_t> drain_held(Clock::time_point now);
     // Whether the far end hears this leg's received audio through the worker's
     // buffer (not so for a relay, recorded or not): its delay is the call's.
     bool conversation_buffered() const { return receive_ && receive_->in_conversation(); }

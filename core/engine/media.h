@@ -56,6 +56,9 @@ public:
     virtual jitter::Stats stats() const = 0;
     // Whether the conversation hears this audio (its buffer delay is the call's).
     virtual bool in_conversation() const = 0;
+    // Frames received and not yet played that pull() would give out now,
+    // without waiting for the network; 0 where playout follows the clock only.
+    virtual std::uint32_t held_frames() const { return 0; }
 };
 
 // A leg's received audio: a jitter buffer fed with each frame's arrival time,

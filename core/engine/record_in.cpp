@@ -9,11 +9,14 @@ namespace callbox::engine {
 
 namespace {
 
-// Ticks a new stream waits before its first frame plays (recorded as silence).
-constexpr int kStartTicks = 2;
+// Ticks a new stream waits before its first frame plays (recorded as
+// silence). Four: a worker that wakes a few ticks late (a busy machine) and
+// makes up the frames it missed finds them there, rather than concealing
+// for all its legs at once when it can least afford it.
+constexpr int kStartTicks = 4;
 // A level (samples buffered at a tick) never below this for two seconds is
 // more delay than the stream needs: one frame is dropped.
-constexpr std::uint32_t kSpareLevel = 640;
+constexpr std::uint32_t kSpareLevel = 7 * 160;
 constexpr int kWindowTicks = 100;
 // A sender silent this long has paused (DTX, hold): the recording stays
 // silent and the next packet starts the stream afresh.
@@ -200,6 +203,12 @@ std::span<const std::int16_t> RecordedG711In::pull(std::int64_t now_ms) {
         advance(true);
     }
     return out_;
+}
+
+std::uint32_t RecordedG711In::held_frames() const {
+    if (!started_) return 0;
+    const std::int32_t level = ahead_of_play(newest_end_);
+    return level > 0 ? (static_cast<std::uint32_t>(level) + kFrame - 1) / kFrame : 0;
 }
 
 jitter::Stats RecordedG711In::stats() const {

@@ -29,6 +29,7 @@ public:
     std::span<const std::int16_t> pull(std::int64_t now_ms) override;
     jitter::Stats stats() const override;
     bool in_conversation() const override { return false; }
+    std::uint32_t held_frames() const override;
 
     // Samples (one per timestamp unit) the ring holds: 512 ms.
     static constexpr std::uint32_t kRing = 4096;

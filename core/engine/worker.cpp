@@ -133,9 +133,31 @@ void Worker::add_tap(std::uint64_t id, RecordingTap tap) {
                               std::vector<std::int16_t>(samples, 0)});
 }
 
-void Worker::remove_tap(std::uint64_t id) {
+void Worker::flush_tap(ActiveTap& active, Clock::time_point now) {
+    // A side shared with another recording keeps its audio for that one.
+    const auto own = [](Leg* side) { return side != nullptr && side->recorders() == 1 ? side : nullptr; };
+    Leg* const left = own(active.left);
+    Leg* const right = own(active.right);
+    for (int frame = 0; frame < kMaxTailFrames; ++frame) {
+        std::span<const std::int16_t> held[2];
+        bool any = false;
+        for (int i = 0; i < 2; ++i) {
+            Leg* const side = i == 0 ? left : right;
+            if (side != nullptr) guarded(*side, [&](Leg& leg) { held[i] = leg.drain_held(now); });
+            any |= !held[i].empty();
+        }
+        if (!any) return;
+        const auto side = [&](const Leg* l, std::span<const std::int16_t> audio, RateConverter& rate) {
+            return audio.empty() ? active.silence.data() : rate.convert(audio, l->received_rate()).data();
+        };
+        active.recording->push(side(left, held[0], active.left_rate), side(right, held[1], active.right_rate));
+    }
+}
+
+void Worker::remove_tap(std::uint64_t id, Clock::time_point now) {
     const auto it = std::find_if(taps_.begin(), taps_.end(), [id](const ActiveTap& t) { return t.id == id; });
     if (it == taps_.end()) return;
+    flush_tap(*it, now);
     for (Leg* side : {it->left, it->right}) {
         if (side != nullptr) side->remove_recorder();
     }

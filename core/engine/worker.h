@@ -34,6 +34,7 @@ class Worker final : public LegHost {
 public:
     static constexpr std::chrono::milliseconds kTick{20};
     static constexpr std::uint64_t kMaxCatchUp = 5;  // frames made up after a late wake-up
+    static constexpr int kMaxTailFrames = 30;        // a stopped recording's held audio: 600 ms at most
     using Command = std::function<void(Worker&, Clock::time_point)>;
 
     explicit Worker(EventQueue& events);
@@ -53,7 +54,8 @@ public:
     // The leg, or nullptr if it is gone.
     Leg* find_leg(LegId id);
     void add_tap(std::uint64_t id, RecordingTap tap);
-    void remove_tap(std::uint64_t id);
+    // Stops feeding a recording, after what its legs' buffers still hold.
+    void remove_tap(std::uint64_t id, Clock::time_point now);
     void add_conference(std::unique_ptr<Conference> conference);
     Conference& conference(ConferenceId id);
     void remove_conference(ConferenceId id);
@@ -85,6 +87,8 @@ private:
     template <class Work>
     void for_each_leg(Work work);
 
+    struct ActiveTap;
+    void flush_tap(ActiveTap& active, Clock::time_point now);
     struct ActiveTap {
         std::uint64_t id;
         std::shared_ptr<record::Recording> recording;

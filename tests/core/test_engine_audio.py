@@ -973,6 +973,34 @@ def test_a_recorded_frame_that_comes_after_its_successor_is_recorded_in_its_plac
     assert_tone(left[start:], rate, c.a.frequency, LEVEL_TOLERANCE["PCMA"])
 
 
+def test_a_recording_stopped_right_after_the_last_packet_still_holds_it(
+    engine: Engine, peers: Callable[[], Peer], tmp_path: Path
+) -> None:
+    c = Call(engine, peers, "PCMA", "PCMA")
+    frames = 50
+    encoder = core.Encoder("PCMA")
+    tone = [
+        encoder.encode(tone_pcm(c.a.frequency, TONE_LEVEL, 8000, 160, start=n * 160))
+        for n in range(frames)
+    ]
+    recording = engine.record(tmp_path / "call.wav", left=c.leg_a, right=c.leg_b)
+    start = time.monotonic()
+    for n in range(frames):
+        c.a.peer.send_rtp(c.a.port, PAYLOAD_TYPES["PCMA"], n, n * 160, tone[n])
+        time.sleep(max(0.0, start + (n + 1) * 0.02 - time.monotonic()))
+    # The hang-up comes as the last packet does: the recording, which plays
+    # a relay's audio some 100 ms behind the network, still writes what it held.
+    recording.stop()
+    left, _, rate = channels(tmp_path / "call.wav")
+    frame = rate // 50
+    threshold = 0.5 * amplitude(TONE_LEVEL) / math.sqrt(2)
+    heard = [
+        rms(left[2 * i * frame : 2 * (i + 1) * frame]) > threshold
+        for i in range(len(left) // (2 * frame))
+    ]
+    assert sum(heard) >= frames - 1
+
+
 def test_a_recorded_side_that_pauses_sending_stays_time_aligned_with_the_other(
     engine: Engine, peers: Callable[[], Peer], tmp_path: Path
 ) -> None:
