@@ -39,7 +39,8 @@ codec) while the trunk stays G.711, so the box transcodes; per step the JSON
 gives the negotiated mix and quality per agent codec. ``--jitter-ms``,
 ``--loss-pct`` and ``--reorder-pct`` put ``benchmarks.impair``'s relay between
 the box and the agents' echo. Late, lost and concealed frames inside the box
-come from the switch's jitter buffers (``GET /v1/media/stats``). ``--attach``
+come from the switch's jitter buffers (each call's legs in ``GET /v1/calls``,
+over the calls up at both ends of the window). ``--attach``
 measures a running appliance through its control API instead of starting one.
 """
 
@@ -464,15 +465,21 @@ def buffer_figures(counters: dict[str, int]) -> dict[str, Any]:
     }
 
 
-def media_window(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
-    """What the box's jitter buffers did between two ``GET /v1/media/stats`` samples."""
-    counters = {
-        key: after["jitter_buffer"][key] - before["jitter_buffer"][key] for key in JITTER_COUNTERS
-    }
+def media_window(
+    before: dict[str, Legs], after: dict[str, Legs], media: dict[str, Any]
+) -> dict[str, Any]:
+    """What the box's jitter buffers did in the window: their counters summed over the calls
+    up at both of its ends (``GET /v1/media/stats`` sums the live calls, so a call that
+    ended inside the window took its counters out of the second sum, which could then come
+    out below the first), with the legs and least MOS of ``media``, taken at its end."""
+    total: Counter[str] = Counter()
+    for call_id in before.keys() & after.keys():
+        total.update(buffer_delta(before[call_id], after[call_id]))
+    counters = {key: total[key] for key in JITTER_COUNTERS}
     return {
-        "legs_with_jitter_buffer": after["legs_with_jitter_buffer"],
+        "legs_with_jitter_buffer": media["legs_with_jitter_buffer"],
         **buffer_figures(counters),
-        "mos_min": after["mos_min"],
+        "mos_min": media["mos_min"],
     }
 
 
@@ -744,7 +751,7 @@ class Run:
             up_s = time.monotonic() - started
             time.sleep(max(0.0, SETTLE_S - (up_s - ramp_s)))
             with LagProbe(api) as probe:
-                before, media0 = leg_counters(api), api.request("GET", "/media/stats")
+                before = leg_counters(api)
                 network0 = self.relay.stats() if self.relay is not None else None
                 cpu0, wait0, t0 = cpu_seconds(pid), run_queue_wait_s(pid), time.monotonic()
                 while (left := t0 + args.hold - time.monotonic()) > 0:
@@ -778,7 +785,7 @@ class Run:
                 group.codec: per_port.get(port, 0)
                 for group, port in zip(self.groups, self.relay.ports, strict=True)
             }
-        inside = media_window(media0, media1)
+        inside = media_window(before, after, media1)
         by_codec = quality_by_codec(before, after, dropped)
         failed = int(stats.get("FailedCall(C)", "0"))
         successful = int(stats.get("SuccessfulCall(C)", "0"))
