@@ -125,4 +125,15 @@ void ulaw_encode(const std::int16_t* pcm, std::size_t count, std::uint8_t* out) 
 void alaw_decode(const std::uint8_t* codes, std::size_t count, std::int16_t* out) noexcept;
 void ulaw_decode(const std::uint8_t* codes, std::size_t count, std::int16_t* out) noexcept;
 
+using BlockEncode = void (*)(const std::int16_t*, std::size_t, std::uint8_t*) noexcept;
+using BlockDecode = void (*)(const std::uint8_t*, std::size_t, std::int16_t*) noexcept;
+
+/// The block encoder and decoder of A-law (PCMA) or u-law (PCMU).
+inline BlockEncode block_encoder(bool alaw) {
+    return alaw ? static_cast<BlockEncode>(alaw_encode) : static_cast<BlockEncode>(ulaw_encode);
+}
+inline BlockDecode block_decoder(bool alaw) {
+    return alaw ? static_cast<BlockDecode>(alaw_decode) : static_cast<BlockDecode>(ulaw_decode);
+}
+
 }  // namespace callbox::codec::g711

@@ -7,15 +7,10 @@ namespace callbox::codec {
 
 namespace {
 
-using BlockEncode = void (*)(const std::int16_t*, std::size_t, std::uint8_t*) noexcept;
-using BlockDecode = void (*)(const std::uint8_t*, std::size_t, std::int16_t*) noexcept;
-
 class G711Encoder final : public Encoder {
 public:
     G711Encoder(const CodecInfo& info, bool alaw)
-        : Encoder(info),
-          encode_(alaw ? static_cast<BlockEncode>(g711::alaw_encode)
-                       : static_cast<BlockEncode>(g711::ulaw_encode)) {}
+        : Encoder(info), encode_(g711::block_encoder(alaw)) {}
 
 protected:
     Payload encode_frame(std::span<const std::int16_t> frame) override {
@@ -25,15 +20,13 @@ protected:
     }
 
 private:
-    BlockEncode encode_;
+    g711::BlockEncode encode_;
 };
 
 class G711Decoder final : public Decoder {
 public:
     G711Decoder(const CodecInfo& info, bool alaw)
-        : Decoder(info),
-          decode_(alaw ? static_cast<BlockDecode>(g711::alaw_decode)
-                       : static_cast<BlockDecode>(g711::ulaw_decode)) {}
+        : Decoder(info), decode_(g711::block_decoder(alaw)) {}
 
     Pcm decode(std::span<const std::uint8_t> payload) override {
         Pcm pcm;
@@ -52,7 +45,7 @@ public:
     Pcm conceal() override { return plc_.fill(info().frame_samples()); }
 
 private:
-    BlockDecode decode_;
+    g711::BlockDecode decode_;
     PitchConcealer plc_{info().sample_rate};
 };
 

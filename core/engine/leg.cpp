@@ -30,7 +30,7 @@ Leg::Leg(LegId id, CodecSpec codec, AudioOptions audio)
       audio_stream_((id << 32) | 0xFFFFFFFEu) {
     if (audio_.telephone_event >= 0) digits_in_ = std::make_unique<TelephoneEventTracker>(codec_.clock_rate);
     const std::string name = lower_case(codec_.name);
-    g711_ = (name == "pcma" || name == "pcmu") && codec_.clock_rate == 8000;
+    if ((name == "pcma" || name == "pcmu") && codec_.clock_rate == 8000) g711_alaw_ = name == "pcma";
 }
 
 Leg::~Leg() = default;
@@ -47,12 +47,12 @@ void Leg::set_bridged(Leg* peer) {
 int Leg::received_rate() const { return receive_ ? receive_->sample_rate() : 0; }
 
 bool Leg::wants_audio() const {
-    return audio_users_ > 0 || (bridged_ != nullptr && !relay_) || (audio_.inband_dtmf && !digits_in_);
+    return audio_users_ > 0 || (bridged_ != nullptr && !relay_) || detects_inband();
 }
 
 bool Leg::only_recorded() const {
-    return g711_ && recorders_ > 0 && recorders_ == audio_users_ && (bridged_ == nullptr || relay_) &&
-           (!audio_.inband_dtmf || digits_in_);
+    return g711_alaw_ && recorders_ > 0 && recorders_ == audio_users_ && (bridged_ == nullptr || relay_) &&
+           !detects_inband();
 }
 
 AudioIn& Leg::receive_path() {
@@ -61,7 +61,7 @@ AudioIn& Leg::receive_path() {
         // Who listens changed (a conference joined, a transcoding bridge): the
         // audio starts afresh in the path that suits them.
         if (recorded) {
-            receive_ = std::make_unique<RecordedG711In>(lower_case(codec_.name) == "pcma");
+            receive_ = std::make_unique<RecordedG711In>(*g711_alaw_);
         } else {
             receive_ = std::make_unique<ReceivePath>(codec_.name, codec::parse_fmtp(codec_.fmtp), codec_.clock_rate);
         }
@@ -128,7 +128,7 @@ void Leg::pull_audio(Clock::time_point now, std::uint64_t frame) {
     }
     if (!receive_) return;
     received_ = receive_path().pull(to_ms(now));
-    if (!audio_.inband_dtmf || digits_in_ || received_.empty()) return;
+    if (!detects_inband() || received_.empty()) return;
     if (!detector_) {
         detector_ = std::make_unique<codec::DtmfDetector>();
         detector_rate_ = std::make_unique<RateConverter>(kDetectorRate);

@@ -193,6 +193,8 @@ protected:
 
 private:
     bool wants_audio() const;
+    // In-band DTMF detection runs on the decoded audio (asked for, and no RFC 4733 events).
+    bool detects_inband() const { return audio_.inband_dtmf && !digits_in_; }
     // Only recordings take the received audio, of a G.711 leg that relays or is not bridged.
     bool only_recorded() const;
     // receive_, made for who takes the audio now.
@@ -219,7 +221,7 @@ private:
     // Received audio, decoded on the worker while someone consumes it.
     int audio_users_ = 0;
     int recorders_ = 0;
-    bool g711_ = false;
+    std::optional<bool> g711_alaw_;  // PCMA or PCMU at 8 kHz: whether A-law; else empty
     std::unique_ptr<AudioIn> receive_;
     std::span<const std::int16_t> received_;
     std::uint64_t pulled_frame_ = 0;

@@ -3,8 +3,6 @@
 #include <algorithm>
 #include <vector>
 
-#include "codec/g711.h"
-
 namespace callbox::engine {
 
 namespace {
@@ -47,18 +45,20 @@ void RecordedG711In::forget(std::uint32_t from, std::uint32_t count) {
     for_each_word(from, count, [&](std::uint32_t word, std::uint64_t mask) { present_[word] &= ~mask; });
 }
 
-void RecordedG711In::decode(std::uint32_t from, std::uint32_t count, std::int16_t* out) const {
-    using BlockDecode = void (*)(const std::uint8_t*, std::size_t, std::int16_t*) noexcept;
-    const BlockDecode decode_codes = alaw_ ? static_cast<BlockDecode>(codec::g711::alaw_decode)
-                                           : static_cast<BlockDecode>(codec::g711::ulaw_decode);
-    while (count > 0) {
-        const std::uint32_t at = from % kRing;
-        const std::uint32_t n = std::min(count, kRing - at);
-        decode_codes(codes_.data() + at, n, out);
-        out += n;
-        from += n;
-        count -= n;
+template <class F>
+void RecordedG711In::for_each_piece(std::uint32_t from, std::uint32_t count, F f) {
+    for (std::uint32_t done = 0; done < count;) {
+        const std::uint32_t at = (from + done) % kRing;
+        const std::uint32_t n = std::min(count - done, kRing - at);
+        f(at, n, done);
+        done += n;
     }
+}
+
+void RecordedG711In::decode(std::uint32_t from, std::uint32_t count, std::int16_t* out) const {
+    for_each_piece(from, count, [&](std::uint32_t at, std::uint32_t n, std::uint32_t done) {
+        decode_codes_(codes_.data() + at, n, out + done);
+    });
 }
 
 void RecordedG711In::restart(std::uint32_t timestamp, std::uint32_t source) {
@@ -128,12 +128,9 @@ void RecordedG711In::put(std::span<const std::uint8_t> payload, std::uint32_t ti
         return;
     }
     ++stats_.received;
-    for (std::uint32_t done = 0; done < samples;) {
-        const std::uint32_t at = (timestamp + done) % kRing;
-        const std::uint32_t n = std::min(samples - done, kRing - at);
+    for_each_piece(timestamp, samples, [&](std::uint32_t at, std::uint32_t n, std::uint32_t done) {
         std::copy_n(payload.data() + done, n, codes_.data() + at);
-        done += n;
-    }
+    });
     for_each_word(timestamp, samples, [&](std::uint32_t word, std::uint64_t mask) { present_[word] |= mask; });
     arrival_ms_[(timestamp % kRing) / kBlock] = arrival_ms;
     if (static_cast<std::int32_t>(timestamp + samples - newest_end_) > 0) newest_end_ = timestamp + samples;

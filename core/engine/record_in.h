@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <span>
 
+#include "codec/g711.h"
 #include "codec/plc.h"
 #include "engine/media.h"
 #include "jitter/jitter.h"
@@ -21,7 +22,7 @@ namespace callbox::engine {
 
 class RecordedG711In final : public AudioIn {
 public:
-    explicit RecordedG711In(bool alaw) : alaw_(alaw) {}
+    explicit RecordedG711In(bool alaw) : decode_codes_(codec::g711::block_decoder(alaw)) {}
 
     int sample_rate() const override { return kRate; }
     void put(std::span<const std::uint8_t> payload, std::uint32_t timestamp, std::uint16_t sequence,
@@ -44,6 +45,10 @@ private:
     // Calls f(word, mask) for the presence bits of samples [from, from + count).
     template <class F>
     static void for_each_word(std::uint32_t from, std::uint32_t count, F f);
+    // Calls f(index, n, done) for the ring's pieces of samples [from, from + count)
+    // (two where they wrap its end); `done` samples came before the piece.
+    template <class F>
+    static void for_each_piece(std::uint32_t from, std::uint32_t count, F f);
     bool all_present(std::uint32_t from, std::uint32_t count) const;
     bool present(std::uint32_t sample) const { return (present_[sample % kRing / 64] >> (sample % 64) & 1U) != 0; }
     void forget(std::uint32_t from, std::uint32_t count);
@@ -55,7 +60,7 @@ private:
     void advance(bool concealed);
     std::int32_t ahead_of_play(std::uint32_t timestamp) const { return static_cast<std::int32_t>(timestamp - play_); }
 
-    bool alaw_;
+    codec::g711::BlockDecode decode_codes_;
     std::array<std::uint8_t, kRing> codes_{};
     std::array<std::uint64_t, kRing / 64> present_{};
     std::array<std::int64_t, kRing / kBlock> arrival_ms_{};

@@ -133,24 +133,26 @@ void Worker::add_tap(std::uint64_t id, RecordingTap tap) {
                               std::vector<std::int16_t>(samples, 0)});
 }
 
+void Worker::ActiveTap::push(std::span<const std::int16_t> left_audio, std::span<const std::int16_t> right_audio) {
+    // A side with no audio (buffering, or its leg closed) records silence.
+    const auto side = [&](const Leg* leg, std::span<const std::int16_t> audio, RateConverter& rate) {
+        return audio.empty() ? silence.data() : rate.convert(audio, leg->received_rate()).data();
+    };
+    recording->push(side(left, left_audio, left_rate), side(right, right_audio, right_rate));
+}
+
 void Worker::flush_tap(ActiveTap& active, Clock::time_point now) {
     // A side shared with another recording keeps its audio for that one.
-    const auto own = [](Leg* side) { return side != nullptr && side->recorders() == 1 ? side : nullptr; };
-    Leg* const left = own(active.left);
-    Leg* const right = own(active.right);
+    const auto held = [&](Leg* side) {
+        std::span<const std::int16_t> audio;
+        if (side != nullptr && side->recorders() == 1) guarded(*side, [&](Leg& leg) { audio = leg.drain_held(now); });
+        return audio;
+    };
     for (int frame = 0; frame < kMaxTailFrames; ++frame) {
-        std::span<const std::int16_t> held[2];
-        bool any = false;
-        for (int i = 0; i < 2; ++i) {
-            Leg* const side = i == 0 ? left : right;
-            if (side != nullptr) guarded(*side, [&](Leg& leg) { held[i] = leg.drain_held(now); });
-            any |= !held[i].empty();
-        }
-        if (!any) return;
-        const auto side = [&](const Leg* l, std::span<const std::int16_t> audio, RateConverter& rate) {
-            return audio.empty() ? active.silence.data() : rate.convert(audio, l->received_rate()).data();
-        };
-        active.recording->push(side(left, held[0], active.left_rate), side(right, held[1], active.right_rate));
+        const std::span<const std::int16_t> left = held(active.left);
+        const std::span<const std::int16_t> right = held(active.right);
+        if (left.empty() && right.empty()) return;
+        active.push(left, right);
     }
 }
 
@@ -188,14 +190,10 @@ void Worker::record_tick(Clock::time_point now, std::uint64_t frame) {
         for (Leg* side : {active.left, active.right}) {
             if (side != nullptr) guarded(*side, [&](Leg& leg) { leg.pull_audio(now, frame); });
         }
-        // A side with no audio this tick (buffering, or its leg closed) records silence.
-        const auto side = [&](const Leg* l, RateConverter& rate) -> const std::int16_t* {
-            if (l == nullptr || l->received_audio().empty()) return active.silence.data();
-            return rate.convert(l->received_audio(), l->received_rate()).data();
+        const auto audio = [](const Leg* side) {
+            return side != nullptr ? side->received_audio() : std::span<const std::int16_t>{};
         };
-        const std::int16_t* left = side(active.left, active.left_rate);
-        const std::int16_t* right = side(active.right, active.right_rate);
-        active.recording->push(left, right);
+        active.push(audio(active.left), audio(active.right));
     }
 }
 

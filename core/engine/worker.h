@@ -87,8 +87,6 @@ private:
     template <class Work>
     void for_each_leg(Work work);
 
-    struct ActiveTap;
-    void flush_tap(ActiveTap& active, Clock::time_point now);
     struct ActiveTap {
         std::uint64_t id;
         std::shared_ptr<record::Recording> recording;
@@ -98,7 +96,12 @@ private:
         RateConverter left_rate;  // each side's audio to the recording's rate
         RateConverter right_rate;
         std::vector<std::int16_t> silence;
+
+        // One frame of each side's audio into the recording, at its rate.
+        void push(std::span<const std::int16_t> left_audio, std::span<const std::int16_t> right_audio);
     };
+    // A stopping recording takes what its legs' buffers still hold.
+    void flush_tap(ActiveTap& active, Clock::time_point now);
 
     EventQueue& events_;
     int epoll_fd_ = -1;
