@@ -16,7 +16,7 @@ import functools
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -196,15 +196,26 @@ def pass_dtmf(event: DtmfReceived, other: Session) -> None:
         other.send_request("INFO", body, "application/dtmf-relay")
 
 
-def legs_status(call: CallLegs, sides: list[tuple[str, RtpLeg | None]]) -> dict[str, Any]:
-    """The ``codec`` and ``legs`` of a call's line in ``callbox status`` (reads leg stats)."""
-    legs = {}
+StatsOf = Mapping[RtpLeg, LegStats | None]
+"""Legs' statistics read together (``LegControl.stats_of``); ``None`` for a closed leg."""
+
+
+def legs_status(
+    call: CallLegs, sides: list[tuple[str, RtpLeg | None]], stats: StatsOf | None
+) -> dict[str, Any]:
+    """The ``codec`` and ``legs`` of a call's line in ``callbox status``, from ``stats``
+    (only ``codec`` if None)."""
     codecs = [call.formats[leg].codec.name for _, leg in sides if leg in call.formats]
+    # One name when both legs share it (a relay), else each side's.
+    codec = "/".join(dict.fromkeys(codecs)) or None
+    if stats is None:
+        return {"codec": codec}
+    legs = {}
     for name, leg in sides:
-        if leg is None:
+        leg_stats = None if leg is None else stats.get(leg)
+        if leg is None or leg_stats is None:
             continue
         try:
-            stats = leg.stats()
             worker = leg.worker
         except (RuntimeError, ValueError):
             continue  # the call is ending: its legs are being closed
@@ -212,14 +223,13 @@ def legs_status(call: CallLegs, sides: list[tuple[str, RtpLeg | None]]) -> dict[
             "codec": call.formats[leg].codec.name,
             "worker": worker,
             "port": leg.local_port,
-            "received": stats.packets_received,
-            "sent": stats.packets_sent,
-            "lost": stats.lost,
-            "mos": round(stats.mos, 2),
-            "jitter_buffer": jitter_buffer_status(stats),
+            "received": leg_stats.packets_received,
+            "sent": leg_stats.packets_sent,
+            "lost": leg_stats.lost,
+            "mos": round(leg_stats.mos, 2),
+            "jitter_buffer": jitter_buffer_status(leg_stats),
         }
-    # One name when both legs share it (a relay), else each side's.
-    return {"codec": "/".join(dict.fromkeys(codecs)) or None, "legs": legs}
+    return {"codec": codec, "legs": legs}
 
 
 JITTER_COUNTERS = ("received", "late", "lost", "discarded", "concealed", "played")
@@ -312,6 +322,19 @@ class LegControl:
         return await loop.run_in_executor(
             self._executor, functools.partial(command, *args, **kwargs)
         )
+
+    async def stats_of(self, legs: list[RtpLeg]) -> dict[RtpLeg, LegStats | None]:
+        """Every leg's statistics in one trip to the command threads, and one to each
+        worker (a leg at a time, a status page of a thousand calls woke the media
+        worker two thousand times); ``None`` for a leg closed meanwhile."""
+        engine = self.engine()
+        if engine is None or not legs:
+            return {}
+        try:
+            read = await self.run(engine.stats_of, legs)
+        except RuntimeError:
+            return {}  # the engine is closing
+        return dict(zip(legs, read, strict=True))
 
     def ready(self) -> bool:
         """Whether the media engine runs (calls can have legs)."""

@@ -40,6 +40,7 @@ from appliance.calls.legs import (
     CallState,
     LegControl,
     LegFormat,
+    StatsOf,
     allowed_codecs,
     leg_quality,
     legs_status,
@@ -203,9 +204,13 @@ class LiveCall(CallIdentity):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._follower
 
-    def status(self) -> dict[str, Any]:
-        """A line of ``callbox status`` (reads leg statistics: run it off the loop)."""
+    def status_sides(self) -> list[tuple[str, RtpLeg | None]]:
+        """The legs a line of ``callbox status`` shows, by name."""
         agent = self._bridged.leg if self._bridged is not None else None
+        return [("caller", self.caller_leg), ("agent", agent)]
+
+    def status(self, stats: StatsOf | None) -> dict[str, Any]:
+        """A line of ``callbox status``, its legs' figures from ``stats`` (none if None)."""
         return {
             "id": self._id,
             "from": self._caller,
@@ -215,7 +220,7 @@ class LiveCall(CallIdentity):
             "agent": self._bridged.extension if self._bridged is not None else self._ringing_agent,
             "seconds": round(time.monotonic() - self._started_monotonic, 1),
             "held": self.session.held_by_peer,
-            **legs_status(self.legs, [("caller", self.caller_leg), ("agent", agent)]),
+            **legs_status(self.legs, self.status_sides(), stats),
         }
 
     # The Call protocol's operations.

@@ -102,6 +102,7 @@ from appliance.calls.legs import (
     CallState,
     LegControl,
     LegFormat,
+    StatsOf,
     allowed_codecs,
     answered_format,
     common_codec,
@@ -208,9 +209,13 @@ class Call(CallLegs):
         phones = [_phone(party) for party in self.parties]
         return dict(zip(("from", "to"), phones, strict=False))
 
-    def status(self) -> dict[str, Any]:
-        """A line of ``callbox status``."""
+    def status_sides(self) -> list[tuple[str, RtpLeg | None]]:
+        """The legs a line of ``callbox status`` shows, by name."""
         sides = [self.legs.get(party) for party in self.parties]
+        return list(zip(("caller", "callee"), sides, strict=False))
+
+    def status(self, stats: StatsOf | None) -> dict[str, Any]:
+        """A line of ``callbox status``, its legs' figures from ``stats`` (none if None)."""
         return {
             "id": self.id,
             "from": self.caller.caller.uri.user or str(self.caller.caller.uri),
@@ -220,7 +225,7 @@ class Call(CallLegs):
             "state": self.state.value,
             "seconds": round(time.monotonic() - self.started, 1),
             "held": any(party.held_by_peer for party in self.parties),
-            **legs_status(self, list(zip(("caller", "callee"), sides, strict=False))),
+            **legs_status(self, self.status_sides(), stats),
         }
 
 
@@ -286,10 +291,15 @@ class CallControl:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def status(self) -> list[dict[str, Any]]:
-        """Every live call, for ``callbox status`` (leg statistics are read off the loop)."""
+    async def status(self, legs: bool = True) -> list[dict[str, Any]]:
+        """Every live call, for ``callbox status``: with its legs' figures (their
+        statistics read together, off the loop) unless ``legs`` is False."""
         calls: list[Call | LiveCall] = [*self.calls.values(), *self.live.values()]
-        return [await self.media.run(call.status) for call in calls]
+        if not legs:
+            return [call.status(None) for call in calls]
+        read = [leg for call in calls for _, leg in call.status_sides() if leg is not None]
+        stats = await self.media.stats_of(read)
+        return [call.status(stats) for call in calls]
 
     def hang_up(self, call_id: str, cause: HangupCause = HangupCause.NORMAL_CLEARING) -> bool:
         """Hang up the live call ``call_id`` (either kind) with ``cause``; False if none."""

@@ -156,6 +156,17 @@ void bind_engine(py::module_& m) {
         .def("conference_set_hears", &engine::Engine::conference_set_hears, Release())
         .def("close_conference", &engine::Engine::close_conference, Release())
         .def("stats", [](engine::Engine& e, engine::LegId leg) { return stats_of(e, leg, &engine::Engine::stats); })
+        .def("stats_many",
+             [](engine::Engine& e, const std::vector<engine::LegId>& legs) {
+                 std::vector<std::optional<engine::LegStats>> all;
+                 {
+                     py::gil_scoped_release release;
+                     all = e.stats(legs);
+                 }
+                 py::list out;
+                 for (const auto& s : all) out.append(s ? py::object(stats_dict(*s)) : py::object(py::none()));
+                 return out;
+             })
         .def("close_leg",
              [](engine::Engine& e, engine::LegId leg) { return stats_of(e, leg, &engine::Engine::close_leg); })
         .def("poll_events",

@@ -391,6 +391,40 @@ LegStats Engine::stats(LegId leg) {
     return on_worker(worker_of(leg), [=](Worker& w, Clock::time_point) { return w.leg(leg).stats(); });
 }
 
+std::vector<std::optional<LegStats>> Engine::stats(const std::vector<LegId>& legs) {
+    std::vector<std::optional<LegStats>> out(legs.size());
+    std::vector<std::vector<std::size_t>> on(workers_.size());  // per worker, indexes into `legs`
+    {
+        std::lock_guard lock(mutex_);
+        if (closed_) throw std::runtime_error("the media engine is closed");
+        for (std::size_t i = 0; i < legs.size(); ++i) {
+            const auto it = leg_worker_.find(legs[i]);
+            if (it != leg_worker_.end()) on[it->second].push_back(i);
+        }
+    }
+    // Posted to every worker before waiting on any: the workers answer at once.
+    std::vector<std::future<void>> answers;
+    for (unsigned worker = 0; worker < on.size(); ++worker) {
+        if (on[worker].empty()) continue;
+        auto done = std::make_shared<std::promise<void>>();
+        answers.push_back(done->get_future());
+        try {
+            workers_[worker]->post([&, worker, done](Worker& w, Clock::time_point) {
+                // A leg closed after the lookup above is simply left out.
+                for (const std::size_t i : on[worker])
+                    if (Leg* leg = w.find_leg(legs[i])) out[i] = leg->stats();
+                done->set_value();
+            });
+        } catch (...) {
+            answers.pop_back();
+            for (auto& answer : answers) answer.wait();  // they write into this frame
+            throw;
+        }
+    }
+    for (auto& answer : answers) answer.get();
+    return out;
+}
+
 LegStats Engine::close_leg(LegId leg) {
     LegStats last = on_worker(worker_of(leg), [=](Worker& w, Clock::time_point) {
         LegStats s = w.leg(leg).stats();

@@ -68,6 +68,9 @@ public:
     void conference_set_hears(ConferenceId conference, LegId listener, LegId talker, bool hears);
     void close_conference(ConferenceId conference);
     LegStats stats(LegId leg);
+    // Many legs' statistics, in order, with one trip to each worker (not one
+    // per leg); nullopt for a leg that is not (or no longer) in the engine.
+    std::vector<std::optional<LegStats>> stats(const std::vector<LegId>& legs);
     // Closes the leg and returns its final statistics.
     LegStats close_leg(LegId leg);
 

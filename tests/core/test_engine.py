@@ -342,6 +342,33 @@ def test_closing_a_leg_returns_its_final_stats_and_frees_its_ports(
         leg.stats()
 
 
+def test_many_legs_stats_read_together_match_each_legs_own_in_order(
+    engine: Engine, peers: Callable[[], Peer]
+) -> None:
+    far_ends = [peers() for _ in range(4)]
+    legs = [connected_leg(engine, far_end) for far_end in far_ends]
+    assert {leg.worker for leg in legs} == {0, 1}  # the read spans both workers
+    for count, (leg, far_end) in enumerate(zip(legs, far_ends, strict=True), start=1):
+        for seq in range(1, count + 1):
+            far_end.send(leg, seq)
+    eventually(
+        lambda: [s.packets_received for s in engine.stats_of(legs) if s] == [1, 2, 3, 4],
+        "each leg's packets, in the order the legs were asked for",
+    )
+    legs[1].close()
+    read = engine.stats_of([legs[3], legs[1], legs[0]])
+    assert read[1] is None  # closed: left out, not an error
+    assert [s.packets_received if s else None for s in read] == [4, None, 1]
+    own = legs[3].stats()
+    assert read[0] is not None
+    assert read[0].remote_ssrc == own.remote_ssrc != 0
+    assert engine.stats_of([]) == []
+    with Engine(workers=1, port_min=32000, port_max=32099, host=LOOPBACK) as other:
+        stranger = other.create_rtp_leg()
+        with pytest.raises(ValueError, match="belongs to another engine"):
+            engine.stats_of([legs[0], stranger])
+
+
 def test_closed_legs_free_their_ports_at_once_while_their_far_ends_keep_sending(
     any_io_engine: Engine, peers: Callable[[], Peer]
 ) -> None:

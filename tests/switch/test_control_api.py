@@ -185,6 +185,10 @@ async def test_unknown_agent_call_queue_and_route_answer_404_in_json(api: Api) -
         {"error": "no queue named 'nowhere'"},
     )
     assert await api.request("GET", "/v1/nothing") == (404, {"error": "no route GET /v1/nothing"})
+    assert await api.request("GET", "/v1/calls?legs=no") == (
+        400,
+        {"error": "legs must be true or false: got 'no'"},
+    )
     status, body = await api.request("DELETE", "/v1/agents")
     assert (status, body) == (405, {"error": "Method Not Allowed"})
     status, body = await api.request("GET", "/v1/events")
@@ -264,6 +268,14 @@ async def test_hang_up_ends_a_live_extension_call_with_the_cause(
         (call,) = (await api.ok("GET", "/v1/calls"))["calls"]
         assert (call["from"], call["to"], call["state"]) == ("1001", CALLEE, "answered")
         assert call["id"] == status["calls"][0]["id"]
+        assert set(call["legs"]) == {"caller", "callee"}
+        assert call["legs"]["caller"]["received"] >= 0
+        # Without the legs' figures: the same line, no trip to the media workers.
+        (light,) = (await api.ok("GET", "/v1/calls?legs=false"))["calls"]
+        assert "legs" not in light
+        assert {k: light[k] for k in ("id", "state", "codec")} == {
+            k: call[k] for k in ("id", "state", "codec")
+        }
         hung_up = await api.ok("POST", f"/v1/calls/{call['id']}/hangup", {"cause": 21})
         assert hung_up == {"call_id": call["id"], "cause": 21}
     finally:
