@@ -150,6 +150,13 @@ class RtpLeg:
         """Put the leg on hold (no RTP timeout while held) or take it off hold."""
         self.engine._core.set_hold(self.id, on_hold)
 
+    def detect_inband_dtmf(self, on: bool = True) -> None:
+        """Start or stop detecting DTMF in the leg's audio (``dtmf`` events, reason
+        ``inband``), as ``inband_dtmf`` at creation does. A leg with telephone-event
+        detects none either way. Stopped, a relayed leg's audio is no longer decoded
+        for it (its tones still reach a bridged peer in the audio itself)."""
+        self.engine._core.set_inband_dtmf(self.id, on)
+
     def send(self, payload: Buffer, timestamp: int, *, marker: bool = False) -> None:
         """Queue one frame of codec payload for the far end, sent at the next tick.
 

@@ -503,16 +503,27 @@ class LegControl:
         return leg
 
     async def connect(
-        self, kept: RtpLeg, answered: RtpLeg, media: Negotiated, *, early: bool = False
+        self,
+        kept: RtpLeg,
+        answered: RtpLeg,
+        media: Negotiated,
+        *,
+        early: bool = False,
+        stop_inband_dtmf: bool = False,
     ) -> None:
         """Send ``answered`` to the answer's address, bridge it to ``kept``, start timeouts.
 
         ``early`` (early media, before the answer) keeps both legs held: a caller's
         phone may send nothing while it rings, which is no reason to hang up.
+        ``stop_inband_dtmf`` ends ``kept``'s in-band digit detection first, for a
+        caller whom no IVR will hear again: the tones reach the other party in the
+        audio itself, and a recorded relay no longer decodes for a detector.
         """
         engine = self._running_engine()
 
         def commands() -> None:
+            if stop_inband_dtmf:
+                kept.detect_inband_dtmf(False)
             answered.set_remote(media.remote_address, media.remote_port)
             if early:
                 engine.bridge(kept, answered)

@@ -411,7 +411,8 @@ class LiveCall(CallIdentity):
             await self._end(self._hangup_of(leg.session.end, Side.AGENT))
         else:
             try:
-                await self._media.connect(caller_leg, leg.leg, leg.media)
+                # Bridged, the caller is heard by the agent only, never by the IVR again.
+                await self._media.connect(caller_leg, leg.leg, leg.media, stop_inband_dtmf=True)
             except (RuntimeError, ValueError):
                 await self._check_up()  # its legs were closed as it ended
                 raise

@@ -99,6 +99,7 @@ void bind_engine(py::module_& m) {
             Release())
         .def("set_remote", &engine::Engine::set_remote, Release())
         .def("set_hold", &engine::Engine::set_hold, Release())
+        .def("set_inband_dtmf", &engine::Engine::set_inband_dtmf, Release())
         .def("send",
              [](engine::Engine& e, engine::LegId leg, const py::object& payload, std::uint32_t timestamp,
                 bool marker) {

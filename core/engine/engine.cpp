@@ -192,6 +192,10 @@ void Engine::set_hold(LegId leg, bool on_hold) {
     on_worker(worker_of(leg), [=](Worker& w, Clock::time_point now) { w.leg(leg).set_hold(on_hold, now); });
 }
 
+void Engine::set_inband_dtmf(LegId leg, bool on) {
+    on_worker(worker_of(leg), [=](Worker& w, Clock::time_point) { w.leg(leg).set_inband_dtmf(on); });
+}
+
 void Engine::send(LegId leg, std::vector<std::uint8_t> payload, std::uint32_t timestamp, bool marker) {
     if (payload.size() > kMaxDatagram - rtp::kFixedHeaderSize) {
         throw std::invalid_argument("a frame's payload must fit one datagram (at most " +

@@ -39,6 +39,7 @@ public:
     LegPorts create_rtp_leg(RtpLegConfig config, std::optional<LegId> beside);
     void set_remote(LegId leg, const std::string& host, std::uint16_t rtp_port, std::uint16_t rtcp_port);
     void set_hold(LegId leg, bool on_hold);
+    void set_inband_dtmf(LegId leg, bool on);
     // Queues one frame for the far end; does not wait.
     void send(LegId leg, std::vector<std::uint8_t> payload, std::uint32_t timestamp, bool marker);
     // Joins two legs (replacing earlier bridges): a relay of each one's frames

@@ -44,6 +44,16 @@ void Leg::set_bridged(Leg* peer) {
     relay_ = peer != nullptr && same_codec(codec_, peer->codec_);
 }
 
+void Leg::set_inband_dtmf(bool on) {
+    audio_.inband_dtmf = on;
+    // The next frame picks the receive path that suits who takes the audio
+    // now (receive_path()): a recorded relay no longer needs the decoder's.
+    if (!on) {
+        detector_.reset();
+        detector_rate_.reset();
+    }
+}
+
 int Leg::received_rate() const { return receive_ ? receive_->sample_rate() : 0; }
 
 bool Leg::wants_audio() const {

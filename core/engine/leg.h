@@ -127,6 +127,8 @@ public:
     Leg* bridged() const { return bridged_; }
     // Bridges to `peer` (nullptr: none): a relay when both use one codec, else a transcoder.
     void set_bridged(Leg* peer);
+    // Starts or stops in-band DTMF detection (an RFC 4733 leg detects none either way).
+    void set_inband_dtmf(bool on);
     static bool same_codec(const CodecSpec& a, const CodecSpec& b);
 
     // A frame that Python hands in: it forms one stream of its own.

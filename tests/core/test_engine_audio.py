@@ -526,23 +526,46 @@ def test_a_bridge_plays_rfc4733_as_tones_to_a_leg_without_telephone_event(
     assert inband_digits(audio) == "8"
 
 
+def send_inband(peer: Peer, leg: RtpLeg, digits: str, first: int) -> int:
+    """Send ``digits`` as PCMU tones (100 ms on, 100 ms off), paced at 20 ms a frame
+    from sequence number ``first``; the next sequence number."""
+    generator = core.DtmfGenerator(level_dbm0=-10, on_ms=100, off_ms=100)
+    generator.queue(digits)
+    encoder = core.Encoder("PCMU")
+    start = time.monotonic()
+    frames = 10 * len(digits) + 20
+    for k in range(frames):
+        n = first + k
+        peer.send_rtp(leg.local_port, 0, n, n * 160, encoder.encode(generator.generate(160)))
+        time.sleep(max(0.0, start + (k + 1) * 0.02 - time.monotonic()))
+    return first + frames
+
+
 def test_inband_detection_reports_digits_heard_in_the_audio(
     engine: Engine, peers: Callable[[], Peer]
 ) -> None:
     peer = peers()
     leg = connected_leg(engine, peer, inband_dtmf=True)
-    generator = core.DtmfGenerator(level_dbm0=-10, on_ms=100, off_ms=100)
-    generator.queue("42")
-    encoder = core.Encoder("PCMU")
-    start = time.monotonic()
-    for n in range(40):
-        peer.send_rtp(leg.local_port, 0, n, n * 160, encoder.encode(generator.generate(160)))
-        time.sleep(max(0.0, start + (n + 1) * 0.02 - time.monotonic()))
+    send_inband(peer, leg, "42", 0)
     events = dtmf_events(engine, 2)
     assert [(e.detail, e.reason, e.duration_ms) for e in events] == [
         ("4", "inband", None),
         ("2", "inband", None),
     ]
+
+
+def test_inband_detection_stopped_reports_no_digit_until_started_again(
+    engine: Engine, peers: Callable[[], Peer]
+) -> None:
+    peer = peers()
+    leg = connected_leg(engine, peer, inband_dtmf=True)
+    seq = send_inband(peer, leg, "4", 0)
+    assert [e.detail for e in dtmf_events(engine, 1)] == ["4"]
+    leg.detect_inband_dtmf(False)
+    seq = send_inband(peer, leg, "2", seq)  # heard by nobody: no event
+    leg.detect_inband_dtmf(True)
+    send_inband(peer, leg, "7", seq)
+    assert [(e.detail, e.reason) for e in dtmf_events(engine, 1)] == [("7", "inband")]
 
 
 @pytest.mark.parametrize(
