@@ -129,6 +129,8 @@ API_TIMEOUT_S = 30.0
 PLAIN_EVERY_S = 5.0
 # Calls outlive the window by this much, so a slow sample at its end still finds them up.
 HOLD_MARGIN_S = 5.0
+# With calls coming and going (--call-seconds), the share of N that must be talking.
+FULL_SHARE = 0.95
 # The agents' SIPp echoes every agent's RTP through one socket: with the
 # default 208 KB of receive buffer it dropped bursts of the box's sends (ss
 # counted 95,000-620,000 drops in a 500-call run), which came back to the
@@ -172,12 +174,16 @@ def agent_codecs(agents: list[str], mix: dict[str, int]) -> dict[str, str]:
     return codecs
 
 
-def center_yaml(agents: list[str], codec: str, codecs: dict[str, str] | None = None) -> str:
+def center_yaml(
+    agents: list[str], codec: str, codecs: dict[str, str] | None = None, queue_s: float = 0.0
+) -> str:
     """The configuration: trunk ``gateway`` (IP trust for 127.0.0.3, ``codec`` only),
     number ``NUMBER`` -> flow ``load`` (answer, queue ``load``), and one agent per extension,
     whose phone may use its codec of ``codecs`` only (PCMA by default): the switch offers it
     that codec alone, so its leg is made in it and the call transcodes when it is not
-    the trunk's."""
+    the trunk's. The queue rings an agent for longer than the ``queue_s`` its phone waits
+    before answering."""
+    ring_timeout = max(20, math.ceil(queue_s) + 10)
     codecs = codecs or {}
     agent_lines = "".join(
         f'  - {{number: "{a}", name: load {a}, group: {QUEUE}, extension: "{a}"}}\n' for a in agents
@@ -196,7 +202,7 @@ def center_yaml(agents: list[str], codec: str, codecs: dict[str, str] | None = N
         "flows:\n  - name: load\n    start: answer\n    nodes:\n"
         "      answer: {type: answer, next: queue}\n"
         f"      queue: {{type: queue, queue: {QUEUE}}}\n"
-        f"queues:\n  - {{name: {QUEUE}, skill: {QUEUE}, ring_timeout: 20, wrapup: 0,"
+        f"queues:\n  - {{name: {QUEUE}, skill: {QUEUE}, ring_timeout: {ring_timeout}, wrapup: 0,"
         " max_wait: 300}\n"
         f"skills:\n  - {{name: {QUEUE}}}\n"
         "agents:\n" + agent_lines
@@ -269,9 +275,13 @@ Content-Length: 0
     return path
 
 
-def agent_scenario(path: Path, codec: str, relay_port: int | None) -> Path:
+def agent_scenario(
+    path: Path, codec: str, relay_port: int | None, answer_after_s: float = 0.0
+) -> Path:
     """The agents' UAS scenario (``benchmarks/sipp/call_uas.xml``) answering in ``codec``; with
-    ``relay_port``, its SDP names the impairing relay on loopback instead of SIPp's echo."""
+    ``relay_port``, its SDP names the impairing relay on loopback instead of SIPp's echo; with
+    ``answer_after_s``, the phone rings that long before it answers (the caller waits in the
+    queue, hearing its music, meanwhile)."""
     pt, rtpmap, fmtp = ANSWER_SDP[codec]
     media = f"m=audio [media_port] RTP/AVP {pt} 101\na=rtpmap:{pt} {rtpmap}\n" + (
         f"a=fmtp:{pt} {fmtp}\n" if fmtp else ""
@@ -281,6 +291,12 @@ def agent_scenario(path: Path, codec: str, relay_port: int | None) -> Path:
     if pcma not in text:
         raise BenchmarkError("benchmarks/sipp/call_uas.xml no longer answers PCMA as expected")
     text = text.replace(pcma, media)
+    if answer_after_s > 0:
+        answer = '  <send retrans="500">'
+        if text.count(answer) != 1:
+            raise BenchmarkError("benchmarks/sipp/call_uas.xml no longer sends one 200 OK")
+        pause = f'  <pause milliseconds="{round(answer_after_s * 1000)}"/>\n\n'
+        text = text.replace(answer, pause + answer)
     if relay_port is not None:
         text = text.replace("c=IN IP[media_ip_type] [media_ip]", f"c=IN IP4 {HOST}")
         text = text.replace("m=audio [media_port]", f"m=audio {relay_port}")
@@ -538,20 +554,35 @@ def setup_latencies_ms(rundir: Path) -> list[float]:
     return values
 
 
+@dataclass(frozen=True)
+class Placing:
+    """How the callers' SIPp places a step's calls: ``total`` in all, at most ``limit`` at
+    once, ``rate`` new ones every ``period_ms``, each ``hold_ms`` long from its answer."""
+
+    total: int
+    limit: int
+    rate: int
+    period_ms: int
+    hold_ms: int
+
+
 @contextmanager
 def callers(
-    switch: RunningSwitch, scenario: Path, calls: int, rate: int, hold_ms: int, number: str
+    switch: RunningSwitch, scenario: Path, placing: Placing, number: str
 ) -> Iterator[tuple[subprocess.Popen[str], Path]]:
-    """SIPp at the trunk's address placing ``calls`` calls to ``number`` at ``rate``/s, each
-    ``hold_ms`` long, in a folder of its own (where it writes its statistics and ``sipp.out``)."""
+    """SIPp at the trunk's address placing calls to ``number`` as ``placing`` says, in a
+    folder of its own (where it writes its statistics and ``sipp.out``)."""
     rundir = Path(tempfile.mkdtemp(prefix="sipp-callers-", dir=switch.workdir))
     for source in scenario.parent.glob("tone.*"):
         shutil.copy(source, rundir)
     shutil.copy(scenario, rundir)
     command = sipp_command(
-        switch, scenario.name, free_udp_and_tcp_port(), "-s", number, "-m", str(calls),
-        "-l", str(calls), "-r", str(rate), "-rp", "1000", "-d", str(hold_ms),
-        "-trace_rtt", "-rtt_freq", "1", "-timeout", str(hold_ms // 1000 + 120),
+        switch, scenario.name, free_udp_and_tcp_port(), "-s", number,
+        "-m", str(placing.total), "-l", str(placing.limit),
+        "-r", str(placing.rate), "-rp", str(placing.period_ms), "-d", str(placing.hold_ms),
+        "-trace_rtt", "-rtt_freq", "1",
+        "-timeout", str((placing.hold_ms + placing.total * placing.period_ms // placing.rate)
+                        // 1000 + 120),
         # rtp_stream's ports count up from -mp: a base of its own per run, below the
         # ephemeral range, where another SIPp left at 127.0.0.3 is unlikely.
         "-mp", str(random.randrange(10000, 28000, 2)),
@@ -728,13 +759,31 @@ class Run:
                 self.switch.workdir / f"agents-{group.codec}.xml",
                 group.codec,
                 relay.ports[i] if relay is not None else None,
+                self.args.queue_seconds,
             )
 
     def step(self, calls: int) -> dict[str, Any]:
-        """N concurrent calls: up at ``rate``, held ``hold`` seconds while measured."""
+        """N calls talking to agents at once, measured ``hold`` seconds.
+
+        By default the N come up at ``rate`` and are held through the window. With
+        ``--call-seconds D`` they come and go: calls arrive N every D seconds and talk
+        D seconds each, so N talk at once on average while calls start and end all
+        through the window. Either way each caller first waits ``--queue-seconds`` in
+        the queue, hearing its music, before the agent's phone answers.
+        """
         args, pid, api = self.args, self.switch.pid, self.api
-        ramp_s = calls / args.rate
-        hold_ms = int((ramp_s + SETTLE_S + args.hold + HOLD_MARGIN_S) * 1000)
+        queue_s, talk_s = args.queue_seconds, args.call_seconds
+        churn = talk_s is not None
+        if talk_s is not None:
+            # Steady once the first calls have ended: as many end as begin.
+            ramp_s = queue_s + talk_s
+            total = math.ceil(calls * (ramp_s + SETTLE_S + args.hold + HOLD_MARGIN_S) / talk_s)
+            # The caller's time from the IVR's answer: the queue's wait, then the talk.
+            placing = Placing(total, total, calls, round(talk_s * 1000), round(ramp_s * 1000))
+        else:
+            ramp_s = calls / args.rate + queue_s
+            hold_ms = int((ramp_s + SETTLE_S + args.hold + HOLD_MARGIN_S) * 1000)
+            placing = Placing(calls, calls, args.rate, 1000, hold_ms)
         started_wall = time.time()
         with ExitStack() as phones:
             for group in self.groups:
@@ -746,34 +795,41 @@ class Run:
                     )
                 )  # fmt: skip
             sipp, rundir = phones.enter_context(
-                callers(self.switch, self.scenario, calls, args.rate, hold_ms, args.number)
+                callers(self.switch, self.scenario, placing, args.number)
             )
             started = time.monotonic()
 
             def all_up() -> bool:
                 up = calls_talking(api)
                 self.progress.update(f"{calls:5d} calls: {up:5d} up")
-                return up >= calls
+                return up >= calls and not churn
 
             # Polled without the legs' figures, twice a second: the full listing
             # reads every leg's statistics, the box's own work, not the calls'.
-            up = wait_until(all_up, ramp_s + 30, interval_s=0.5)
+            up = wait_until(all_up, ramp_s + (SETTLE_S if churn else 30), interval_s=0.5)
             up_s = time.monotonic() - started
-            time.sleep(max(0.0, SETTLE_S - (up_s - ramp_s)))
+            if churn:
+                up = calls_talking(api) >= FULL_SHARE * calls
+            else:
+                time.sleep(max(0.0, SETTLE_S - (up_s - ramp_s)))
+            talking: list[int] = []
             with LagProbe(api) as probe:
                 before = leg_counters(api)
                 network0 = self.relay.stats() if self.relay is not None else None
                 cpu0, wait0, t0 = cpu_seconds(pid), run_queue_wait_s(pid), time.monotonic()
                 while (left := t0 + args.hold - time.monotonic()) > 0:
+                    if churn:
+                        talking.append(calls_talking(api))
+                    up_now = talking[-1] if talking else len(before)
                     self.progress.update(
-                        f"{calls:5d} calls: {len(before):5d} up, measuring, {left:4.0f} s left"
+                        f"{calls:5d} calls: {up_now:5d} up, measuring, {left:4.0f} s left"
                     )
                     time.sleep(min(1.0, left))
                 cpu1, wait1, t1 = cpu_seconds(pid), run_queue_wait_s(pid), time.monotonic()
                 rss = rss_bytes(pid)
                 network1 = self.relay.stats() if self.relay is not None else None
                 after, media1 = leg_counters(api), api.request("GET", "/media/stats")
-            sipp.wait(timeout=hold_ms / 1000 + 120)
+            sipp.wait(timeout=placing.hold_ms / 1000 + ramp_s + args.hold + 120)
         stat_files = list(rundir.glob("*_.csv"))
         if not stat_files:
             out = (rundir / "sipp.out").read_text(errors="replace")
@@ -799,21 +855,31 @@ class Run:
         by_codec = quality_by_codec(before, after, dropped)
         failed = int(stats.get("FailedCall(C)", "0"))
         successful = int(stats.get("SuccessfulCall(C)", "0"))
+        # Calls talking in the window: N when held; coming and going, their mean.
+        present = [len(before), *talking, len(after)]
+        mean_calls = sum(present) / len(present) if churn else calls
+        if churn and talk_s is not None:
+            per_second = round(calls / talk_s, 2)
+        else:
+            per_second = round(calls / up_s, 1) if up and up_s else None
         row: dict[str, Any] = {
             "calls": calls,
             "calls_up": len(after),
+            "calls_talking_mean": round(mean_calls, 1),
+            "coming_and_going": churn,
+            "placed": placing.total,
             "all_up": up,
             "calls_up_after_s": round(up_s, 2),
-            "calls_per_second": round(calls / up_s, 1) if up and up_s else None,
+            "calls_per_second": per_second,
             "successful": successful,
-            "failed": failed + (calls - successful),
+            "failed": failed + (placing.total - successful),
             "retransmissions": int(stats.get("Retransmissions(C)", "0")),
             "window_s": round(window, 2),
             "switch_cpu_pct": round(100 * (cpu1 - cpu0) / window, 1),
             "switch_run_queue_wait_pct": round(100 * (wait1 - wait0) / window, 1),
-            "cpu_us_per_call_second": round((cpu1 - cpu0) * 1e6 / (calls * window), 1),
+            "cpu_us_per_call_second": round((cpu1 - cpu0) * 1e6 / (mean_calls * window), 1),
             "rss_mb": round(rss / 2**20, 1),
-            "memory_kb_per_call": round((rss - self.rss_idle) / 1024 / calls, 1),
+            "memory_kb_per_call": round((rss - self.rss_idle) / 1024 / mean_calls, 1),
             "frames_received": received,
             "frames_lost_inside": lost,
             "lost_pct": round(100 * lost / received, 4) if received else 100.0,
@@ -851,9 +917,14 @@ class Run:
 
 def live_failure(row: dict[str, Any]) -> str | None:
     """Why a step fails the bar on what was measured live, or None."""
-    if row["failed"] or not row["all_up"]:
+    if row["failed"]:
         return f"{row['failed']} failed set-ups ({row['calls_up']} of {row['calls']} up)"
-    if row["calls_up"] < row["calls"]:
+    if row.get("coming_and_going"):
+        if row["calls_talking_mean"] < FULL_SHARE * row["calls"]:
+            return f"{row['calls_talking_mean']} of {row['calls']} calls talking on average"
+    elif not row["all_up"]:
+        return f"only {row['calls_up']} of {row['calls']} calls up"
+    elif row["calls_up"] < row["calls"]:
         return f"only {row['calls_up']} of {row['calls']} calls still up at the window's end"
     lost_or_late = row["lost_pct"] + row["late_pct"]
     if lost_or_late >= MAX_LOST_PCT:
@@ -1059,6 +1130,17 @@ def echo_receive_buffers() -> Iterator[int]:
         RMEM_DEFAULT.write_text(str(before))
 
 
+def agents_needed(args: argparse.Namespace) -> int:
+    """Agents for the largest step: one per call, and with calls coming and going also
+    those whose phones ring for the next calls (each agent is busy W + D seconds of every
+    D), with a tenth more so that no caller waits for a free agent."""
+    calls: int = max(args.steps)
+    if args.call_seconds is None:
+        return calls
+    busy_share = 1 + float(args.queue_seconds) / float(args.call_seconds)
+    return math.ceil(calls * busy_share * 1.1) + 2
+
+
 def generator_settings(args: argparse.Namespace) -> Settings:
     """SIPp's (and the switch's, when the benchmark starts it) CPUs and priority."""
     return Settings(
@@ -1112,13 +1194,14 @@ def own_switch(
     args: argparse.Namespace, workdir: Path
 ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """The ramp on a switch of the benchmark's own, with the generated configuration."""
-    agents = [str(FIRST_AGENT + i) for i in range(max(args.steps))]
+    agents = [str(FIRST_AGENT + i) for i in range(agents_needed(args))]
     codecs = agent_codecs(agents, args.mix)
     control_port = free_udp_and_tcp_port()
     with (
         prompts_cached(workdir),
         running_switch(
-            workdir, center_yaml(agents, args.codec, codecs), generator_settings(args), None,
+            workdir, center_yaml(agents, args.codec, codecs, args.queue_seconds),
+            generator_settings(args), None,
             extra_env=SWITCH_ENV | {
                 "CALLBOX_CONTROL_TCP_PORT": str(control_port),
                 "CALLBOX_IVR_RECORD_QUEUE_CALLS": "true" if args.record else "false",
@@ -1162,10 +1245,10 @@ def attached_switch(
         for a in sorted(status["agents"], key=lambda a: str(a["number"]))
         if a["number"] in members and a.get("extension")
     }
-    if len(agents) < max(args.steps):
+    if len(agents) < agents_needed(args):
         raise BenchmarkError(
             f"--attach: queue {queue} has {len(agents)} agents with an extension; the largest "
-            f"step needs {max(args.steps)} (callbox bench capacity --print-config)"
+            f"step needs {agents_needed(args)} (callbox bench capacity --print-config)"
         )
     switch = RunningSwitch(
         int(status["pid"]), int(sip.group(2)), workdir, workdir / "none", generator_settings(args)
@@ -1205,7 +1288,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "aborted": aborted,
         "settings": {
             "steps": list(args.steps),
-            "rate": args.rate,
+            "rate": args.rate if args.call_seconds is None else None,
+            "call_seconds": args.call_seconds,
+            "queue_seconds": args.queue_seconds,
             "hold_s": args.hold,
             "codec": args.codec,
             "codec_mix": args.mix,
@@ -1259,6 +1344,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=steps, help="comma-separated concurrent calls per step")
     p.add_argument("--hold", type=float, help="seconds measured per step (default 10; quick 4)")
     p.add_argument("--rate", type=int, default=50, help="new calls per second (default 50)")
+    p.add_argument(
+        "--call-seconds", type=float, metavar="D",
+        help="calls come and go: N every D seconds, each talking D seconds with its agent, "
+        "so N talk at once on average while calls start and end through the window "
+        "(default: N come up at --rate and are held)",
+    )  # fmt: skip
+    p.add_argument(
+        "--queue-seconds", type=float, default=0.0, metavar="W",
+        help="each caller waits W seconds in the queue, hearing its music, before the "
+        "agent's phone answers (default 0)",
+    )  # fmt: skip
     p.add_argument(
         "--codec", choices=sorted(PAYLOAD_TYPES), default="PCMA",
         help="the trunk's codec (agents answer PCMA: PCMU transcodes)",
@@ -1332,14 +1428,23 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     args.steps = args.steps or (QUICK_STEPS if args.quick else STEPS)
     args.hold = args.hold or (4.0 if args.quick else 10.0)
+    if args.call_seconds is not None and not args.hold < args.call_seconds <= 3600:
+        # Loss inside the box is counted over the calls up through the whole window.
+        p.error(
+            f"--call-seconds must be more than --hold ({args.hold:g}) and at most 3600: "
+            f"got {args.call_seconds:g}"
+        )
+    if not 0 <= args.queue_seconds <= 600:
+        p.error(f"--queue-seconds must be 0 to 600: got {args.queue_seconds}")
     try:
         args.mix = parse_mix(args.codecs)
         args.impairment = Impairment(args.jitter_ms, args.loss_pct, args.reorder_pct)
     except ValueError as error:
         p.error(str(error))
     if args.print_config:
-        agents = [str(FIRST_AGENT + i) for i in range(max(args.steps))]
-        print(center_yaml(agents, args.codec, agent_codecs(agents, args.mix)), end="")
+        agents = [str(FIRST_AGENT + i) for i in range(agents_needed(args))]
+        config = center_yaml(agents, args.codec, agent_codecs(agents, args.mix), args.queue_seconds)
+        print(config, end="")
         return 0
     # Under impairment the bar measures the network as much as the box: show every step.
     args.keep_going = args.keep_going or not args.impairment.none

@@ -446,9 +446,17 @@ class LiveCall(CallIdentity):
         if engine is None:
             return
         await asyncio.to_thread(Path(path).parent.mkdir, parents=True, exist_ok=True)
-        self._recording = await self._command(
-            engine.record, path, left=caller_leg, right=agent.leg if agent else caller_leg
-        )
+
+        def record() -> CallRecording:
+            if agent is not None:
+                # An agent has answered: no IVR hears this caller again (see bridge),
+                # and the recording takes the relay's path from its first frame
+                # rather than switching to it a moment later.
+                caller_leg.detect_inband_dtmf(False)
+            right = agent.leg if agent else caller_leg
+            return engine.record(path, left=caller_leg, right=right)
+
+        self._recording = await self._command(record)
 
     async def transfer(self, destination: str) -> Hangup:
         """Ring extension ``destination`` for the caller, or call it through the outbound

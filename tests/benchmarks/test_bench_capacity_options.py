@@ -126,3 +126,53 @@ def test_attached_to_a_running_switch_agents_answer_in_the_mix_through_an_impair
     assert report["summary"]["impairment"] == {"jitter_ms": 30.0, "loss_pct": 10.0,
                                                "reorder_pct": 0.0}  # fmt: skip
     assert report["settings"]["attached"]
+
+
+@needs_engine
+@needs_two_cpus
+def test_calls_that_come_and_go_after_a_wait_in_the_queue_keep_the_step_talking(
+    tmp_path: Path,
+) -> None:
+    output = tmp_path / "capacity.json"
+    args = ["--steps", "4", "--hold", "2", "--call-seconds", "5", "--queue-seconds", "1"]
+    args += ["--no-floor", "--no-peer", "--nice", "0", "--output", str(output)]
+    assert callcenter_load.main(args) == 0
+    report = json.loads(output.read_text(encoding="utf-8"))
+    assert (report["settings"]["call_seconds"], report["settings"]["queue_seconds"]) == (5, 1)
+    (step,) = report["steps"]
+    assert step["coming_and_going"] is True
+    # Four every five seconds, for the queue's wait, the talk and the window: calls came
+    # and went, every one answered, recorded and written down.
+    assert step["placed"] > 4
+    assert step["successful"] == step["placed"]
+    assert step["failed"] == 0
+    assert step["answered_records"] == step["recorded"] == step["placed"]
+    assert 0.95 * 4 <= step["calls_talking_mean"] <= 4 + 1
+    # The switch's own records: from the call's start to its agent's answer, the second
+    # the agents' phones rang while the callers heard the queue's music.
+    assert 1000 <= step["to_agent_ms_p50"] < 5000
+    assert step["lost_pct"] == 0
+    assert report["summary"]["max_concurrent_calls"] == 4
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        (["--call-seconds", "10", "--hold", "10"], "--call-seconds must be more than --hold (10)"),
+        (["--queue-seconds", "-1"], "--queue-seconds must be 0 to 600: got -1"),
+    ],
+)
+def test_call_and_queue_seconds_out_of_range_are_refused_naming_them(
+    args: list[str], problem: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        callcenter_load.main(args)
+    assert problem in capsys.readouterr().err
+
+
+def test_agents_cover_the_calls_ringing_while_others_talk() -> None:
+    parse = callcenter_load.parser().parse_args
+    assert callcenter_load.agents_needed(parse(["--steps", "10,100"])) == 100
+    churn = parse(["--steps", "100", "--call-seconds", "60", "--queue-seconds", "30"])
+    # Each agent is busy 90 s of every 60: 150 agents, and a tenth more, and two.
+    assert callcenter_load.agents_needed(churn) == 167
