@@ -334,6 +334,8 @@ class Acd:
     # Offers.
     def _dispatch(self) -> None:
         """Offer waiting calls, oldest first, to ready member agents."""
+        if not self._waiting:
+            return  # an agent became ready with no call waiting: no pass over the agents
         # Under load calls wait because nobody is ready: that case costs one pass over agents.
         ready = [s for s in self._agents.values() if s.state is AgentState.READY]
         for entry in list(self._waiting):
