@@ -414,10 +414,14 @@ std::vector<std::optional<LegStats>> Engine::stats(const std::vector<LegId>& leg
         answers.push_back(done->get_future());
         try {
             workers_[worker]->post([&, worker, done](Worker& w, Clock::time_point) {
-                // A leg closed after the lookup above is simply left out.
-                for (const std::size_t i : on[worker])
-                    if (Leg* leg = w.find_leg(legs[i])) out[i] = leg->stats();
-                done->set_value();
+                try {
+                    // A leg closed after the lookup above is simply left out.
+                    for (const std::size_t i : on[worker])
+                        if (Leg* leg = w.find_leg(legs[i])) out[i] = leg->stats();
+                    done->set_value();
+                } catch (...) {
+                    done->set_exception(std::current_exception());
+                }
             });
         } catch (...) {
             answers.pop_back();
@@ -425,6 +429,8 @@ std::vector<std::optional<LegStats>> Engine::stats(const std::vector<LegId>& leg
             throw;
         }
     }
+    // Every worker done with this frame's vectors before an error leaves it.
+    for (auto& answer : answers) answer.wait();
     for (auto& answer : answers) answer.get();
     return out;
 }
