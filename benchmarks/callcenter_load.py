@@ -774,12 +774,14 @@ class Run:
         args, pid, api = self.args, self.switch.pid, self.api
         queue_s, talk_s = args.queue_seconds, args.call_seconds
         churn = talk_s is not None
+        arrivals_per_s: float | None = None  # with calls coming and going
         if talk_s is not None:
             # Steady once the first calls have ended: as many end as begin.
             ramp_s = queue_s + talk_s
             total = math.ceil(calls * (ramp_s + SETTLE_S + args.hold + HOLD_MARGIN_S) / talk_s)
             # The caller's time from the IVR's answer: the queue's wait, then the talk.
             placing = Placing(total, total, calls, round(talk_s * 1000), round(ramp_s * 1000))
+            arrivals_per_s = round(calls / talk_s, 2)
         else:
             ramp_s = calls / args.rate + queue_s
             hold_ms = int((ramp_s + SETTLE_S + args.hold + HOLD_MARGIN_S) * 1000)
@@ -858,10 +860,8 @@ class Run:
         # Calls talking in the window: N when held; coming and going, their mean.
         present = [len(before), *talking, len(after)]
         mean_calls = sum(present) / len(present) if churn else calls
-        if churn and talk_s is not None:
-            per_second = round(calls / talk_s, 2)
-        else:
-            per_second = round(calls / up_s, 1) if up and up_s else None
+        held_per_s = round(calls / up_s, 1) if up and up_s else None
+        per_second = arrivals_per_s if churn else held_per_s
         row: dict[str, Any] = {
             "calls": calls,
             "calls_up": len(after),
@@ -1141,6 +1141,11 @@ def agents_needed(args: argparse.Namespace) -> int:
     return math.ceil(calls * busy_share * 1.1) + 2
 
 
+def agent_numbers(args: argparse.Namespace) -> list[str]:
+    """The numbers (and extensions) of the agents the benchmark configures."""
+    return [str(FIRST_AGENT + i) for i in range(agents_needed(args))]
+
+
 def generator_settings(args: argparse.Namespace) -> Settings:
     """SIPp's (and the switch's, when the benchmark starts it) CPUs and priority."""
     return Settings(
@@ -1194,7 +1199,7 @@ def own_switch(
     args: argparse.Namespace, workdir: Path
 ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """The ramp on a switch of the benchmark's own, with the generated configuration."""
-    agents = [str(FIRST_AGENT + i) for i in range(agents_needed(args))]
+    agents = agent_numbers(args)
     codecs = agent_codecs(agents, args.mix)
     control_port = free_udp_and_tcp_port()
     with (
@@ -1442,7 +1447,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         p.error(str(error))
     if args.print_config:
-        agents = [str(FIRST_AGENT + i) for i in range(agents_needed(args))]
+        agents = agent_numbers(args)
         config = center_yaml(agents, args.codec, agent_codecs(agents, args.mix), args.queue_seconds)
         print(config, end="")
         return 0

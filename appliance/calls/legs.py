@@ -212,9 +212,8 @@ def legs_status(
         return {"codec": codec}
     legs = {}
     for name, leg in sides:
-        leg_stats = None if leg is None else stats.get(leg)
-        if leg is None or leg_stats is None:
-            continue
+        if leg is None or (leg_stats := stats.get(leg)) is None:
+            continue  # no such side, or its leg closed before it was read
         try:
             worker = leg.worker
         except (RuntimeError, ValueError):

@@ -175,6 +175,9 @@ class LiveCall(CallIdentity):
         """The music the caller heard while queued: also what they hear while an agent holds."""
         self._offers: dict[Session, asyncio.Future[SessionEvent]] = {}
         self._latest_agent: LiveAgentLeg | None = None
+        self._ivr_listens = True
+        """Whether the caller's leg still detects in-band digits for the IVR: until an
+        agent's recording or bridge starts, after which no IVR hears this caller again."""
         self._bridged: LiveAgentLeg | None = None
         self._recording: CallRecording | None = None
         self._final: dict[str, LegStats] = {}
@@ -411,8 +414,10 @@ class LiveCall(CallIdentity):
             await self._end(self._hangup_of(leg.session.end, Side.AGENT))
         else:
             try:
-                # Bridged, the caller is heard by the agent only, never by the IVR again.
-                await self._media.connect(caller_leg, leg.leg, leg.media, stop_inband_dtmf=True)
+                await self._media.connect(
+                    caller_leg, leg.leg, leg.media, stop_inband_dtmf=self._ivr_listens
+                )
+                self._ivr_listens = False
             except (RuntimeError, ValueError):
                 await self._check_up()  # its legs were closed as it ended
                 raise
@@ -447,16 +452,19 @@ class LiveCall(CallIdentity):
             return
         await asyncio.to_thread(Path(path).parent.mkdir, parents=True, exist_ok=True)
 
+        stop_listening = agent is not None and self._ivr_listens
+
         def record() -> CallRecording:
-            if agent is not None:
-                # An agent has answered: no IVR hears this caller again (see bridge),
-                # and the recording takes the relay's path from its first frame
-                # rather than switching to it a moment later.
+            if stop_listening:
+                # Stopped before the recording starts, not at the bridge a moment
+                # later, so it takes the relay's path from its first frame.
                 caller_leg.detect_inband_dtmf(False)
             right = agent.leg if agent else caller_leg
             return engine.record(path, left=caller_leg, right=right)
 
         self._recording = await self._command(record)
+        if stop_listening:
+            self._ivr_listens = False
 
     async def transfer(self, destination: str) -> Hangup:
         """Ring extension ``destination`` for the caller, or call it through the outbound
