@@ -331,7 +331,7 @@ void ReceiveRing::cancel(int fd, void* tag) {
     ring_->files.remove(ring_->ring, fd);
 }
 
-std::span<const ReceiveRing::Completion> ReceiveRing::wait() {
+std::span<const ReceiveRing::Completion> ReceiveRing::wait(bool block) {
     Ring& r = *ring_;
     if (!r.lent.empty()) {
         const int mask = io_uring_buf_ring_mask(Ring::kBuffers);
@@ -345,7 +345,7 @@ std::span<const ReceiveRing::Completion> ReceiveRing::wait() {
     r.completions.clear();
     // An error here (a signal, the kernel short of memory for a moment) is
     // like epoll_wait's EINTR: the worker comes back, completions keep.
-    if (io_uring_submit_and_wait(&r.ring, 1) < 0) return {};
+    if ((block ? io_uring_submit_and_wait(&r.ring, 1) : io_uring_submit(&r.ring)) < 0) return {};
     io_uring_cqe* cqe = nullptr;
     unsigned head = 0;
     unsigned seen = 0;

@@ -99,8 +99,9 @@ public:
     void cancel(int fd, void* tag);
     // Submits what is queued, sleeps until something completes, and returns
     // what did (nothing after an interrupted wait); valid until the next
-    // wait(), which hands their buffers back.
-    std::span<const Completion> wait();
+    // wait(), which hands their buffers back. With `block` false it does not
+    // sleep: what has completed so far, perhaps nothing.
+    std::span<const Completion> wait(bool block = true);
 
 private:
     struct Ring;

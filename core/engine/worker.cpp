@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
+#include <utility>
 
 #include "engine/events.h"
 
@@ -187,6 +188,7 @@ void Worker::remove_conference(ConferenceId id) {
 
 void Worker::record_tick(Clock::time_point now, std::uint64_t frame) {
     for (ActiveTap& active : taps_) {
+        relay_during_tick();
         for (Leg* side : {active.left, active.right}) {
             if (side != nullptr) guarded(*side, [&](Leg& leg) { leg.pull_audio(now, frame); });
         }
@@ -237,7 +239,24 @@ void Worker::guarded(Leg& leg, Work work) {
 
 template <class Work>
 void Worker::for_each_leg(Work work) {
-    for (Leg* leg : ticking_) guarded(*leg, work);
+    // A relay during the walk sends and may post events; it never adds or removes a leg.
+    for (Leg* leg : ticking_) {
+        relay_during_tick();
+        guarded(*leg, work);
+    }
+}
+
+void Worker::relay_during_tick() {
+    // At 1,000 calls a tick walks 2,000 legs and 1,000 recordings in 2-4 ms, as
+    // long as the relays of 300 packets take; packets arriving meanwhile used
+    // to wait for all of it, then for the queue it left behind.
+    constexpr int kRelayEvery = 128;
+    if (!receiving_.available() || ++since_relay_ < kRelayEvery) return;
+    since_relay_ = 0;
+    const auto done = receiving_.wait(false);
+    if (done.empty()) return;
+    take(done, Clock::now());
+    outbox_->flush();
 }
 
 void Worker::apply_commands(Clock::time_point now) {
@@ -324,36 +343,39 @@ void Worker::run_on_ring() {
     receiving_.poll(timer_fd_, &timer_fd_);
     receiving_.poll(wake_fd_, &wake_fd_);
     while (!stopping_) {
-        const auto done = receiving_.wait();
+        // A tick's relays may have taken the timer's or a command's wake-up: no sleep then.
+        const auto done = receiving_.wait(due_frames_ == 0 && !woken_);
         const Clock::time_point now = Clock::now();
-        std::uint64_t frames = 0;
-        bool woken = false;
-        for (const ReceiveRing::Completion& completion : done) {
-            if (completion.tag == &timer_fd_ || completion.tag == &wake_fd_) {
-                int& fd = *static_cast<int*>(completion.tag);
-                if (!completion.more) receiving_.poll(fd, &fd);
-                std::uint64_t count = 0;
-                if (read(fd, &count, sizeof count) != sizeof count) continue;  // read at an earlier completion
-                if (fd == timer_fd_) frames += count;
-                else woken = true;
-                continue;
-            }
-            Watch& watched = *static_cast<Watch*>(completion.tag);
-            if (watched.leg == nullptr) {
-                // A removed leg's: once its receive has ended, nothing refers to the watch.
-                if (!completion.more) {
-                    std::erase_if(retired_, [&](const std::unique_ptr<Watch>& w) { return w.get() == &watched; });
-                }
-                continue;
-            }
-            if (completion.source != nullptr) {
-                inbox_->present(watched.fd, completion);
-                watched.leg->on_readable(watched.fd, now);
-            }
-            // Ended (out of buffers, an error the socket reported): armed again.
-            if (!completion.more) receiving_.receive(watched.fd, &watched);
+        take(done, now);
+        finish_wake(now, std::exchange(due_frames_, 0), std::exchange(woken_, false));
+    }
+}
+
+void Worker::take(std::span<const ReceiveRing::Completion> done, Clock::time_point now) {
+    for (const ReceiveRing::Completion& completion : done) {
+        if (completion.tag == &timer_fd_ || completion.tag == &wake_fd_) {
+            int& fd = *static_cast<int*>(completion.tag);
+            if (!completion.more) receiving_.poll(fd, &fd);
+            std::uint64_t count = 0;
+            if (read(fd, &count, sizeof count) != sizeof count) continue;  // read at an earlier completion
+            if (fd == timer_fd_) due_frames_ += count;
+            else woken_ = true;
+            continue;
         }
-        finish_wake(now, frames, woken);
+        Watch& watched = *static_cast<Watch*>(completion.tag);
+        if (watched.leg == nullptr) {
+            // A removed leg's: once its receive has ended, nothing refers to the watch.
+            if (!completion.more) {
+                std::erase_if(retired_, [&](const std::unique_ptr<Watch>& w) { return w.get() == &watched; });
+            }
+            continue;
+        }
+        if (completion.source != nullptr) {
+            inbox_->present(watched.fd, completion);
+            watched.leg->on_readable(watched.fd, now);
+        }
+        // Ended (out of buffers, an error the socket reported): armed again.
+        if (!completion.more) receiving_.receive(watched.fd, &watched);
     }
 }
 

@@ -70,6 +70,13 @@ private:
     void run_on_epoll();
     // The worker's loop on its ReceiveRing: every socket's datagrams from one wait.
     void run_on_ring();
+    // Hands a wait's datagrams to their legs (relays send at once) and notes
+    // timer expirations and wake-ups in due_frames_ and woken_.
+    void take(std::span<const ReceiveRing::Completion> done, Clock::time_point now);
+    // Called for each leg and recording the tick walks: every kRelayEvery of
+    // them, takes what the ring has received meanwhile and sends its relays,
+    // so that a relayed packet waits for part of a tick, not a whole one.
+    void relay_during_tick();
     // After a wake-up's datagrams: sends, commands, and the tick's audio if `frames`.
     void finish_wake(Clock::time_point now, std::uint64_t frames, bool woken);
     void wake();
@@ -125,6 +132,10 @@ private:
     std::unordered_map<int, std::unique_ptr<Watch>> by_fd_;
     std::vector<std::unique_ptr<Watch>> retired_;
     ReceiveRing receiving_;
+    // Seen by take() during a tick, acted on once the tick is done.
+    std::uint64_t due_frames_ = 0;
+    bool woken_ = false;
+    int since_relay_ = 0;  // legs and recordings walked since relay_during_tick() last looked
     std::vector<ActiveTap> taps_;  // walked every frame, found by id only when one stops
     std::uint64_t frame_ = 0;       // frames made so far
     std::unordered_map<ConferenceId, std::unique_ptr<Conference>> conferences_;
