@@ -34,9 +34,10 @@ private:
     int out_rate_;
     int up_;                      // L
     int down_;                    // M
-    std::size_t taps_per_phase_;  // T
-    std::vector<float> phases_;   // L rows of T taps, each scaled by L
-    std::vector<float> buffer_;   // the last T-1 inputs, then the new piece
+    std::size_t taps_per_phase_;  // T: the filter's taps per phase
+    std::size_t stride_;          // S: T rounded up to the kernel's width, zero taps first
+    std::vector<float> phases_;   // L rows of S taps, each scaled by L
+    std::vector<float> buffer_;   // the last S-1 inputs, then the new piece
     long long time_ = 0;          // next output, in upsampled samples from the piece's start
 };
 
