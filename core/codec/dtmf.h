@@ -16,9 +16,8 @@
 
 namespace callbox::codec {
 
-/// One float per tone of a DTMF group (4 rows or 4 columns): a GCC/Clang
-/// vector the size of an SSE register, so baseline x86-64 keeps it in one.
-using ToneLanes = float __attribute__((vector_size(4 * sizeof(float))));
+/// One float per tone of a DTMF group (4 rows or 4 columns), in one register.
+using ToneLanes = Float4;
 /// Both groups: rows, then columns.
 using GroupLanes = std::array<ToneLanes, 2>;
 

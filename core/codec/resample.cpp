@@ -13,15 +13,14 @@ namespace {
 constexpr double kStopbandDb = 80.0;
 constexpr double kPassbandEdge = 0.875;  // of the lower Nyquist frequency
 constexpr double kStopbandEdge = 1.025;  // aliases fold above the passband
-// Taps per step of the kernel: four vectors of four floats (SSE2, which every
-// x86-64 has, or NEON), four multiply-add chains in flight. One chain waits
-// on each add's latency, and the 48-to-8 kHz filter has 401 taps an output.
+// Taps per step of the kernel: four Float4 vectors, four multiply-add chains
+// in flight. One chain waits on each add's latency, and the 48-to-8 kHz
+// filter has 401 taps an output.
 constexpr std::size_t kLanes = 4;
 constexpr std::size_t kWidth = 4 * kLanes;
-using Lanes = float __attribute__((vector_size(kLanes * sizeof(float))));
 
-Lanes load(const float* from) {
-    Lanes v;
+Float4 load(const float* from) {
+    Float4 v;
     std::memcpy(&v, from, sizeof v);  // an unaligned load
     return v;
 }
@@ -52,12 +51,16 @@ Resampler::Resampler(int in_rate, int out_rate) : in_rate_(in_rate), out_rate_(o
     const int g = std::gcd(in_rate, out_rate);
     up_ = out_rate / g;
     down_ = in_rate / g;
+    // Rows of taps_per_phase_ taps padded to the kernel's width, zeroed, and the inputs they reach back to.
+    const auto size_rows = [this] {
+        stride_ = (taps_per_phase_ + kWidth - 1) / kWidth * kWidth;
+        phases_.assign(stride_ * static_cast<std::size_t>(up_), 0.0F);
+        buffer_.assign(stride_ - 1, 0.0F);
+    };
     if (up_ == 1 && down_ == 1) {
         taps_per_phase_ = 1;
-        stride_ = kWidth;
-        phases_.assign(stride_, 0.0F);
-        phases_.back() = 1.0F;
-        buffer_.assign(stride_ - 1, 0.0F);
+        size_rows();
+        phases_.back() = 1.0F;  // the newest input, as it is
         return;
     }
     // Design at the upsampled rate (Kaiser's formulas, Oppenheim & Schafer 7.6).
@@ -72,8 +75,7 @@ Resampler::Resampler(int in_rate, int out_rate) : in_rate_(in_rate), out_rate_(o
     const double beta = 0.1102 * (kStopbandDb - 8.7);
     const double cutoff = (pass + stop) / 2.0 / rate;  // cycles per sample
     const double centre = (static_cast<double>(total) - 1.0) / 2.0;
-    stride_ = (taps_per_phase_ + kWidth - 1) / kWidth * kWidth;
-    phases_.assign(stride_ * static_cast<std::size_t>(up_), 0.0F);
+    size_rows();
     for (std::size_t k = 0; k < total; ++k) {
         const double n = static_cast<double>(k) - centre;
         const double sinc = n == 0.0 ? 2.0 * cutoff
@@ -90,7 +92,6 @@ Resampler::Resampler(int in_rate, int out_rate) : in_rate_(in_rate), out_rate_(o
         const std::size_t position = stride_ - 1 - k / static_cast<std::size_t>(up_);
         phases_[phase * stride_ + position] = static_cast<float>(up_ * sinc * window);
     }
-    buffer_.assign(stride_ - 1, 0.0F);
 }
 
 int Resampler::delay() const {
@@ -114,17 +115,17 @@ Pcm Resampler::process(std::span<const std::int16_t> in) {
         const float* taps = &phases_[phase * stride_];
         // Inputs x[base - S + 1] .. x[base] sit at buffer_[base] .. buffer_[base + S - 1].
         const float* input = &buffer_[base];
-        Lanes a0{};
-        Lanes a1{};
-        Lanes a2{};
-        Lanes a3{};
+        Float4 a0{};
+        Float4 a1{};
+        Float4 a2{};
+        Float4 a3{};
         for (std::size_t j = 0; j < stride_; j += kWidth) {
             a0 += load(taps + j) * load(input + j);
             a1 += load(taps + j + kLanes) * load(input + j + kLanes);
             a2 += load(taps + j + 2 * kLanes) * load(input + j + 2 * kLanes);
             a3 += load(taps + j + 3 * kLanes) * load(input + j + 3 * kLanes);
         }
-        const Lanes all = (a0 + a1) + (a2 + a3);
+        const Float4 all = (a0 + a1) + (a2 + a3);
         const float sum = std::clamp((all[0] + all[1]) + (all[2] + all[3]), -32768.0F, 32767.0F);
         // Rounded half away from zero, as lround, without its library call per sample.
         out.push_back(static_cast<std::int16_t>(static_cast<int>(sum + (sum < 0.0F ? -0.5F : 0.5F))));

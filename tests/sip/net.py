@@ -33,8 +33,7 @@ def free_media_ports(count: int = 4) -> int:
 # Ports handed out lately, not handed out again: a test that asks twice
 # before binding either (a switch's SIP port and its TLS port) must get two
 # ports. Once in 10,000 pairs the random picks were the same.
-_RECENT_LIMIT = 64
-_recent: deque[int] = deque()
+_recent: deque[int] = deque(maxlen=64)
 
 
 def _free(firsts: range, *, count: int, tcp: bool) -> int:
@@ -48,7 +47,7 @@ def _free(firsts: range, *, count: int, tcp: bool) -> int:
             continue
         sockets: list[socket.socket] = []
         try:
-            for port in range(first, first + count):
+            for port in block:
                 for kind in kinds:
                     sockets.append(socket.socket(socket.AF_INET, kind))
                     sockets[-1].bind(("127.0.0.1", port))
@@ -58,8 +57,6 @@ def _free(firsts: range, *, count: int, tcp: bool) -> int:
             for sock in sockets:
                 sock.close()
         _recent.extend(block)
-        while len(_recent) > _RECENT_LIMIT:
-            _recent.popleft()
         return first
     raise RuntimeError(f"no {count} free port(s) in {firsts.start}-{firsts.stop - 1}")
 
